@@ -1,0 +1,5 @@
+"""``python -m cryomigrate``: the same CLI as the console script."""
+
+from cryomigrate.cli import main
+
+main(prog_name="cryomigrate")

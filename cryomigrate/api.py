@@ -1,0 +1,223 @@
+"""The library API: one function per CLI command. Never prints, prompts or exits.
+
+Each function loads the configuration, picks the environment, joins files on disk
+(discovery, loader) with state in the database (tracker) through the pure planner and
+policies, and hands execution to the runner. Errors are raised from
+``cryomigrate.errors``; results are typed and JSON-serialisable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cryomigrate import planner, policies
+from cryomigrate.config import Environment, load_config
+from cryomigrate.discovery import MigrationFile, parse_version
+from cryomigrate.errors import InputError, MigrationFileError, StateBlocked
+from cryomigrate.loader import Direction, Migration, load
+from cryomigrate.models import (
+    BaselineResult,
+    HistoryResult,
+    MigrationRun,
+    NewResult,
+    RepairResult,
+    RunResult,
+    StatusResult,
+    ValidateResult,
+)
+from cryomigrate.policies import Confirm
+from cryomigrate.project import PathLike, Project, connect, open_project
+from cryomigrate.repairing import Repair
+from cryomigrate.runner import Progress, Runner
+from cryomigrate.tracker import Tracker, now
+
+Version = str | int | None
+
+
+def get_migration_status(environment: str | None = None, *, config: PathLike = None
+                         ) -> StatusResult:
+    project = open_project(config, environment)
+    with connect(project.env, read_only=True) as (backend, tracker):
+        found = _entries(project, tracker)
+        return StatusResult(project.env.name, backend.display_url,
+                            tuple(planner.to_status(e) for e in found))
+
+
+def apply_migrations(target_version: Version = None, environment: str | None = None, *,
+                     config: PathLike = None, dry_run: bool = False, confirm: Confirm = False,
+                     lock_wait: float = 60, progress: Progress | None = None) -> RunResult:
+    """Apply pending migrations up to and including ``target_version`` (all when None)."""
+    target = _version(target_version, "target_version")
+    project = open_project(config, environment)
+    env = project.env
+    with connect(env, read_only=dry_run, lock_wait=lock_wait) as (backend, tracker):
+        found = _entries(project, tracker)
+        files, warnings = planner.plan_apply(found, planner.resolve_target(target, found),
+                                             env.policies)
+        _warn(progress, warnings)
+        migrations = [load(f, environment=env.name, vars=env.vars) for f in files]
+        if dry_run:
+            return _preview(env, "apply", migrations, warnings)
+        policies.check_confirmed(env, "apply", [m.file.label for m in migrations], confirm)
+        result = Runner(backend, tracker, env, progress).run("apply", migrations)
+        return _with_notices(result, warnings)
+
+
+def rollback_migrations(target_version: Version = None, environment: str | None = None, *,
+                        steps: int | None = None, config: PathLike = None,
+                        dry_run: bool = False, confirm: Confirm = False, lock_wait: float = 60,
+                        progress: Progress | None = None) -> RunResult:
+    """Roll back every applied migration above ``target_version``, or the newest ``steps``,
+    or everything when neither is given."""
+    target = _version(target_version, "target_version")
+    if target is not None and steps is not None:
+        raise InputError("give a target version or a number of steps, not both")
+    project = open_project(config, environment)
+    env = project.env
+    policies.check_rollback_allowed(env)
+    with connect(env, read_only=dry_run, lock_wait=lock_wait) as (backend, tracker):
+        found = _entries(project, tracker)
+        chosen, warnings = planner.plan_rollback(
+            found, planner.resolve_target(target, found), steps, env.policies)
+        _warn(progress, warnings)
+        migrations = [_load_reversible(e.file, env) for e in chosen if e.file is not None]
+        if dry_run:
+            return _preview(env, "rollback", migrations, warnings)
+        policies.check_confirmed(env, "roll back", [m.file.label for m in migrations], confirm)
+        result = Runner(backend, tracker, env, progress).run("rollback", migrations)
+        return _with_notices(result, warnings)
+
+
+def get_history(environment: str | None = None, *, config: PathLike = None,
+                limit: int | None = None) -> HistoryResult:
+    env = load_config(config).environment(environment)
+    with connect(env, read_only=True) as (_, tracker):
+        return HistoryResult(env.name, tuple(tracker.read_journal(limit)))
+
+
+def baseline(version: Version, environment: str | None = None, *, config: PathLike = None,
+             lock_wait: float = 60) -> BaselineResult:
+    """Record every migration up to ``version`` as applied without running it."""
+    upto = _version(version, "version")
+    if upto is None:
+        raise InputError("baseline needs a version, e.g. `cryomigrate baseline 005`")
+    project = open_project(config, environment)
+    if not any(f.version == upto for f in project.files):
+        raise InputError(f"no migration file has version {version}")
+    recorded: list[str] = []
+    with connect(project.env, lock_wait=lock_wait) as (backend, tracker):
+        with backend.transaction(lock=True):
+            tracker.ensure_tables()
+            history = tracker.read_all()
+            for file in project.files:
+                if file.version > upto or file.version in history:
+                    continue
+                tracker.insert(version=file.version, version_text=file.version_text,
+                               name=file.name, kind=file.kind, checksum=file.checksum(),
+                               state="applied", duration_ms=0)
+                tracker.journal(version_text=file.version_text, name=file.name,
+                                action="baseline", outcome="ok", started_at=now(),
+                                duration_ms=0)
+                recorded.append(file.label)
+    return BaselineResult(project.env.name, tuple(recorded))
+
+
+def repair(environment: str | None = None, *, config: PathLike = None,
+           mark_applied: Version = None, mark_pending: Version = None,
+           lock_wait: float = 60) -> RepairResult:
+    """Accept changed checksums, and settle a dirty migration the way the user says.
+
+    A dirty migration is never settled by guessing: only the person who looked at the
+    database can say whether it holds the migration's changes.
+    """
+    applied_v = _version(mark_applied, "mark_applied")
+    pending_v = _version(mark_pending, "mark_pending")
+    project = open_project(config, environment)
+    with connect(project.env, lock_wait=lock_wait) as (backend, tracker):
+        with backend.transaction(lock=True):
+            tracker.ensure_tables()
+            fix = Repair(tracker, project.files)
+            if applied_v is not None:
+                fix.mark_applied(applied_v)
+            if pending_v is not None:
+                fix.mark_pending(pending_v)
+            if applied_v is None and pending_v is None:
+                fix.accept_checksums()
+        result = RepairResult(project.env.name, tuple(fix.checksums_updated),
+                              tuple(fix.marked_applied), tuple(fix.marked_pending),
+                              tuple(fix.dirty_left()))
+    if result.dirty and applied_v is None and pending_v is None:
+        raise StateBlocked(
+            "still dirty: " + "; ".join(result.dirty) + ". A run stopped inside these "
+            "non-transactional migrations; check what the database holds, then run "
+            "`cryomigrate repair --mark-applied V` if their changes are there or "
+            "`cryomigrate repair --mark-pending V` if they are not",
+            result=result,
+        )
+    return result
+
+
+def _entries(project: Project, tracker: Tracker) -> list[planner.Entry]:
+    history = tracker.read_all()
+    checksums = {f.version: f.checksum() for f in project.files}
+    return planner.entries(project.files, history, checksums)
+
+
+def _version(value: Version, what: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_version(str(value))
+    except ValueError as exc:
+        raise InputError(f"{what}: {exc}") from None
+
+
+def _load_reversible(file: MigrationFile, env: Environment) -> Migration:
+    migration = load(file, environment=env.name, vars=env.vars)
+    if not migration.reversible:
+        how = ("has no rollback(conn, environment) function" if file.kind == "python"
+               else "has no -- cryomigrate:rollback section")
+        raise MigrationFileError(
+            f"{file.label} is irreversible: it {how}, so it cannot be rolled back; roll back "
+            f"to {file.version_text} or later, or add a rollback"
+        )
+    return migration
+
+
+def _preview(env: Environment, direction: Direction, migrations: Sequence[Migration],
+             warnings: list[str]) -> RunResult:
+    runs = tuple(
+        MigrationRun(m.file.version_text, m.file.name, m.file.kind, 0, m.preview(direction))
+        for m in migrations
+    )
+    return RunResult(env.name, direction, True, runs, tuple(warnings))
+
+
+def _with_notices(result: RunResult, warnings: list[str]) -> RunResult:
+    if not warnings:
+        return result
+    return RunResult(result.environment, result.action, result.dry_run, result.migrations,
+                     (*warnings, *result.notices), result.skipped)
+
+
+def _warn(progress: Progress | None, warnings: list[str]) -> None:
+    if progress is not None:
+        for warning in warnings:
+            progress("warning", warning)
+
+
+
+
+def validate(environment: str | None = None, *, config: PathLike = None) -> ValidateResult:
+    """Check files, names, every environment's templates, the config and the database."""
+    from cryomigrate.validation import validate as run_validation
+
+    return run_validation(config, environment)
+
+
+def new_migration(name: str, *, sql: bool = False, config: PathLike = None,
+                  environment: str | None = None) -> NewResult:
+    """Create the next-numbered migration file, numbered like the folder's latest."""
+    from cryomigrate.scaffold import new_migration as scaffold
+
+    return scaffold(name, sql=sql, config=config, environment=environment)

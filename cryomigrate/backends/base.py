@@ -1,0 +1,90 @@
+"""The small protocol every database backend implements, and the types it returns.
+
+A backend speaks its dialect and nothing more: it knows how to connect, run SQL, open a
+locked transaction and translate its driver's errors into ours. It knows nothing of
+migrations, history or plans; those live above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cryomigrate.errors import DatabaseError
+
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+
+@dataclass
+class QueryResult:
+    """What ``conn.sql(...).execute()`` returns: rows as dicts, and the affected row count."""
+
+    data: list[dict[str, Any]] = field(default_factory=list)
+    rowcount: int = -1
+
+
+@dataclass(frozen=True)
+class Script:
+    """SQL ready to run: ``text`` with transaction control blanked out, and its statements.
+
+    ``first_line`` is the line of ``text`` in the migration file, so a failing statement
+    can be reported at its line in the file the user edits.
+    """
+
+    origin: str
+    text: str
+    statements: tuple[str, ...]
+    statement_lines: tuple[int, ...]
+    first_line: int = 1
+
+    def file_line(self, index: int) -> int:
+        return self.first_line + self.statement_lines[index] - 1
+
+
+class QueryError(DatabaseError):
+    """A statement failed; carries where, so messages can point at the file and line."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None,
+                 line: int | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.line = line
+
+
+class Backend(Protocol):
+    dialect: str
+    placeholder: str
+    display_url: str
+
+    def query(self, sql: str, params: Params = None) -> QueryResult:
+        """One statement, with values bound by the driver."""
+        ...
+
+    def run_script(self, script: Script) -> QueryResult:
+        """Every statement of ``script`` in order; the result is the last statement's."""
+        ...
+
+    def transaction(self, *, lock: bool = True) -> AbstractContextManager[None]:
+        """A transaction; with ``lock`` it first takes the run lock (waiting ``lock_wait``)
+        and applies the environment's ``lock_timeout``/``statement_timeout`` to it."""
+        ...
+
+    def table_exists(self, table: str) -> bool: ...
+
+    def quote_table(self, table: str) -> str: ...
+
+    def ensure_schema(self, table: str) -> None:
+        """Create the schema of a qualified table name if the dialect has schemas."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def rows_as_dicts(description: Any, rows: Iterator[Sequence[Any]] | list[Any]) -> list[
+        dict[str, Any]]:
+    if not description:
+        return []
+    names = [column[0] for column in description]
+    return [dict(zip(names, row, strict=False)) for row in rows]

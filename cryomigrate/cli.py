@@ -1,0 +1,264 @@
+"""The command line: click commands over ``cryomigrate.api``.
+
+Each command parses options, calls one library function and renders its result. This
+module is the one place where errors become exit codes and where text leaves the process,
+so every line goes through the redactor. The library is imported inside the commands:
+``cryomigrate --help`` must not pay for pydantic, jinja2 or a database driver.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from cryomigrate import __version__
+from cryomigrate.errors import CryomigrateError
+from cryomigrate.redact import redact
+from cryomigrate.render import render_history, render_run, render_status, render_validate
+
+
+def out(text: str = "") -> None:
+    click.echo(redact(text))
+
+
+def err(text: str) -> None:
+    click.echo(redact(text), err=True)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CryomigrateError as exc:
+            _report(ctx, exc)
+            ctx.exit(exc.exit_code)
+
+
+def _report(ctx: click.Context, exc: CryomigrateError) -> None:
+    state = ctx.ensure_object(dict)
+    if state.get("format") == "json":
+        result = exc.result
+        document: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else {}
+        document.setdefault("environment", state.get("environment"))
+        document["error"] = {"code": exc.exit_code, "message": str(exc)}
+        out(json.dumps(document, indent=2, default=str))
+    elif exc.result is not None and state.get("render_partial"):
+        state["render_partial"](exc.result)
+    err(f"error: {exc}")
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _confirmer(yes: bool, verb: str) -> bool | Callable[[str, Sequence[str]], bool]:
+    if yes:
+        return True
+
+    def ask(environment: str, labels: Sequence[str]) -> bool:
+        if not _stdin_is_terminal():
+            err(f"environment '{environment}' requires confirmation and there is no terminal "
+                "to ask; pass --yes to confirm")
+            return False
+        err(f"About to {verb} {len(labels)} migration(s) in '{environment}':")
+        for label in labels:
+            err(f"  {label}")
+        answer = click.prompt(f"Type the environment name ({environment}) to confirm",
+                              default="", show_default=False, err=True)
+        return bool(answer.strip() == environment)
+
+    return ask
+
+
+def _progress(fmt: str, verb: str) -> Callable[[str, Any], None]:
+    def progress(event: str, payload: Any) -> None:
+        if event in ("notice", "warning"):
+            err(f"{event}: {payload}")
+        elif event == "done" and fmt == "text":
+            label = f"{payload.version}_{payload.name}"
+            out(f"  {verb}  {label:<40} {payload.kind:<9} {payload.duration_ms:>6} ms")
+        elif event == "skip" and fmt == "text":
+            out(f"  skipped  {payload.file.label}: another run did it first")
+    return progress
+
+
+def env_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--env", "env", metavar="NAME",
+                        help="Environment from environments.yaml (default: $CRYOMIGRATE_ENV "
+                             "or development).")(f)
+
+
+def format_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                        show_default=True, help="Output format.")(f)
+
+
+def lock_wait_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--lock-wait", type=click.FloatRange(min=0), default=60.0,
+                        show_default=True, metavar="SECONDS",
+                        help="How long to wait for another run's lock before giving up.")(f)
+
+
+def _begin(ctx: click.Context, fmt: str, env: str | None) -> None:
+    state = ctx.ensure_object(dict)
+    state["format"] = fmt
+    state["environment"] = env
+
+
+def _emit(fmt: str, result: Any, text: Callable[[Any], str]) -> None:
+    if fmt == "json":
+        out(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        rendered = text(result)
+        if rendered:
+            out(rendered)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", metavar="PATH", envvar="CRYOMIGRATE_CONFIG",
+              help="environments.yaml to use (default: nearest one upwards).")
+@click.version_option(__version__, prog_name="cryomigrate")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """Versioned schema migrations for PostgreSQL, Supabase and SQLite."""
+    ctx.ensure_object(dict)["config"] = config
+
+
+@main.command()
+@env_option
+@format_option
+@click.pass_context
+def status(ctx: click.Context, env: str | None, fmt: str) -> None:
+    """Show every migration: applied, pending, modified, missing or dirty."""
+    from cryomigrate import api
+
+    _begin(ctx, fmt, env)
+    result = api.get_migration_status(env, config=ctx.obj["config"])
+    _emit(fmt, result, render_status)
+
+
+@main.command()
+@env_option
+@click.option("--target", metavar="VERSION", help="Apply up to and including this version.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and its SQL; change nothing.")
+@click.option("--yes", is_flag=True, help="Confirm for environments that require it.")
+@lock_wait_option
+@format_option
+@click.pass_context
+def apply(ctx: click.Context, env: str | None, target: str | None, dry_run: bool, yes: bool,
+          lock_wait: float, fmt: str) -> None:
+    """Apply pending migrations."""
+    from cryomigrate import api
+
+    _begin(ctx, fmt, env)
+    ctx.obj["render_partial"] = lambda result: out(render_run(result, summary_only=True))
+    result = api.apply_migrations(target, env, config=ctx.obj["config"], dry_run=dry_run,
+                                  confirm=_confirmer(yes, "apply"), lock_wait=lock_wait,
+                                  progress=_progress(fmt, "applied"))
+    _emit(fmt, result, lambda r: render_run(r, summary_only=not dry_run))
+
+
+@main.command()
+@env_option
+@click.option("--target", metavar="VERSION", help="Roll back everything above this version.")
+@click.option("--steps", type=click.IntRange(min=1), help="Roll back the newest N migrations.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and its SQL; change nothing.")
+@click.option("--yes", is_flag=True, help="Confirm for environments that require it.")
+@lock_wait_option
+@format_option
+@click.pass_context
+def rollback(ctx: click.Context, env: str | None, target: str | None, steps: int | None,
+             dry_run: bool, yes: bool, lock_wait: float, fmt: str) -> None:
+    """Roll back applied migrations (all of them unless --target or --steps)."""
+    from cryomigrate import api
+
+    _begin(ctx, fmt, env)
+    if target is not None and steps is not None:
+        raise click.UsageError("use --target or --steps, not both")
+    ctx.obj["render_partial"] = lambda result: out(render_run(result, summary_only=True))
+    result = api.rollback_migrations(target, env, steps=steps, config=ctx.obj["config"],
+                                     dry_run=dry_run, confirm=_confirmer(yes, "roll back"),
+                                     lock_wait=lock_wait, progress=_progress(fmt, "rolled back"))
+    _emit(fmt, result, lambda r: render_run(r, summary_only=not dry_run))
+
+
+@main.command()
+@env_option
+@format_option
+@click.pass_context
+def validate(ctx: click.Context, env: str | None, fmt: str) -> None:
+    """Check files, names, templates for every environment, the config and the database."""
+    from cryomigrate import api
+
+    _begin(ctx, fmt, env)
+    ctx.obj["render_partial"] = lambda result: out(render_validate(result))
+    _emit(fmt, api.validate(env, config=ctx.obj["config"]), render_validate)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--sql", is_flag=True, help="Create a .sql migration instead of a .py one.")
+@env_option
+@click.pass_context
+def new(ctx: click.Context, name: str, sql: bool, env: str | None) -> None:
+    """Create the next-numbered migration file NAME."""
+    from cryomigrate import api
+
+    _begin(ctx, "text", env)
+    result = api.new_migration(name, sql=sql, config=ctx.obj["config"], environment=env)
+    out(f"created {result.path}")
+
+
+@main.command()
+@env_option
+@click.option("--limit", type=click.IntRange(min=1), help="Show only the newest N entries.")
+@format_option
+@click.pass_context
+def history(ctx: click.Context, env: str | None, limit: int | None, fmt: str) -> None:
+    """Show the journal of every apply, rollback, baseline and repair, newest first."""
+    from cryomigrate import api
+
+    _begin(ctx, fmt, env)
+    _emit(fmt, api.get_history(env, config=ctx.obj["config"], limit=limit), render_history)
+
+
+@main.command()
+@click.argument("version")
+@env_option
+@lock_wait_option
+@format_option
+@click.pass_context
+def baseline(ctx: click.Context, version: str, env: str | None, lock_wait: float,
+             fmt: str) -> None:
+    """Record migrations up to VERSION as applied without running them."""
+    from cryomigrate import api
+
+    _begin(ctx, fmt, env)
+    result = api.baseline(version, env, config=ctx.obj["config"], lock_wait=lock_wait)
+    _emit(fmt, result, lambda r: f"recorded {len(r.recorded)} migration(s) as applied" + "".join(
+        f"\n  {label}" for label in r.recorded))
+
+
+@main.command()
+@env_option
+@click.option("--mark-applied", metavar="VERSION", help="Record VERSION as applied.")
+@click.option("--mark-pending", metavar="VERSION", help="Remove VERSION from the history.")
+@lock_wait_option
+@format_option
+@click.pass_context
+def repair(ctx: click.Context, env: str | None, mark_applied: str | None,
+           mark_pending: str | None, lock_wait: float, fmt: str) -> None:
+    """Accept changed checksums, or settle a dirty migration as applied or pending."""
+    from cryomigrate import api
+
+    _begin(ctx, fmt, env)
+    result = api.repair(env, config=ctx.obj["config"], mark_applied=mark_applied,
+                        mark_pending=mark_pending, lock_wait=lock_wait)
+    lines = [f"checksum accepted: {x}" for x in result.checksums_updated]
+    lines += [f"marked applied: {x}" for x in result.marked_applied]
+    lines += [f"marked pending: {x}" for x in result.marked_pending]
+    _emit(fmt, result, lambda r: "\n".join(lines) or "nothing to repair")

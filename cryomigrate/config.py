@@ -1,0 +1,296 @@
+"""Find, parse and validate environments.yaml, and resolve one environment for use.
+
+Validation is strict (unknown keys and wrong types are errors) because a typo in a
+production policy such as ``allow_rolback: false`` must never be silently ignored.
+``${NAME}`` references are resolved only for the environment in use, so a developer does
+not need production's secrets in their shell.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from cryomigrate.errors import ConfigError
+from cryomigrate.redact import register_secret
+
+CONFIG_NAME = "environments.yaml"
+DEFAULT_ENVIRONMENT = "development"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)\s*$")
+_UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PoliciesModel(_Strict):
+    require_confirmation: bool | None = None
+    allow_rollback: bool | None = None
+    allow_modified: bool | None = None
+    allow_out_of_order: bool | None = None
+
+
+class EnvironmentModel(_Strict):
+    database: str | None = None
+    lock_timeout: str | None = None
+    statement_timeout: str | None = None
+    pooler: Literal["transaction", "session"] | None = None
+    policies: PoliciesModel = PoliciesModel()
+    vars: dict[str, Any] = {}
+
+    @field_validator("lock_timeout", "statement_timeout")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None and "${" not in value:
+            parse_duration(value)
+        return value
+
+
+class ConfigModel(_Strict):
+    migrations: str = "migrations"
+    history_table: str = "cryomigrate_history"
+    defaults: EnvironmentModel = EnvironmentModel()
+    environments: dict[str, EnvironmentModel]
+
+    @field_validator("history_table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        if not _TABLE.match(value):
+            raise ValueError("must be a table name, optionally schema-qualified (ops.history)")
+        return value
+
+
+@dataclass(frozen=True)
+class Policies:
+    require_confirmation: bool = False
+    allow_rollback: bool = True
+    allow_modified: bool = False
+    allow_out_of_order: bool = False
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One environment with defaults merged in and ``${VAR}`` resolved: what a run uses."""
+
+    name: str
+    config_path: Path
+    migrations_dir: Path
+    history_table: str
+    database: str
+    lock_timeout_ms: int | None = None
+    statement_timeout_ms: int | None = None
+    pooler: str | None = None
+    policies: Policies = Policies()
+    vars: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.config_path.parent
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    model: ConfigModel
+
+    @property
+    def environment_names(self) -> tuple[str, ...]:
+        return tuple(self.model.environments)
+
+    def environment(self, name: str | None = None, *, strict_vars: bool = True) -> Environment:
+        """Merge defaults under environment ``name`` and resolve its ``${VAR}`` references.
+
+        ``strict_vars=False`` leaves an unset ``${VAR}`` as written; ``validate`` uses it to
+        render templates for environments whose secrets this shell does not have.
+        """
+        name = name or os.environ.get("CRYOMIGRATE_ENV") or DEFAULT_ENVIRONMENT
+        envs = self.model.environments
+        if name not in envs:
+            raise ConfigError(
+                f"{self.path}: unknown environment '{name}'; "
+                f"defined environments: {', '.join(envs) or '(none)'}"
+            )
+        merged = _merge(self.model.defaults, envs[name])
+        resolved = _resolve(merged, name, self.path, strict_vars)
+        if not resolved.get("database"):
+            raise ConfigError(
+                f"{self.path}: environments.{name}.database is not set "
+                "(set it there or under defaults)"
+            )
+        return _build_environment(self, name, resolved)
+
+
+def find_config(path: str | os.PathLike[str] | None = None) -> Path:
+    """``--config``, else ``$CRYOMIGRATE_CONFIG``, else the nearest environments.yaml upwards."""
+    explicit = path or os.environ.get("CRYOMIGRATE_CONFIG")
+    if explicit:
+        candidate = Path(explicit)
+        if not candidate.is_file():
+            raise ConfigError(f"config file {candidate} does not exist")
+        return candidate.resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {CONFIG_NAME} found in {here} or any parent folder; "
+        "pass --config PATH or set CRYOMIGRATE_CONFIG"
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    config_path = find_config(path)
+    try:
+        text = config_path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{config_path}: cannot be read: {exc}") from exc
+    data, lines = _parse_yaml(text, config_path)
+    try:
+        model = ConfigModel.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, config_path, lines)) from None
+    return Config(config_path, model)
+
+
+def parse_duration(value: str) -> int:
+    """'10s' -> 10000 (milliseconds); units ms, s, min, h as PostgreSQL spells them."""
+    if value.strip() == "0":
+        return 0
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"'{value}' is not a duration; write it like 500ms, 10s, 5min or 1h")
+    return round(float(match[1]) * _UNITS_MS[match[2]])
+
+
+def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[tuple[str, ...], int]]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        node = yaml.compose(text, Loader=loader)
+        data = yaml.load(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys such as environments:")
+    lines: dict[tuple[str, ...], int] = {}
+    if node is not None:
+        _collect_lines(node, (), lines)
+    return data, lines
+
+
+def _collect_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*path, str(key.value))
+            out[sub] = key.start_mark.line + 1
+            _collect_lines(value, sub, out)
+
+
+def _describe(exc: ValidationError, path: Path, lines: dict[tuple[str, ...], int]) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+        where = f"{path}:{line}" if line else str(path)
+        key = ".".join(loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {key}: {message}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def _merge(defaults: EnvironmentModel, env: EnvironmentModel) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for key in ("database", "lock_timeout", "statement_timeout", "pooler"):
+        value = getattr(env, key)
+        merged[key] = value if value is not None else getattr(defaults, key)
+    merged["policies"] = {
+        key: (getattr(env.policies, key) if getattr(env.policies, key) is not None
+              else getattr(defaults.policies, key))
+        for key in PoliciesModel.model_fields
+    }
+    merged["vars"] = {**defaults.vars, **env.vars}
+    return merged
+
+
+def _resolve(value: Any, env: str, path: Path, strict: bool) -> Any:
+    if isinstance(value, str):
+        return _substitute(value, env, path, strict)
+    if isinstance(value, dict):
+        return {k: _resolve(v, env, path, strict) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, env, path, strict) for v in value]
+    return value
+
+
+def _substitute(text: str, env: str, path: Path, strict: bool) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match[1], match[2]
+        value = os.environ.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is not None:
+                return default
+            if not strict:
+                return match[0]
+            raise ConfigError(
+                f"{path}: environment '{env}' uses ${{{name}}}, but the variable {name} "
+                f"is not set; export {name} or write ${{{name}:-default}}"
+            )
+        return value
+
+    return _VAR.sub(replace, text)
+
+
+def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Environment:
+    def duration(key: str) -> int | None:
+        raw = data.get(key)
+        if raw is None:
+            return None
+        try:
+            return parse_duration(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{config.path}: environments.{name}.{key}: {exc}") from None
+
+    database = str(data["database"])
+    _register_url_password(database)
+    return Environment(
+        name=name,
+        config_path=config.path,
+        migrations_dir=(config.path.parent / config.model.migrations).resolve(),
+        history_table=config.model.history_table,
+        database=database,
+        lock_timeout_ms=duration("lock_timeout"),
+        statement_timeout_ms=duration("statement_timeout"),
+        pooler=data.get("pooler"),
+        policies=Policies(**{k: v for k, v in data["policies"].items() if v is not None}),
+        vars=data["vars"],
+    )
+
+
+def _register_url_password(url: str) -> None:
+    match = re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:([^@\s/]*)@", url)
+    if match:
+        register_secret(match[1])
+        from urllib.parse import unquote
+
+        register_secret(unquote(match[1]))
+    for found in re.finditer(r"(?i)\bpassword=([^&\s]+)", url):
+        register_secret(found[1])

@@ -1,0 +1,57 @@
+"""The ``conn`` object a Python migration receives.
+
+It keeps the call shape of the Supabase client the project grew out of,
+``conn.sql("...").execute().data``, so existing migration scripts run unchanged. All it
+does goes through the backend on the migration's own connection, and so inside the
+migration's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cryomigrate import scripts, templating
+from cryomigrate.backends.base import Backend, Params, QueryResult
+
+
+class SqlQuery:
+    """A query waiting for ``.execute()``, as in ``conn.sql(...).execute()``."""
+
+    def __init__(self, conn: MigrationConnection, query: str, params: Params) -> None:
+        self._conn = conn
+        self._query = query
+        self._params = params
+
+    def execute(self) -> QueryResult:
+        conn = self._conn
+        if self._params is not None:
+            # Bound by the driver in its own placeholder style; the SQL is not rewritten.
+            return conn._backend.query(self._query, self._params)
+        script = scripts.prepare(self._query, origin=conn.origin,
+                                 transactional=conn.transactional, notice=conn._notice)
+        return conn._backend.run_script(script)
+
+
+class MigrationConnection:
+    def __init__(self, backend: Backend, *, environment: str, vars: dict[str, Any],
+                 origin: str, transactional: bool,
+                 notice: Callable[[str], None] | None = None) -> None:
+        self._backend = backend
+        self._notice = notice
+        self.environment = environment
+        self.vars = vars
+        self.origin = origin
+        self.transactional = transactional
+
+    @property
+    def dialect(self) -> str:
+        """'postgresql' or 'sqlite', for migrations that must speak both."""
+        return self._backend.dialect
+
+    def sql(self, query: str, params: Params = None) -> SqlQuery:
+        return SqlQuery(self, query, params)
+
+    def render(self, template: str, **extra: Any) -> str:
+        return templating.render(template, origin=self.origin, environment=self.environment,
+                                 vars=self.vars, extra=extra)

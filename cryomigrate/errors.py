@@ -1,0 +1,83 @@
+"""The one exception tree of cryomigrate; each class carries the exit code the CLI uses.
+
+    CryomigrateError                  1  anything unexpected from a migration or database
+    ├── MigrationFailed               1  a migration raised or a statement failed
+    ├── InputError                    2  bad usage, config, migration files or templates
+    │   ├── ConfigError
+    │   ├── MigrationFileError
+    │   └── TemplateError
+    ├── PolicyRefused                 3  a policy forbids it, or it was not confirmed
+    ├── StateBlocked                  4  modified, dirty, missing or out-of-order migrations
+    ├── LockTimeout                   5  another run held the lock for longer than --lock-wait
+    └── ConnectionFailed              6  the database could not be reached
+
+Messages are written for the person at the terminal: they name the file, key or
+migration and say what to do next. Every message passes through the redactor when the
+exception is created, so a password can never leak through ``str(error)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryomigrate.redact import redact
+
+
+class CryomigrateError(Exception):
+    """Base of every error cryomigrate raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, result: Any = None) -> None:
+        super().__init__(redact(message))
+        # The partial result of a run that stopped half-way (what was applied before the
+        # failure), so that ``--format json`` can still report it.
+        self.result = result
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class MigrationFailed(CryomigrateError):
+    """A migration's own code or SQL failed; its transaction was rolled back."""
+
+    exit_code = 1
+
+
+class DatabaseError(CryomigrateError):
+    """The database failed outside any migration (history table, lock query, ...)."""
+
+    exit_code = 1
+
+
+class InputError(CryomigrateError):
+    exit_code = 2
+
+
+class ConfigError(InputError):
+    """environments.yaml is missing, malformed or names something that does not exist."""
+
+
+class MigrationFileError(InputError):
+    """A migration file is misnamed, duplicated, unreadable or does not load."""
+
+
+class TemplateError(InputError):
+    """A Jinja template does not parse or uses an undefined variable."""
+
+
+class PolicyRefused(CryomigrateError):
+    exit_code = 3
+
+
+class StateBlocked(CryomigrateError):
+    exit_code = 4
+
+
+class LockTimeout(CryomigrateError):
+    exit_code = 5
+
+
+class ConnectionFailed(CryomigrateError):
+    exit_code = 6

@@ -1,0 +1,181 @@
+"""A migration file -> an executable migration (a Python module or SQL sections).
+
+Loading is done for every migration of a run before the first one executes, so that a
+syntax error in migration 7 is reported before migrations 1-6 change anything.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal, Protocol
+
+from cryomigrate import scripts, templating
+from cryomigrate.backends.base import Script
+from cryomigrate.connection import MigrationConnection
+from cryomigrate.discovery import MigrationFile, checksum_of
+from cryomigrate.errors import MigrationFileError
+
+Direction = Literal["apply", "rollback"]
+
+
+class Migration(Protocol):
+    @property
+    def file(self) -> MigrationFile: ...
+
+    @property
+    def checksum(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def transactional(self) -> bool: ...
+
+    @property
+    def reversible(self) -> bool: ...
+
+    def run(self, direction: Direction, conn: MigrationConnection) -> None: ...
+
+    def preview(self, direction: Direction) -> str | None:
+        """The SQL a dry run shows, or None when it cannot be known without running."""
+        ...
+
+
+@dataclass(frozen=True)
+class SqlMigration:
+    file: MigrationFile
+    checksum: str
+    description: str
+    transactional: bool
+    apply_script: Script
+    rollback_script: Script | None
+    notices: tuple[str, ...]
+
+    @property
+    def reversible(self) -> bool:
+        return self.rollback_script is not None
+
+    def run(self, direction: Direction, conn: MigrationConnection) -> None:
+        for notice in self.notices:
+            if conn._notice is not None:
+                conn._notice(notice)
+        script = self.apply_script if direction == "apply" else self.rollback_script
+        if script is not None and script.statements:
+            conn._backend.run_script(script)
+
+    def preview(self, direction: Direction) -> str | None:
+        script = self.apply_script if direction == "apply" else self.rollback_script
+        return script.text.strip("\n") if script is not None else None
+
+
+@dataclass(frozen=True)
+class PythonMigration:
+    file: MigrationFile
+    checksum: str
+    description: str
+    transactional: bool
+    module: ModuleType
+
+    @property
+    def reversible(self) -> bool:
+        return callable(getattr(self.module, "rollback", None))
+
+    def run(self, direction: Direction, conn: MigrationConnection) -> None:
+        function: Callable[..., Any] = getattr(self.module, direction)
+        function(conn, conn.environment)
+
+    def preview(self, direction: Direction) -> str | None:
+        return None
+
+
+def load(file: MigrationFile, *, environment: str, vars: dict[str, Any]) -> Migration:
+    content = file.read_bytes()
+    checksum = checksum_of(content)
+    text = _decode(file, content)
+    if file.kind == "python":
+        return _load_python(file, checksum, text)
+    if file.kind == "template":
+        text = templating.render(text, origin=file.label, environment=environment, vars=vars)
+    return _load_sql(file, checksum, text)
+
+
+def _decode(file: MigrationFile, content: bytes) -> str:
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = content[: exc.start].count(b"\n") + 1
+        raise MigrationFileError(
+            f"{file.label} line {line}: not valid UTF-8 (byte 0x{content[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def _load_sql(file: MigrationFile, checksum: str, text: str) -> SqlMigration:
+    sections = scripts.parse_sections(text, file.label)
+    notices: list[str] = []
+    apply_script = scripts.prepare(sections.apply, origin=file.label,
+                                   first_line=sections.apply_line,
+                                   transactional=sections.transactional, notice=notices.append)
+    rollback_script = None
+    if sections.rollback is not None:
+        rollback_script = scripts.prepare(sections.rollback, origin=file.label,
+                                          first_line=sections.rollback_line,
+                                          transactional=sections.transactional)
+    return SqlMigration(file, checksum, _sql_description(text), sections.transactional,
+                        apply_script, rollback_script, tuple(notices))
+
+
+def _sql_description(text: str) -> str:
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("--") and "cryomigrate:" not in stripped:
+            return stripped.lstrip("-").strip()
+        if stripped:
+            break
+    return ""
+
+
+def _load_python(file: MigrationFile, checksum: str, source: str) -> PythonMigration:
+    # A name unique to the file's path: two projects with 001_initial.py in one process
+    # must not find each other's module in sys.modules.
+    module_name = f"cryomigrate_migration_{checksum[7:19]}_{abs(hash(str(file.path)))}"
+    spec = importlib.util.spec_from_file_location(module_name, file.path)
+    if spec is None or spec.loader is None:
+        raise MigrationFileError(f"{file.label}: cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        code = compile(source, str(file.path), "exec")
+    except SyntaxError as exc:
+        raise MigrationFileError(
+            f"{file.label} line {exc.lineno}: Python syntax error: {exc.msg}"
+        ) from None
+    sys.modules[module_name] = module
+    try:
+        exec(code, module.__dict__)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise MigrationFileError(
+            f"{file.label}{_line_in(exc, file)}: importing it raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    sys.modules.pop(module_name, None)
+    if not callable(getattr(module, "apply", None)):
+        raise MigrationFileError(
+            f"{file.label}: has no apply(conn, environment) function; every Python "
+            "migration needs one"
+        )
+    transactional = getattr(module, "transactional", True)
+    if not isinstance(transactional, bool):
+        raise MigrationFileError(f"{file.label}: 'transactional' must be True or False")
+    doc = (module.__doc__ or "").strip().splitlines()
+    return PythonMigration(file, checksum, doc[0] if doc else "", transactional, module)
+
+
+def _line_in(exc: BaseException, file: MigrationFile) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(file.path)]
+    return f" line {frames[-1].lineno}" if frames else ""

@@ -1,0 +1,152 @@
+"""Pure planning: migration files + history rows -> states, plans and what blocks them.
+
+No I/O and no database here, so every rule about targets, steps, drift and ordering is
+tested directly with plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cryomigrate.config import Policies
+from cryomigrate.discovery import MigrationFile
+from cryomigrate.errors import InputError, StateBlocked
+from cryomigrate.models import HistoryRow, MigrationStatus
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One version as the planner sees it: its file (if any), history row (if any), state."""
+
+    version: int
+    file: MigrationFile | None
+    row: HistoryRow | None
+    checksum: str | None  # the file's checksum, when there is a file
+
+    @property
+    def state(self) -> str:
+        if self.row is None:
+            return "pending"
+        if self.row.state == "dirty":
+            return "dirty"
+        if self.file is None:
+            return "missing"
+        if self.checksum is not None and self.checksum != self.row.checksum:
+            return "modified"
+        return "applied"
+
+    @property
+    def label(self) -> str:
+        if self.file is not None:
+            return self.file.label
+        assert self.row is not None
+        return f"{self.row.version_text}_{self.row.name}"
+
+    @property
+    def version_text(self) -> str:
+        if self.file is not None:
+            return self.file.version_text
+        assert self.row is not None
+        return self.row.version_text
+
+
+def entries(files: Sequence[MigrationFile], history: Mapping[int, HistoryRow],
+            checksums: Mapping[int, str]) -> list[Entry]:
+    by_version = {f.version: f for f in files}
+    versions = sorted(set(by_version) | set(history))
+    return [Entry(v, by_version.get(v), history.get(v), checksums.get(v)) for v in versions]
+
+
+def to_status(entry: Entry) -> MigrationStatus:
+    file, row = entry.file, entry.row
+    return MigrationStatus(
+        version=entry.version_text,
+        name=file.name if file else (row.name if row else ""),
+        kind=file.kind if file else (row.kind if row else ""),
+        state=entry.state,  # type: ignore[arg-type]
+        applied_at=row.applied_at if row else None,
+        checksum=entry.checksum or (row.checksum if row else None),
+    )
+
+
+def resolve_target(target: int | None, all_entries: Sequence[Entry]) -> int | None:
+    if target is None or target == 0:
+        return target
+    if not any(e.version == target for e in all_entries):
+        known = ", ".join(e.version_text for e in all_entries[-5:]) or "none"
+        raise InputError(f"no migration has version {target} (latest versions: {known})")
+    return target
+
+
+def plan_apply(all_entries: Sequence[Entry], target: int | None,
+               policies: Policies) -> tuple[list[MigrationFile], list[str]]:
+    """The files to apply, in order, and warnings; raises StateBlocked when blocked."""
+    warnings = _check_drift(all_entries, policies)
+    applied = [e.version for e in all_entries if e.row is not None]
+    newest = max(applied, default=None)
+    pending = [e for e in all_entries if e.state == "pending"]
+    late = [e for e in pending if newest is not None and e.version < newest]
+    if late and not policies.allow_out_of_order:
+        names = ", ".join(e.label for e in late)
+        raise StateBlocked(
+            f"{names} {'is' if len(late) == 1 else 'are'} pending but older than "
+            f"{_label_of(all_entries, newest)}, which is already applied; apply out of order "
+            "by setting policies.allow_out_of_order: true for this environment, or renumber "
+            "the file"
+        )
+    plan = [e.file for e in pending if e.file and (target is None or e.version <= target)]
+    return plan, warnings
+
+
+def plan_rollback(all_entries: Sequence[Entry], target: int | None, steps: int | None,
+                  policies: Policies) -> tuple[list[Entry], list[str]]:
+    """Applied entries to roll back, newest first."""
+    warnings = _check_drift(all_entries, policies)
+    applied = [e for e in reversed(all_entries) if e.row is not None]
+    if steps is not None:
+        if steps < 1:
+            raise InputError("--steps must be 1 or more")
+        return applied[:steps], warnings
+    if target is not None:
+        return [e for e in applied if e.version > target], warnings
+    return applied, warnings
+
+
+def _check_drift(all_entries: Sequence[Entry], policies: Policies) -> list[str]:
+    warnings: list[str] = []
+    for entry in all_entries:
+        warning = check_entry(entry, policies)
+        if warning:
+            warnings.append(warning)
+    return warnings
+
+
+def check_entry(entry: Entry, policies: Policies) -> str | None:
+    """Raise StateBlocked if ``entry`` stops apply and rollback; a warning if only allowed."""
+    state = entry.state
+    if state == "dirty":
+        raise StateBlocked(
+            f"{entry.label} is dirty: a run stopped inside this non-transactional "
+            "migration, so the database may hold part of it. Check what it holds, then run "
+            f"`cryomigrate repair --mark-applied {entry.version_text}` or "
+            f"`cryomigrate repair --mark-pending {entry.version_text}`"
+        )
+    if state == "missing":
+        raise StateBlocked(
+            f"{entry.label} is applied but its file is missing from the migrations "
+            "folder; restore the file, or forget it with "
+            f"`cryomigrate repair --mark-pending {entry.version_text}`"
+        )
+    if state == "modified":
+        if not policies.allow_modified:
+            raise StateBlocked(
+                f"{entry.label} changed since it was applied; run `cryomigrate repair` "
+                "or set `allow_modified: true` for this environment"
+            )
+        return f"{entry.label} changed since it was applied (allowed by allow_modified)"
+    return None
+
+
+def _label_of(all_entries: Sequence[Entry], version: int | None) -> str:
+    return next((e.label for e in all_entries if e.version == version), str(version))

@@ -1,0 +1,33 @@
+"""The single choke point that keeps secrets out of every message and document.
+
+Passwords reach us in database URLs, often through ``${DATABASE_URL}``; once a URL has
+been parsed its password is registered here, and every error message and every line the
+CLI prints passes through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import re
+
+_MASK = "***"
+_secrets: set[str] = set()
+# scheme://user:password@host -- the password part, whatever the scheme.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^@\s/]*)@")
+# libpq keyword strings and URL query strings: password=... or sslpassword=...
+_KEYWORD_PASSWORD = re.compile(r"(?i)(?P<head>\b(?:ssl)?password=)(?P<pw>[^\s&'\"]+)")
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that it is masked wherever it shows up later."""
+    if value and len(value) >= 3:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{_MASK}@", text)
+    text = _KEYWORD_PASSWORD.sub(lambda m: f"{m['head']}{_MASK}", text)
+    # Longest first, so a secret that contains another is masked whole.
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, _MASK)
+    return text

@@ -1,0 +1,69 @@
+"""``cryomigrate validate``: every check that can be made before a deploy, in one pass.
+
+Unlike a run, which stops at the first bad file, validation collects every problem so a
+CI job reports them all at once: file names, Python imports, templates rendered for every
+environment, the configuration, and, when the database is reachable, its state.
+"""
+
+from __future__ import annotations
+
+from cryomigrate import planner
+from cryomigrate.config import Config, Environment, load_config
+from cryomigrate.discovery import MigrationFile, scan
+from cryomigrate.errors import ConnectionFailed, InputError, StateBlocked
+from cryomigrate.loader import load
+from cryomigrate.models import Finding, ValidateResult
+from cryomigrate.project import PathLike, connect
+
+
+def validate(config_path: PathLike = None, environment: str | None = None) -> ValidateResult:
+    config = load_config(config_path)
+    env = config.environment(environment)
+    files = scan(env.migrations_dir)
+    findings = _check_files(config, files)
+
+    def result() -> ValidateResult:
+        return ValidateResult(env.name, len(files), config.environment_names, tuple(findings))
+
+    errors = [f.message for f in findings if f.level == "error"]
+    if errors:
+        raise InputError(f"{len(errors)} problem(s): " + "; ".join(errors), result=result())
+    findings.extend(_check_database(env, files))
+    blocked = [f.message for f in findings if f.level == "error"]
+    if blocked:
+        raise StateBlocked("; ".join(blocked), result=result())
+    return result()
+
+
+def _check_files(config: Config, files: list[MigrationFile]) -> list[Finding]:
+    findings: list[Finding] = []
+    environments = [config.environment(name, strict_vars=False)
+                    for name in config.environment_names]
+    for file in files:
+        # Only templates differ per environment; everything else is checked once.
+        for env in environments if file.kind == "template" else environments[:1]:
+            try:
+                load(file, environment=env.name, vars=env.vars)
+            except InputError as exc:
+                findings.append(Finding("error", str(exc)))
+                break
+    return findings
+
+
+def _check_database(env: Environment, files: list[MigrationFile]) -> list[Finding]:
+    try:
+        with connect(env, read_only=True) as (_, tracker):
+            history = tracker.read_all()
+    except ConnectionFailed as exc:
+        return [Finding("info", f"database checks skipped, it is not reachable: {exc}")]
+    checksums = {f.version: f.checksum() for f in files}
+    findings = []
+    for entry in planner.entries(files, history, checksums):
+        try:
+            warning = planner.check_entry(entry, env.policies)
+        except StateBlocked as exc:
+            findings.append(Finding("error", str(exc)))
+        else:
+            if warning:
+                findings.append(Finding("warning", warning))
+    return findings
