@@ -105,20 +105,19 @@ def baseline(version: Version, environment: str | None = None, *, config: PathLi
     if not any(f.version == upto for f in project.files):
         raise InputError(f"no migration file has version {version}")
     recorded: list[str] = []
-    with connect(project.env, lock_wait=lock_wait) as (backend, tracker):
-        with backend.transaction(lock=True):
-            tracker.ensure_tables()
-            history = tracker.read_all()
-            for file in project.files:
-                if file.version > upto or file.version in history:
-                    continue
-                tracker.insert(version=file.version, version_text=file.version_text,
-                               name=file.name, kind=file.kind, checksum=file.checksum(),
-                               state="applied", duration_ms=0)
-                tracker.journal(version_text=file.version_text, name=file.name,
-                                action="baseline", outcome="ok", started_at=now(),
-                                duration_ms=0)
-                recorded.append(file.label)
+    with connect(project.env, lock_wait=lock_wait) as (backend, tracker), \
+            backend.transaction(lock=True):
+        tracker.ensure_tables()
+        history = tracker.read_all()
+        for file in project.files:
+            if file.version > upto or file.version in history:
+                continue
+            tracker.insert(version=file.version, version_text=file.version_text,
+                           name=file.name, kind=file.kind, checksum=file.checksum(),
+                           state="applied", duration_ms=0)
+            tracker.journal(version_text=file.version_text, name=file.name,
+                            action="baseline", outcome="ok", started_at=now(), duration_ms=0)
+            recorded.append(file.label)
     return BaselineResult(project.env.name, tuple(recorded))
 
 

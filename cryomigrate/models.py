@@ -32,7 +32,6 @@ class MigrationStatus:
     state: State
     applied_at: str | None
     checksum: str | None
-    description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,6 +21,7 @@ class ConnectOptions:
     statement_timeout_ms: int | None = None
     pooler: str | None = None
     read_only: bool = False
+    lock_name: str = "cryomigrate_history"  # runs sharing a history table share a lock
 
 
 def open_backend(url: str, options: ConnectOptions) -> Backend:
@@ -32,7 +33,8 @@ def open_backend(url: str, options: ConnectOptions) -> Backend:
     if scheme in ("postgresql", "postgres"):
         from cryomigrate.backends.postgres import PostgresBackend
 
-        return PostgresBackend.connect(url, options)
+        backend: Backend = PostgresBackend.connect(url, options)
+        return backend
     raise ConfigError(
         f"unsupported database URL scheme '{scheme or url}': use sqlite:///file.db, "
         "postgresql://... or postgres://..."
