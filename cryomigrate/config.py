@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)\s*$")
 _UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_SCHEMES = ("sqlite", "postgresql", "postgres")
+KeyPath = tuple[str, ...]
 
 
 class _Strict(BaseModel):
@@ -52,6 +55,14 @@ class EnvironmentModel(_Strict):
     def _duration(cls, value: str | None) -> str | None:
         if value is not None and "${" not in value:
             parse_duration(value)
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        # A URL that still holds ${VAR} is checked once resolved, for the environment in use.
+        if value is not None and "${" not in value:
+            check_url(value)
         return value
 
 
@@ -101,6 +112,8 @@ class Environment:
 class Config:
     path: Path
     model: ConfigModel
+    # The line of every key, so errors found after parsing can still point at the file.
+    lines: dict[KeyPath, int] = field(default_factory=dict)
 
     @property
     def environment_names(self) -> tuple[str, ...]:
@@ -116,17 +129,30 @@ class Config:
         envs = self.model.environments
         if name not in envs:
             raise ConfigError(
-                f"{self.path}: unknown environment '{name}'; "
+                f"{self.where(('environments',))}: unknown environment '{name}'; "
                 f"defined environments: {', '.join(envs) or '(none)'}"
             )
         merged = _merge(self.model.defaults, envs[name])
-        resolved = _resolve(merged, name, self.path, strict_vars)
+        resolved = {key: _resolve(value, self, name, (key,), strict_vars)
+                    for key, value in merged.items()}
         if not resolved.get("database"):
             raise ConfigError(
-                f"{self.path}: environments.{name}.database is not set "
-                "(set it there or under defaults)"
+                f"{self.where(('environments', name))}: environments.{name}.database is not "
+                "set (set it there or under defaults)"
             )
         return _build_environment(self, name, resolved)
+
+    def key_of(self, environment: str, keys: KeyPath) -> KeyPath:
+        """Where a merged value was written: under the environment, else under defaults."""
+        own = ("environments", environment, *keys)
+        return own if own in self.lines or ("defaults", *keys) not in self.lines \
+            else ("defaults", *keys)
+
+    def where(self, key: KeyPath) -> str:
+        """``file:line`` of ``key`` (or of its nearest written parent), for messages."""
+        line = next((self.lines[key[:n]] for n in range(len(key), 0, -1)
+                     if key[:n] in self.lines), None)
+        return f"{self.path}:{line}" if line else str(self.path)
 
 
 def find_config(path: str | os.PathLike[str] | None = None) -> Path:
@@ -159,7 +185,18 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         model = ConfigModel.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, config_path, lines)) from None
-    return Config(config_path, model)
+    return Config(config_path, model, lines)
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError unless ``url`` has a scheme cryomigrate has a backend for."""
+    scheme = url.split(":", 1)[0].lower() if "://" in url else ""
+    if scheme not in _SCHEMES:
+        shown = f"scheme '{scheme}'" if scheme else "no scheme"
+        raise ValueError(
+            f"unsupported database URL ({shown}); use sqlite:///relative.db, "
+            "sqlite:////absolute.db, postgresql://... or postgres://..."
+        )
 
 
 def parse_duration(value: str) -> int:
@@ -231,17 +268,17 @@ def _merge(defaults: EnvironmentModel, env: EnvironmentModel) -> dict[str, Any]:
     return merged
 
 
-def _resolve(value: Any, env: str, path: Path, strict: bool) -> Any:
+def _resolve(value: Any, config: Config, env: str, keys: KeyPath, strict: bool) -> Any:
     if isinstance(value, str):
-        return _substitute(value, env, path, strict)
+        return _substitute(value, config, env, keys, strict)
     if isinstance(value, dict):
-        return {k: _resolve(v, env, path, strict) for k, v in value.items()}
+        return {k: _resolve(v, config, env, (*keys, str(k)), strict) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve(v, env, path, strict) for v in value]
+        return [_resolve(v, config, env, (*keys, str(i)), strict) for i, v in enumerate(value)]
     return value
 
 
-def _substitute(text: str, env: str, path: Path, strict: bool) -> str:
+def _substitute(text: str, config: Config, env: str, keys: KeyPath, strict: bool) -> str:
     def replace(match: re.Match[str]) -> str:
         name, default = match[1], match[2]
         value = os.environ.get(name)
@@ -250,9 +287,11 @@ def _substitute(text: str, env: str, path: Path, strict: bool) -> str:
                 return default
             if not strict:
                 return match[0]
+            key = config.key_of(env, keys)
             raise ConfigError(
-                f"{path}: environment '{env}' uses ${{{name}}}, but the variable {name} "
-                f"is not set; export {name} or write ${{{name}:-default}}"
+                f"{config.where(key)}: {'.'.join(key)}: environment '{env}' uses "
+                f"${{{name}}}, but the variable {name} is not set; export {name} or write "
+                f"${{{name}:-default}}"
             )
         return value
 
@@ -260,25 +299,28 @@ def _substitute(text: str, env: str, path: Path, strict: bool) -> str:
 
 
 def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Environment:
-    def duration(key: str) -> int | None:
+    def checked(key: str, check: Callable[[str], Any]) -> Any:
         raw = data.get(key)
         if raw is None:
             return None
         try:
-            return parse_duration(raw)
+            return check(raw)
         except ValueError as exc:
-            raise ConfigError(f"{config.path}: environments.{name}.{key}: {exc}") from None
+            where = config.key_of(name, (key,))
+            raise ConfigError(f"{config.where(where)}: {'.'.join(where)}: {exc}") from None
 
     database = str(data["database"])
     _register_url_password(database)
+    if "${" not in database:  # validate leaves other environments' secrets unresolved
+        checked("database", check_url)
     return Environment(
         name=name,
         config_path=config.path,
         migrations_dir=(config.path.parent / config.model.migrations).resolve(),
         history_table=config.model.history_table,
         database=database,
-        lock_timeout_ms=duration("lock_timeout"),
-        statement_timeout_ms=duration("statement_timeout"),
+        lock_timeout_ms=checked("lock_timeout", parse_duration),
+        statement_timeout_ms=checked("statement_timeout", parse_duration),
         pooler=data.get("pooler"),
         policies=Policies(**{k: v for k, v in data["policies"].items() if v is not None}),
         vars=data["vars"],

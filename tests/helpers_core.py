@@ -1,0 +1,88 @@
+"""Shared helpers for the core-engine behaviour tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner, Result
+
+from cryomigrate.cli import main
+from tests.conftest import Project
+
+
+def table_sql(name: str) -> str:
+    """A reversible SQL migration creating table ``name``."""
+    return (f"-- cryomigrate:apply\nCREATE TABLE {name} (id INTEGER PRIMARY KEY);\n"
+            f"-- cryomigrate:rollback\nDROP TABLE {name};\n")
+
+
+def add_tables(project: Project, *specs: str) -> None:
+    """``add_tables(p, "001_t1", "002_t2")`` adds reversible migrations creating t1, t2."""
+    for spec in specs:
+        project.add(f"{spec}.sql", table_sql(spec.split("_", 1)[1]))
+
+
+def assert_clean_exit(result: Result, code: int) -> None:
+    """The exit code is ``code`` and, unless it is 1, no traceback reached the user."""
+    assert result.exit_code == code, (
+        f"exit {result.exit_code} != {code}\nstdout: {result.stdout}\n"
+        f"stderr: {result.stderr}\nexception: {result.exception!r}"
+    )
+    if code != 1:
+        assert "Traceback" not in result.stdout + result.stderr
+        assert result.exception is None or isinstance(result.exception, SystemExit), \
+            repr(result.exception)
+
+
+def json_doc(result: Result) -> dict[str, Any]:
+    """stdout holds exactly one JSON document (json.loads rejects trailing text)."""
+    document = json.loads(result.stdout)
+    assert isinstance(document, dict)
+    return document
+
+
+def assert_json_error(result: Result, code: int) -> dict[str, Any]:
+    assert_clean_exit(result, code)
+    document = json_doc(result)
+    assert document["error"]["code"] == code
+    assert document["error"]["message"]
+    return document
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            input: str | None = None) -> Result:
+    """The CLI without the fixture's --config, to test how the config is found."""
+    import os
+
+    runner = CliRunner()
+    previous = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        return runner.invoke(main, list(args), env=env, input=input, catch_exceptions=True)
+    finally:
+        os.chdir(previous)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def config_with(project: Project, body: str) -> None:
+    """Write a config whose development database is the project's, plus ``body`` lines
+    (indented as keys of the development environment)."""
+    extra = textwrap.indent(textwrap.dedent(body).strip("\n"), "    ")
+    project.config.write_text(
+        "environments:\n  development:\n"
+        f"    database: {project.url}\n{extra}\n", encoding="utf-8")
+
+
+def history_versions(project: Project) -> list[str]:
+    if "cryomigrate_history" not in project.tables():
+        return []
+    return [row[0] for row in project.history()]

@@ -1,0 +1,332 @@
+"""environments.yaml: how it is found, which environment is used, and every bad input.
+
+Bad input is exit 2 with a message that names the file, the key path and the line, no
+traceback, and nothing written: the SQLite database file is not even created.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Project
+from tests.helpers_core import add_tables, assert_clean_exit, json_doc, run_cli, write
+
+TWO_ENVS = """
+    environments:
+      development:
+        database: sqlite:///dev.db
+      staging:
+        database: sqlite:///staging.db
+"""
+
+
+@pytest.fixture
+def two_envs(sqlite_project: Project) -> Project:
+    sqlite_project.write_config(TWO_ENVS)
+    add_tables(sqlite_project, "001_t1")
+    return sqlite_project
+
+
+def _applied_in(project: Project, db: str) -> bool:
+    return (project.root / db).exists()
+
+
+# --- finding the file -----------------------------------------------------------------
+
+def test_config_option_is_used_from_any_folder(two_envs: Project, tmp_path_factory:
+                                                pytest.TempPathFactory) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    result = run_cli("--config", str(two_envs.config), "apply", cwd=elsewhere)
+    assert_clean_exit(result, 0)
+    assert _applied_in(two_envs, "dev.db")  # relative to the config file, not the cwd
+    assert not (elsewhere / "dev.db").exists()
+
+
+def test_config_from_environment_variable(two_envs: Project, tmp_path_factory:
+                                          pytest.TempPathFactory) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    result = run_cli("apply", cwd=elsewhere, env={"CRYOMIGRATE_CONFIG": str(two_envs.config)})
+    assert_clean_exit(result, 0)
+    assert _applied_in(two_envs, "dev.db")
+
+
+def test_config_option_wins_over_environment_variable(two_envs: Project, tmp_path: Path
+                                                      ) -> None:
+    other = write(tmp_path / "other" / "environments.yaml", "environments: {}\n")
+    result = run_cli("--config", str(two_envs.config), "apply",
+                     env={"CRYOMIGRATE_CONFIG": str(other)})
+    assert_clean_exit(result, 0)
+    assert _applied_in(two_envs, "dev.db")
+
+
+def test_nearest_config_upwards_from_cwd(two_envs: Project) -> None:
+    deep = two_envs.root / "src" / "pkg"
+    deep.mkdir(parents=True)
+    result = run_cli("apply", cwd=deep, env={"CRYOMIGRATE_CONFIG": None})
+    assert_clean_exit(result, 0)
+    assert _applied_in(two_envs, "dev.db")
+
+
+def test_no_config_anywhere_is_exit_2(tmp_path: Path) -> None:
+    result = run_cli("status", cwd=tmp_path, env={"CRYOMIGRATE_CONFIG": None})
+    assert_clean_exit(result, 2)
+    assert "environments.yaml" in result.stderr
+    assert "--config" in result.stderr
+
+
+def test_config_path_that_does_not_exist_is_exit_2(tmp_path: Path) -> None:
+    result = run_cli("--config", str(tmp_path / "nope.yaml"), "status")
+    assert_clean_exit(result, 2)
+    assert "nope.yaml" in result.stderr
+
+
+# --- choosing the environment ---------------------------------------------------------
+
+def test_default_environment_is_development(two_envs: Project) -> None:
+    result = two_envs.cli("apply", env={"CRYOMIGRATE_ENV": None})
+    assert_clean_exit(result, 0)
+    assert _applied_in(two_envs, "dev.db")
+    assert not _applied_in(two_envs, "staging.db")
+
+
+def test_env_option_selects_environment(two_envs: Project) -> None:
+    result = two_envs.cli("apply", "--env", "staging")
+    assert_clean_exit(result, 0)
+    assert _applied_in(two_envs, "staging.db")
+    assert not _applied_in(two_envs, "dev.db")
+
+
+def test_env_variable_selects_environment(two_envs: Project) -> None:
+    result = two_envs.cli("status", "--format", "json", env={"CRYOMIGRATE_ENV": "staging"})
+    assert_clean_exit(result, 0)
+    assert json_doc(result)["environment"] == "staging"
+
+
+def test_env_option_wins_over_env_variable(two_envs: Project) -> None:
+    result = two_envs.cli("status", "--env", "development", "--format", "json",
+                          env={"CRYOMIGRATE_ENV": "staging"})
+    assert_clean_exit(result, 0)
+    assert json_doc(result)["environment"] == "development"
+
+
+def test_unknown_environment_is_exit_2(two_envs: Project) -> None:
+    result = two_envs.cli("apply", "--env", "prod")
+    assert_clean_exit(result, 2)
+    assert "prod" in result.stderr
+    assert str(two_envs.config) in result.stderr
+    assert "development" in result.stderr and "staging" in result.stderr  # what exists
+    assert not _applied_in(two_envs, "dev.db")
+
+
+def test_sqlite_urls_relative_and_absolute(sqlite_project: Project, tmp_path_factory:
+                                           pytest.TempPathFactory) -> None:
+    absolute = tmp_path_factory.mktemp("abs") / "abs.db"
+    sqlite_project.write_config(f"""
+        environments:
+          development:
+            database: sqlite:///data/rel.db
+          other:
+            database: sqlite:///{absolute}
+    """)
+    (sqlite_project.root / "data").mkdir()
+    add_tables(sqlite_project, "001_t1")
+    assert_clean_exit(sqlite_project.cli("apply"), 0)
+    assert (sqlite_project.root / "data" / "rel.db").exists()
+    assert_clean_exit(sqlite_project.cli("apply", "--env", "other"), 0)
+    assert absolute.exists()
+
+
+# --- variables ------------------------------------------------------------------------
+
+def test_variable_is_resolved_from_process_environment(sqlite_project: Project) -> None:
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: sqlite:///${DB_FILE}
+    """)
+    add_tables(sqlite_project, "001_t1")
+    assert_clean_exit(sqlite_project.cli("apply", env={"DB_FILE": "from_var.db"}), 0)
+    assert (sqlite_project.root / "from_var.db").exists()
+
+
+def test_variable_default_is_used_when_unset(sqlite_project: Project) -> None:
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: sqlite:///${CM_TEST_UNSET_FILE:-fallback.db}
+    """)
+    add_tables(sqlite_project, "001_t1")
+    assert_clean_exit(sqlite_project.cli("apply", env={"CM_TEST_UNSET_FILE": None}), 0)
+    assert (sqlite_project.root / "fallback.db").exists()
+
+
+def test_unset_variable_is_exit_2_naming_variable_environment_key_and_line(
+        sqlite_project: Project) -> None:
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: sqlite:///app.db
+          production:
+            database: ${CM_TEST_PROD_URL}
+    """)
+    add_tables(sqlite_project, "001_t1")
+    result = sqlite_project.cli("apply", "--env", "production",
+                                env={"CM_TEST_PROD_URL": None})
+    assert_clean_exit(result, 2)
+    message = result.stderr
+    assert "CM_TEST_PROD_URL" in message and "production" in message
+    assert str(sqlite_project.config) in message
+    assert "environments.production.database" in message
+    assert ":5" in message  # the line of the key
+    assert not (sqlite_project.root / "app.db").exists()
+
+
+def test_variable_of_another_environment_is_not_resolved(sqlite_project: Project) -> None:
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: sqlite:///app.db
+          production:
+            database: ${CM_TEST_PROD_URL}
+            vars: {secret: "${CM_TEST_PROD_SECRET}"}
+    """)
+    add_tables(sqlite_project, "001_t1")
+    result = sqlite_project.cli("apply", env={"CM_TEST_PROD_URL": None,
+                                              "CM_TEST_PROD_SECRET": None})
+    assert_clean_exit(result, 0)
+    assert "t1" in sqlite_project.tables()
+
+
+# --- every class of bad input: exit 2, file + key path + line, nothing written --------
+
+def _assert_bad_config(project: Project, text: str, *needles: str) -> None:
+    project.write_config(text)
+    add_tables(project, "001_t1")
+    for command in (("apply",), ("status",), ("validate",)):
+        result = project.cli(*command)
+        assert_clean_exit(result, 2)
+        assert result.stdout == "" or "Traceback" not in result.stdout
+        assert str(project.config) in result.stderr, result.stderr
+        for needle in needles:
+            assert needle in result.stderr, (needle, result.stderr)
+    assert not (project.root / "app.db").exists()
+
+
+def test_yaml_syntax_error(sqlite_project: Project) -> None:
+    _assert_bad_config(sqlite_project, """
+        environments:
+          development:
+            database: sqlite:///app.db
+            vars: {a: [1, 2}
+    """, "line 4", "YAML")
+
+
+def test_misspelt_policy_key_is_rejected(sqlite_project: Project) -> None:
+    _assert_bad_config(sqlite_project, """
+        environments:
+          development:
+            database: sqlite:///app.db
+            policies:
+              allow_rolback: false
+    """, "environments.development.policies.allow_rolback", ":5", "unknown key")
+
+
+def test_unknown_top_level_key_is_rejected(sqlite_project: Project) -> None:
+    _assert_bad_config(sqlite_project, """
+        migration: db/migrations
+        environments:
+          development:
+            database: sqlite:///app.db
+    """, "migration", ":1", "unknown key")
+
+
+def test_wrong_type_is_rejected(sqlite_project: Project) -> None:
+    _assert_bad_config(sqlite_project, """
+        environments:
+          development:
+            database: sqlite:///app.db
+            policies:
+              require_confirmation: "yes"
+    """, "environments.development.policies.require_confirmation", ":5")
+
+
+def test_environments_must_be_a_mapping(sqlite_project: Project) -> None:
+    _assert_bad_config(sqlite_project, """
+        environments:
+          - development
+    """, "environments", ":1")
+
+
+def test_bad_duration_is_rejected(sqlite_project: Project) -> None:
+    _assert_bad_config(sqlite_project, """
+        defaults:
+          lock_timeout: 10s
+        environments:
+          development:
+            database: sqlite:///app.db
+            statement_timeout: 5 parsecs
+    """, "environments.development.statement_timeout", ":6", "5 parsecs")
+
+
+def test_bad_duration_from_variable_is_rejected(sqlite_project: Project) -> None:
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: sqlite:///app.db
+            lock_timeout: ${CM_TEST_TIMEOUT}
+    """)
+    add_tables(sqlite_project, "001_t1")
+    result = sqlite_project.cli("apply", env={"CM_TEST_TIMEOUT": "soon"})
+    assert_clean_exit(result, 2)
+    assert "environments.development.lock_timeout" in result.stderr
+    assert "soon" in result.stderr
+    assert not (sqlite_project.root / "app.db").exists()
+
+
+def test_bad_url_scheme_is_rejected(sqlite_project: Project) -> None:
+    _assert_bad_config(sqlite_project, """
+        environments:
+          development:
+            database: mysql://user@localhost/app
+    """, "environments.development.database", ":3", "mysql")
+
+
+def test_bad_url_scheme_from_variable_is_rejected(sqlite_project: Project) -> None:
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: ${CM_TEST_URL}
+    """)
+    add_tables(sqlite_project, "001_t1")
+    result = sqlite_project.cli("apply", env={"CM_TEST_URL": "oracle://db/x"})
+    assert_clean_exit(result, 2)
+    assert "environments.development.database" in result.stderr
+    assert "oracle" in result.stderr
+
+
+def test_missing_database_is_rejected(sqlite_project: Project) -> None:
+    _assert_bad_config(sqlite_project, """
+        environments:
+          development:
+            vars: {a: 1}
+    """, "environments.development.database")
+
+
+def test_bad_history_table_name_is_rejected(sqlite_project: Project) -> None:
+    _assert_bad_config(sqlite_project, """
+        history_table: "history; DROP TABLE x"
+        environments:
+          development:
+            database: sqlite:///app.db
+    """, "history_table", ":1")
+
+
+def test_bad_pooler_value_is_rejected(sqlite_project: Project) -> None:
+    _assert_bad_config(sqlite_project, """
+        environments:
+          development:
+            database: sqlite:///app.db
+            pooler: statement
+    """, "environments.development.pooler", ":4")
