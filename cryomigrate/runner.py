@@ -92,8 +92,9 @@ class Runner:
     def _transactional(self, direction: Direction, migration: Migration,
                        conn: MigrationConnection, started_at: str, clock: float) -> bool:
         file = migration.file
-        with self.backend.transaction(lock=True):
-            row = self.tracker.read_one(file.version)
+        with self.backend.transaction(lock=True,
+                                      first=self.tracker.select_one(file.version)) as tx:
+            row = self.tracker.row_from(tx.first)
             if (row is not None) == (direction == "apply"):
                 return False  # another run got here first
             _execute(direction, migration, conn)
@@ -101,12 +102,12 @@ class Runner:
             if direction == "apply":
                 self.tracker.insert(version=file.version, version_text=file.version_text,
                                     name=file.name, kind=file.kind, checksum=migration.checksum,
-                                    state="applied", duration_ms=duration)
+                                    state="applied", duration_ms=duration, tx=tx)
             else:
-                self.tracker.delete(file.version, file.version_text)
+                self.tracker.delete(file.version, file.version_text, tx=tx)
             self.tracker.journal(version_text=file.version_text, name=file.name,
                                  action=direction, outcome="ok", started_at=started_at,
-                                 duration_ms=duration)
+                                 duration_ms=duration, tx=tx)
         return True
 
     def _outside_transaction(self, direction: Direction, migration: Migration,
@@ -137,15 +138,16 @@ class Runner:
                 f"what the database holds, then run `cryomigrate repair --mark-applied "
                 f"{file.version_text}` or `--mark-pending {file.version_text}`"
             ) from exc
-        with self.backend.transaction(lock=True):
+        with self.backend.transaction(lock=True) as tx:
             duration = _elapsed_ms(clock)
             if direction == "apply":
-                self.tracker.set_state(file.version, file.version_text, "applied", duration)
+                self.tracker.set_state(file.version, file.version_text, "applied", duration,
+                                       tx=tx)
             else:
-                self.tracker.delete(file.version, file.version_text)
+                self.tracker.delete(file.version, file.version_text, tx=tx)
             self.tracker.journal(version_text=file.version_text, name=file.name,
                                  action=direction, outcome="ok", started_at=started_at,
-                                 duration_ms=duration)
+                                 duration_ms=duration, tx=tx)
         return True
 
     def _journal_failure(self, direction: Direction, migration: Migration, started_at: str,

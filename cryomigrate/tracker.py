@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import getpass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
-from cryomigrate.backends import Backend
+from cryomigrate.backends import Backend, QueryResult, Transaction
+from cryomigrate.backends.base import Params
 from cryomigrate.errors import DatabaseError
 from cryomigrate.models import HistoryRow, JournalEntry
 
@@ -66,6 +68,7 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+@lru_cache(maxsize=1)
 def current_user() -> str:
     try:
         return getpass.getuser()
@@ -99,57 +102,75 @@ class Tracker:
     def read_all(self) -> dict[int, HistoryRow]:
         if not self.exists():
             return {}
+        self._ready = True
         rows = self.backend.query(f"SELECT {_COLUMNS} FROM {self.history}").data
         return {int(row["version"]): _history_row(row) for row in rows}
 
+    def select_one(self, version: int) -> tuple[str, Params]:
+        """The query for one history row, to open a migration's transaction with."""
+        return f"SELECT {_COLUMNS} FROM {self.history} WHERE version = {self._p}", (version,)
+
+    @staticmethod
+    def row_from(result: QueryResult) -> HistoryRow | None:
+        return _history_row(result.data[0]) if result.data else None
+
     def read_one(self, version: int) -> HistoryRow | None:
-        rows = self.backend.query(
-            f"SELECT {_COLUMNS} FROM {self.history} WHERE version = {self._p}", (version,)
-        ).data
-        return _history_row(rows[0]) if rows else None
+        return self.row_from(self.backend.query(*self.select_one(version)))
 
     def insert(self, *, version: int, version_text: str, name: str, kind: str, checksum: str,
-               state: str, duration_ms: int) -> None:
+               state: str, duration_ms: int, tx: Transaction | None = None) -> None:
         p = self._p
-        result = self.backend.query(
+        self._write(
+            tx, "insert", version_text,
             f"INSERT INTO {self.history} ({_COLUMNS}) "
             f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
             (version, version_text, name, kind, checksum, state, now(), current_user(),
              duration_ms),
         )
-        self._one_row(result.rowcount, "insert", version_text)
 
-    def set_state(self, version: int, version_text: str, state: str, duration_ms: int) -> None:
+    def set_state(self, version: int, version_text: str, state: str, duration_ms: int,
+                  tx: Transaction | None = None) -> None:
         p = self._p
-        result = self.backend.query(
+        self._write(
+            tx, "update", version_text,
             f"UPDATE {self.history} SET state = {p}, duration_ms = {p}, applied_at = {p} "
             f"WHERE version = {p}",
             (state, duration_ms, now(), version),
         )
-        self._one_row(result.rowcount, "update", version_text)
 
     def set_checksum(self, version: int, version_text: str, checksum: str) -> None:
         p = self._p
-        result = self.backend.query(
-            f"UPDATE {self.history} SET checksum = {p} WHERE version = {p}", (checksum, version)
-        )
-        self._one_row(result.rowcount, "update", version_text)
+        self._write(None, "update", version_text,
+                    f"UPDATE {self.history} SET checksum = {p} WHERE version = {p}",
+                    (checksum, version))
 
-    def delete(self, version: int, version_text: str) -> None:
-        result = self.backend.query(
-            f"DELETE FROM {self.history} WHERE version = {self._p}", (version,)
-        )
-        self._one_row(result.rowcount, "delete", version_text)
+    def delete(self, version: int, version_text: str, tx: Transaction | None = None) -> None:
+        self._write(tx, "delete", version_text,
+                    f"DELETE FROM {self.history} WHERE version = {self._p}", (version,))
 
     def journal(self, *, version_text: str, name: str, action: str, outcome: str,
-                started_at: str, duration_ms: int, error: str | None = None) -> None:
+                started_at: str, duration_ms: int, error: str | None = None,
+                tx: Transaction | None = None) -> None:
         p = self._p
-        self.backend.query(
-            f"INSERT INTO {self.journal_table} (version, name, action, outcome, environment, "
-            f"started_at, duration_ms, error) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
-            (version_text, name, action, outcome, self.environment, started_at, duration_ms,
-             error),
-        )
+        sql = (f"INSERT INTO {self.journal_table} (version, name, action, outcome, environment, "
+               f"started_at, duration_ms, error) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})")
+        params = (version_text, name, action, outcome, self.environment, started_at,
+                  duration_ms, error)
+        if tx is not None:
+            tx.defer(sql, params)
+        else:
+            self.backend.query(sql, params)
+
+    def _write(self, tx: Transaction | None, what: str, version_text: str, sql: str,
+               params: Params) -> None:
+        """A history write that must touch exactly one row; with ``tx``, sent at commit."""
+        def check(result: QueryResult) -> None:
+            self._one_row(result.rowcount, what, version_text)
+
+        if tx is not None:
+            tx.defer(sql, params, check)
+        else:
+            check(self.backend.query(sql, params))
 
     def read_journal(self, limit: int | None = None) -> list[JournalEntry]:
         if not self.backend.table_exists(self._table_name + "_journal"):

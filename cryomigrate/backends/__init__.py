@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryomigrate.backends.base import Backend, QueryError, QueryResult, Script
+from cryomigrate.backends.base import Backend, QueryError, QueryResult, Script, Transaction
 from cryomigrate.errors import ConfigError
 
-__all__ = ["Backend", "ConnectOptions", "QueryError", "QueryResult", "Script", "open_backend"]
+__all__ = [
+    "Backend", "ConnectOptions", "QueryError", "QueryResult", "Script", "Transaction",
+    "open_backend",
+]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ migrations, history or plans; those live above it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,6 +43,27 @@ class Script:
         return self.first_line + self.statement_lines[index] - 1
 
 
+Check = Callable[[QueryResult], None]
+
+
+@dataclass
+class Transaction:
+    """An open transaction: the result of the query it was opened with, and writes to send
+    with its COMMIT.
+
+    Deferring the history and journal rows to the commit, and reading the migration's
+    history row in the same message that opens the transaction and takes the lock, keeps a
+    migration at three round trips on a networked database (open, run, record+commit).
+    """
+
+    first: QueryResult = field(default_factory=QueryResult)
+    deferred: list[tuple[str, Params, Check | None]] = field(default_factory=list)
+
+    def defer(self, sql: str, params: Params = None, check: Check | None = None) -> None:
+        """Send ``sql`` just before COMMIT; ``check`` then inspects its result."""
+        self.deferred.append((sql, params, check))
+
+
 class QueryError(DatabaseError):
     """A statement failed; carries where, so messages can point at the file and line."""
 
@@ -66,9 +87,11 @@ class Backend(Protocol):
         """Every statement of ``script`` in order; the result is the last statement's."""
         ...
 
-    def transaction(self, *, lock: bool = True) -> AbstractContextManager[None]:
+    def transaction(self, *, lock: bool = True, first: tuple[str, Params] | None = None
+                    ) -> AbstractContextManager[Transaction]:
         """A transaction; with ``lock`` it first takes the run lock (waiting ``lock_wait``)
-        and applies the environment's ``lock_timeout``/``statement_timeout`` to it."""
+        and applies the environment's ``lock_timeout``/``statement_timeout`` to it. ``first``
+        is a query run right after, whose result is ``Transaction.first``."""
         ...
 
     def table_exists(self, table: str) -> bool: ...

@@ -26,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from cryomigrate.backends import ConnectOptions
-from cryomigrate.backends.base import Params, QueryError, QueryResult, Script
+from cryomigrate.backends.base import Params, QueryError, QueryResult, Script, Transaction
 from cryomigrate.errors import ConfigError, ConnectionFailed, LockTimeout
 from cryomigrate.redact import redact
 
@@ -106,20 +106,41 @@ class PostgresBackend:
         return QueryResult([dict(zip(names, row, strict=False)) for row in rows], res.ntuples)
 
     @contextmanager
-    def transaction(self, *, lock: bool = True) -> Iterator[None]:
-        self._begin(lock)
+    def transaction(self, *, lock: bool = True, first: tuple[str, Params] | None = None
+                    ) -> Iterator[Transaction]:
+        tx = Transaction(self._begin(lock, first))
         try:
-            yield
+            yield tx
         except BaseException:
             self._rollback()
             raise
+        statements = [self._inline(sql, params) for sql, params, _ in tx.deferred]
         try:
-            self._db.execute("COMMIT")
+            results = self._batch([*statements, "COMMIT"])
         except psycopg.Error as exc:
             self._rollback()
             raise _query_error(exc, "COMMIT") from exc
+        for (_, _, check), result in zip(tx.deferred, results, strict=False):
+            if check is not None:
+                check(result)
 
-    def _begin(self, lock: bool) -> None:
+    def _inline(self, sql: str, params: Params) -> str:
+        """``sql`` with ``params`` bound client-side, so several go in one message."""
+        if params is None:
+            return sql
+        return psycopg.ClientCursor(self._db).mogrify(sql, params)
+
+    def _batch(self, statements: list[str]) -> list[QueryResult]:
+        """Several statements in one simple-query message: one round trip."""
+        pgconn = self._db.pgconn
+        pgconn.send_query("; ".join(statements).encode())
+        results = self._db.wait(generators.fetch_many(pgconn))
+        for res in results:
+            if res.status == pq.ExecStatus.FATAL_ERROR:
+                raise psycopg.errors.error_from_result(res, encoding=self._db.info.encoding)
+        return [self._to_result(res) for res in results]
+
+    def _begin(self, lock: bool, first: tuple[str, Params] | None) -> QueryResult:
         opts = self._options
         parts = ["BEGIN"]
         if lock:
@@ -128,8 +149,10 @@ class PostgresBackend:
                       f"SELECT pg_advisory_xact_lock({self._lock_key})"]
             parts.append(_set_local("lock_timeout", opts.lock_timeout_ms))
             parts.append(_set_local("statement_timeout", opts.statement_timeout_ms))
+        if first is not None:
+            parts.append(self._inline(*first))
         try:
-            self._db.execute("; ".join(parts))
+            results = self._batch(parts)
         except psycopg.Error as exc:
             self._rollback()
             if exc.sqlstate == _LOCK_NOT_AVAILABLE:
@@ -138,6 +161,7 @@ class PostgresBackend:
                     f"after {opts.lock_wait_ms / 1000:g}s (raise --lock-wait to wait longer)"
                 ) from None
             raise _query_error(exc, None) from exc
+        return results[-1] if first is not None else QueryResult()
 
     def _rollback(self) -> None:
         if self._db.closed or self._db.info.transaction_status == pq.TransactionStatus.IDLE:

@@ -15,7 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cryomigrate.backends import ConnectOptions
-from cryomigrate.backends.base import Params, QueryError, QueryResult, Script, rows_as_dicts
+from cryomigrate.backends.base import (
+    Params,
+    QueryError,
+    QueryResult,
+    Script,
+    Transaction,
+    rows_as_dicts,
+)
 from cryomigrate.errors import ConfigError, ConnectionFailed, LockTimeout
 
 
@@ -77,7 +84,8 @@ class SqliteBackend:
         return result
 
     @contextmanager
-    def transaction(self, *, lock: bool = True) -> Iterator[None]:
+    def transaction(self, *, lock: bool = True, first: tuple[str, Params] | None = None
+                    ) -> Iterator[Transaction]:
         try:
             self._db.execute("BEGIN IMMEDIATE" if lock else "BEGIN")
         except sqlite3.OperationalError as exc:
@@ -88,7 +96,14 @@ class SqliteBackend:
                 ) from exc
             raise QueryError(f"SQLite error: {exc}") from exc
         try:
-            yield
+            tx = Transaction(self.query(*first) if first else QueryResult())
+            yield tx
+            # In-process, so deferred writes cost no round trip: run them and their checks
+            # before COMMIT, where a failed check still rolls everything back.
+            for sql, params, check in tx.deferred:
+                result = self.query(sql, params)
+                if check is not None:
+                    check(result)
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
