@@ -59,7 +59,7 @@ def apply_migrations(target_version: Version = None, environment: str | None = N
         if dry_run:
             return _preview(env, "apply", migrations, warnings)
         policies.check_confirmed(env, "apply", [m.file.label for m in migrations], confirm)
-        result = Runner(backend, tracker, env, progress).run("apply", migrations)
+        result = Runner(backend, tracker, env, progress, lock_wait).run("apply", migrations)
         return _with_notices(result, warnings)
 
 
@@ -84,7 +84,8 @@ def rollback_migrations(target_version: Version = None, environment: str | None 
         if dry_run:
             return _preview(env, "rollback", migrations, warnings)
         policies.check_confirmed(env, "roll back", [m.file.label for m in migrations], confirm)
-        result = Runner(backend, tracker, env, progress).run("rollback", migrations)
+        result = Runner(backend, tracker, env, progress, lock_wait).run(
+            "rollback", migrations)
         return _with_notices(result, warnings)
 
 

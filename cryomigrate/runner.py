@@ -23,6 +23,7 @@ from cryomigrate.models import MigrationRun, RunResult
 from cryomigrate.tracker import Tracker, now
 
 Progress = Callable[[str, Any], None]
+_DIRTY_POLL_S = 0.2
 
 
 @dataclass
@@ -35,8 +36,9 @@ class _Run:
 
 class Runner:
     def __init__(self, backend: Backend, tracker: Tracker, env: Environment,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, lock_wait: float = 60) -> None:
         self.backend = backend
+        self.lock_wait = lock_wait
         self.tracker = tracker
         self.env = env
         self._progress = progress or (lambda event, payload: None)
@@ -113,23 +115,8 @@ class Runner:
     def _outside_transaction(self, direction: Direction, migration: Migration,
                              conn: MigrationConnection, started_at: str, clock: float) -> bool:
         file = migration.file
-        with self.backend.transaction(lock=True):
-            row = self.tracker.read_one(file.version)
-            if row is not None and row.state == "dirty":
-                raise StateBlocked(
-                    f"{file.label} is marked dirty: another run is executing it right now, or "
-                    "one died inside it; once no run is active, check the database and run "
-                    f"`cryomigrate repair --mark-applied {file.version_text}` or "
-                    f"`--mark-pending {file.version_text}`"
-                )
-            if (row is not None) == (direction == "apply"):
-                return False
-            if direction == "apply":
-                self.tracker.insert(version=file.version, version_text=file.version_text,
-                                    name=file.name, kind=file.kind, checksum=migration.checksum,
-                                    state="dirty", duration_ms=0)
-            else:
-                self.tracker.set_state(file.version, file.version_text, "dirty", 0)
+        if not self._claim(direction, migration):
+            return False
         try:
             _execute(direction, migration, conn)
         except MigrationFailed as exc:
@@ -149,6 +136,39 @@ class Runner:
                                  action=direction, outcome="ok", started_at=started_at,
                                  duration_ms=duration, tx=tx)
         return True
+
+    def _claim(self, direction: Direction, migration: Migration) -> bool:
+        """Mark a non-transactional migration dirty before it runs; False if already done.
+
+        A dirty row seen here belongs to a concurrent run that is executing the migration
+        right now (the plan was made before it was marked), so wait for it like for a lock;
+        if it stays dirty past ``lock_wait``, that run died and a person must settle it.
+        """
+        file = migration.file
+        deadline = time.monotonic() + self.lock_wait
+        while True:
+            with self.backend.transaction(
+                    lock=True, first=self.tracker.select_one(file.version)) as tx:
+                row = self.tracker.row_from(tx.first)
+                if row is None or row.state != "dirty":
+                    if (row is not None) == (direction == "apply"):
+                        return False
+                    if direction == "apply":
+                        self.tracker.insert(version=file.version, version_text=file.version_text,
+                                            name=file.name, kind=file.kind,
+                                            checksum=migration.checksum, state="dirty",
+                                            duration_ms=0, tx=tx)
+                    else:
+                        self.tracker.set_state(file.version, file.version_text, "dirty", 0, tx=tx)
+                    return True
+            if time.monotonic() >= deadline:
+                raise StateBlocked(
+                    f"{file.label} is marked dirty: a run stopped inside it (or is still "
+                    "running it after --lock-wait); once no run is active, check the database "
+                    f"and run `cryomigrate repair --mark-applied {file.version_text}` or "
+                    f"`cryomigrate repair --mark-pending {file.version_text}`"
+                )
+            time.sleep(_DIRTY_POLL_S)
 
     def _journal_failure(self, direction: Direction, migration: Migration, started_at: str,
                          clock: float, exc: CryomigrateError) -> None:
