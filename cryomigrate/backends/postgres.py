@@ -54,6 +54,8 @@ class PostgresBackend:
         except psycopg.ProgrammingError as exc:
             raise ConfigError(f"invalid PostgreSQL URL {redact(url)}: {exc}") from None
         params.setdefault("application_name", "cryomigrate")
+        # libpq waits forever by default; a deploy job should fail in seconds instead.
+        params.setdefault("connect_timeout", 10)
         try:
             db = psycopg.connect(make_conninfo("", **params), autocommit=True,
                                  prepare_threshold=None)
