@@ -82,6 +82,14 @@ def config_with(project: Project, body: str) -> None:
         f"    database: {project.url}\n{extra}\n", encoding="utf-8")
 
 
+def sqlite_project_at(root: Path) -> Project:
+    """A SQLite project in ``root``, for tests that need two projects at once."""
+    project = Project(root, "sqlite:///app.db", "sqlite")
+    project.migrations.mkdir(parents=True)
+    project.write_config()
+    return project
+
+
 def history_versions(project: Project) -> list[str]:
     if "cryomigrate_history" not in project.tables():
         return []
