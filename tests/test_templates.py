@@ -1,0 +1,155 @@
+"""`.sql.j2` migrations: sandboxed Jinja, strict undefined, vars merged per environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from cryomigrate.errors import TemplateError
+from cryomigrate.templating import quote_ident, quote_literal, render
+from tests.conftest import Project
+from tests.helpers_core import add_tables, assert_clean_exit, history_versions
+
+
+def _config_with_vars(project: Project) -> None:
+    project.write_config(f"""
+        defaults:
+          vars: {{owner: app_owner, greeting: hello, shared: from_defaults}}
+        environments:
+          development:
+            database: {project.url}
+            vars: {{greeting: "hi 'dev'", only_dev: 1}}
+          staging:
+            database: {project.url}
+    """)
+
+
+GREETINGS = """
+    -- cryomigrate:apply
+    CREATE TABLE greetings (k TEXT, v TEXT);
+    INSERT INTO greetings VALUES ('env', {{ environment | literal }});
+    INSERT INTO greetings VALUES ('greeting', {{ vars.greeting | literal }});
+    INSERT INTO greetings VALUES ('owner', '{{ vars.owner }}');
+    INSERT INTO greetings VALUES ('shared', {{ vars.shared | literal }});
+    -- cryomigrate:rollback
+    DROP TABLE {{ "greetings" | ident }};
+"""
+
+
+def test_template_rendered_with_merged_vars(project: Project) -> None:
+    _config_with_vars(project)
+    project.add("001_greetings.sql.j2", GREETINGS)
+    assert_clean_exit(project.cli("apply"), 0)
+    assert dict(project.query("SELECT k, v FROM greetings")) == {
+        "env": "development", "greeting": "hi 'dev'", "owner": "app_owner",
+        "shared": "from_defaults"}
+    assert_clean_exit(project.cli("rollback"), 0)
+    assert "greetings" not in project.tables()
+
+
+def test_template_rendered_per_environment(project: Project) -> None:
+    _config_with_vars(project)
+    project.add("001_greetings.sql.j2", GREETINGS)
+    assert_clean_exit(project.cli("apply", "--env", "staging"), 0)
+    assert dict(project.query("SELECT k, v FROM greetings"))["greeting"] == "hello"
+    assert dict(project.query("SELECT k, v FROM greetings"))["env"] == "staging"
+
+
+def test_template_kind_recorded(project: Project) -> None:
+    project.add("001_t.sql.j2", "CREATE TABLE {{ 't' | ident }} (id INTEGER);")
+    assert_clean_exit(project.cli("apply"), 0)
+    assert project.query("SELECT kind FROM cryomigrate_history") == [("template",)]
+
+
+def test_template_syntax_error_is_exit_2_naming_file_and_line(project: Project) -> None:
+    add_tables(project, "001_t1")
+    project.add("002_broken.sql.j2", "SELECT 1;\nSELECT {{ vars.owner ;\n")
+    result = project.cli("apply")
+    assert_clean_exit(result, 2)
+    assert "002_broken.sql.j2 line 2" in result.stderr
+    assert "t1" not in project.tables()
+    assert history_versions(project) == []
+
+
+def test_undefined_variable_is_exit_2_naming_file_and_line(project: Project) -> None:
+    add_tables(project, "001_t1")
+    project.add("002_undefined.sql.j2",
+                "SELECT 1;\n\nGRANT ALL ON t1 TO {{ vars.missing_role }};\n")
+    result = project.cli("apply")
+    assert_clean_exit(result, 2)
+    assert "002_undefined.sql.j2 line 3" in result.stderr
+    assert "missing_role" in result.stderr
+    assert "t1" not in project.tables()
+
+
+def test_undefined_top_level_name(project: Project) -> None:
+    project.add("001_u.sql.j2", "SELECT {{ app_schema }};\n")
+    result = project.cli("apply")
+    assert_clean_exit(result, 2)
+    assert "001_u.sql.j2 line 1" in result.stderr and "app_schema" in result.stderr
+
+
+def test_sandbox_blocks_internals(project: Project) -> None:
+    project.add("001_escape.sql.j2",
+                "SELECT '{{ ''.__class__.__mro__[1].__subclasses__() }}';\n")
+    result = project.cli("apply")
+    assert_clean_exit(result, 2)
+    assert "001_escape.sql.j2" in result.stderr and "unsafe" in result.stderr
+    assert history_versions(project) == []
+
+
+def test_sandbox_blocks_function_globals(project: Project) -> None:
+    project.add("001_escape.sql.j2", "SELECT '{{ cycler.__init__.__globals__ }}';\n")
+    result = project.cli("apply")
+    assert_clean_exit(result, 2)
+    assert "001_escape.sql.j2" in result.stderr and "unsafe" in result.stderr
+
+
+def test_rendered_sql_with_braces_from_values_is_not_rerendered(project: Project) -> None:
+    project.write_config(f"""
+        environments:
+          development:
+            database: {project.url}
+            vars: {{text: "{{{{ not again }}}}"}}
+    """)
+    project.add("001_t.sql.j2",
+                "CREATE TABLE t (v TEXT);\nINSERT INTO t VALUES ({{ vars.text | literal }});\n")
+    assert_clean_exit(project.cli("apply"), 0)
+    assert project.query("SELECT v FROM t") == [("{{ not again }}",)]
+
+
+def test_dry_run_shows_rendered_sql(project: Project) -> None:
+    _config_with_vars(project)
+    project.add("001_greetings.sql.j2", GREETINGS)
+    result = project.cli("apply", "--dry-run")
+    assert_clean_exit(result, 0)
+    assert "'hi ''dev'''" in result.stdout
+    assert "{{" not in result.stdout
+
+
+@pytest.mark.parametrize(("value", "quoted"), [
+    ("users", '"users"'),
+    ("app.users", '"app"."users"'),
+    ('we"ird', '"we""ird"'),
+])
+def test_ident_filter(value: str, quoted: str) -> None:
+    assert quote_ident(value) == quoted
+
+
+@pytest.mark.parametrize(("value", "quoted"), [
+    ("it's", "'it''s'"),
+    (None, "NULL"),
+    (True, "TRUE"),
+    (42, "42"),
+    ("x'); DROP TABLE t; --", "'x''); DROP TABLE t; --'"),
+])
+def test_literal_filter(value: object, quoted: str) -> None:
+    assert quote_literal(value) == quoted
+
+
+def test_values_are_not_quoted_unless_asked() -> None:
+    assert render("{{ v }}", origin="x", environment="dev", vars={}, extra={"v": "a'b"}) == "a'b"
+
+
+def test_render_error_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match=r"x\.sql\.j2 line 1"):
+        render("{{ nope }}", origin="x.sql.j2", environment="dev", vars={})
