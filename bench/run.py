@@ -1,0 +1,567 @@
+#!/usr/bin/env python3
+"""Benchmark cryomigrate against its floor (psql) and its peers on the local PostgreSQL.
+
+    python3 bench/run.py                                   # everything, median of 5
+    python3 bench/run.py --sizes 200 --repeat 3 --tools cryomigrate-sql,alembic
+
+Why each measurement exists (see bench/README.md for the full story):
+
+* cold apply of N migrations into a fresh database: the cost of a real deploy, and with
+  two sizes, how that cost grows (per-migration overhead, growth ratio);
+* no-op ``apply`` and ``status`` with all N applied: what every CI job pays on every run;
+* ``--help`` against ``python -c pass``: start-up cost, the floor of every command;
+* the same no-op commands on SQLite, the embedded default.
+
+Each tool runs as a separate process exactly as a user would start it, timed wall-clock
+from ``fork`` to exit. Every cold run is checked to have created exactly N tables and N
+indexes, so a tool that "finishes fast" by doing nothing is reported as failed, not fast.
+Tools that fail to install or run are reported as such in the table, never dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import NPM_PACKAGES, PIP_PACKAGES, ensure_peers, version_of
+from pgadmin import PREFIX, Server
+from tools import (
+    BENCH_DIR,
+    FLOOR,
+    OURS,
+    PEER,
+    PYTHON_M_HELP,
+    PYTHON_PASS,
+    REPO_DIR,
+    TOOLS,
+    Cmd,
+    Tool,
+    base_env,
+    shim_script,
+)
+
+PG, SQLITE, NONE = "postgresql", "sqlite", "-"
+COLD, NOOP, STATUS, HELP = "cold apply", "no-op apply", "status", "--help"
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+@dataclass
+class Measurement:
+    """Wall-clock samples of one (metric, backend, N, tool); ``error`` if it could not run."""
+
+    metric: str
+    backend: str
+    n: int
+    tool: str
+    samples: list[float] = field(default_factory=list)
+    error: str | None = None
+    median: float | None = None
+    ratio_floor: float | None = None
+    ratio_fastest_peer: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.metric, self.backend, self.n)
+
+
+class Bench:
+    """Runs the plan and collects measurements; owns the databases it creates."""
+
+    def __init__(self, args: argparse.Namespace, server: Server, work: Path) -> None:
+        self.args = args
+        self.server = server
+        self.work = work
+        self.results: list[Measurement] = []
+        self.tool_errors: dict[str, str] = {}
+        self.tool_notes: dict[str, str] = {}
+
+    # -- process timing ----------------------------------------------------------------
+
+    def timed(self, cmd: Cmd, timeout: float | None = None) -> tuple[float, str | None]:
+        """Seconds from start to exit; an error text when it failed or timed out."""
+        env = base_env() | cmd.env
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd.argv, cwd=cmd.cwd, env=env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=timeout or self.args.timeout,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            return time.perf_counter() - start, f"timed out after {timeout or self.args.timeout:g}s"
+        except OSError as exc:
+            return 0.0, f"cannot start: {exc}"
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            text = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()
+            tail = " | ".join(text.splitlines()[-2:])[:300]
+            return elapsed, f"exit {proc.returncode}: {tail}"
+        return elapsed, None
+
+    def record(self, m: Measurement) -> Measurement:
+        if m.samples and m.error is None:
+            m.median = statistics.median(m.samples)
+        self.results.append(m)
+        shown = f"{m.median:.3f}s" if m.median is not None else f"FAILED ({m.error})"
+        label = f"N={m.n}" if m.n else ""
+        print(f"  {m.metric:<12} {m.backend:<10} {label:<7} {m.tool:<16} {shown}", flush=True)
+        return m
+
+    def repeat(self, m: Measurement, cmd: Cmd, warmup: int) -> Measurement:
+        """Warm-up runs (not kept) then ``--repeat`` timed runs of a command that changes
+        nothing; the first failure stops it and becomes the measurement's error."""
+        for i in range(warmup + self.args.repeat):
+            seconds, error = self.timed(cmd)
+            if error:
+                m.error = error
+                break
+            if i >= warmup:
+                m.samples.append(seconds)
+        return self.record(m)
+
+    # -- PostgreSQL --------------------------------------------------------------------
+
+    def run_pg(self, tool: Tool, n: int) -> None:
+        """Cold apply ``repeat`` times into fresh databases, then the no-op commands on the
+        last one (all N applied)."""
+        metrics = [COLD, NOOP, STATUS]
+        if tool.name in self.tool_errors:
+            for metric in metrics:
+                self.record(Measurement(metric, PG, n, tool.name,
+                                        error=self.tool_errors[tool.name]))
+            return
+        root = self.work / tool.name / f"n{n}"
+        if not root.exists():
+            tool.layout(root, n)
+        cold = Measurement(COLD, PG, n, tool.name)
+        dbname = ""
+        try:
+            for rep in range(self.args.repeat):
+                if dbname:
+                    self.server.drop(dbname)
+                dbname = f"{PREFIX}{tool.name.replace('-', '_')}_{n}_{rep}"
+                self.server.create(dbname)
+                seconds, error = self.timed(tool.apply(root, self.server.urls(dbname)))
+                if error is None:
+                    tables, indexes = self.server.bench_objects(dbname)
+                    if (tables, indexes) != (n, n):
+                        error = (f"exit 0 but the database holds {tables} tables and "
+                                 f"{indexes} indexes, not {n}")
+                if error:
+                    cold.error = error
+                    break
+                cold.samples.append(seconds)
+            self.record(cold)
+            urls = self.server.urls(dbname)
+            for metric, make in ((NOOP, tool.apply), (STATUS, tool.status)):
+                m = Measurement(metric, PG, n, tool.name)
+                if cold.error:
+                    m.error = "not measured: cold apply failed"
+                    self.record(m)
+                elif make is None:
+                    m.error = "tool has no such command"
+                    self.record(m)
+                else:
+                    self.repeat(m, make(root, urls), self.args.warmup)
+        finally:
+            if dbname:
+                self.server.drop(dbname)
+
+    # -- SQLite ------------------------------------------------------------------------
+
+    def run_sqlite(self, tool: Tool, n: int) -> None:
+        """cryomigrate on the embedded default: cold apply, then no-op apply and status."""
+        if tool.sqlite is None or tool.sqlite_status is None:
+            return
+        root = self.work / tool.name / f"n{n}"
+        if not root.exists():
+            tool.layout(root, n)
+        db = self.work / f"{tool.name}_{n}.db"
+        cold = Measurement(COLD, SQLITE, n, tool.name)
+        for _ in range(self.args.repeat):
+            db.unlink(missing_ok=True)
+            seconds, error = self.timed(tool.sqlite(root, db))
+            if error is None:
+                with sqlite3.connect(db) as conn:
+                    tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = "
+                                          "'table' AND name LIKE 'bench_t%'").fetchone()[0]
+                conn.close()
+                if tables != n:
+                    error = f"exit 0 but the database holds {tables} tables, not {n}"
+            if error:
+                cold.error = error
+                break
+            cold.samples.append(seconds)
+        self.record(cold)
+        for metric, cmd in ((NOOP, tool.sqlite(root, db)), (STATUS, tool.sqlite_status(root, db))):
+            m = Measurement(metric, SQLITE, n, tool.name)
+            if cold.error:
+                m.error = "not measured: cold apply failed"
+                self.record(m)
+            else:
+                self.repeat(m, cmd, self.args.warmup)
+        db.unlink(missing_ok=True)
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def run_help(self, tools: list[Tool]) -> None:
+        """Start-up cost: ``--help`` of each tool against the bare interpreter."""
+        warmup = max(1, self.args.warmup)
+        self.repeat(Measurement(HELP, NONE, 0, "python -c pass"), PYTHON_PASS, warmup)
+        seen: set[tuple[str, ...]] = set()
+        for tool in tools:
+            if tool.help is None or tuple(tool.help.argv) in seen:
+                continue  # both cryomigrate variants share one --help
+            seen.add(tuple(tool.help.argv))
+            m = Measurement(HELP, NONE, 0, "cryomigrate" if tool.role == OURS else tool.name)
+            if tool.name in self.tool_errors:
+                m.error = self.tool_errors[tool.name]
+                self.record(m)
+                continue
+            self.repeat(m, tool.help, warmup)
+        if any(t.role == OURS for t in tools):
+            self.repeat(Measurement(HELP, NONE, 0, "python -m cryomigrate"), PYTHON_M_HELP,
+                        warmup)
+            shim = shim_script()
+            if shim is not None:
+                self.repeat(Measurement(HELP, NONE, 0, "cryomigrate (PATH shim)"),
+                            Cmd([str(shim), "--help"], REPO_DIR), warmup)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def add_ratios(results: list[Measurement]) -> None:
+    """Ratio of each median to the floor and to the fastest peer of the same measurement.
+
+    The floor is psql for PostgreSQL rows and ``python -c pass`` for ``--help``; SQLite rows
+    have neither (no peer runs there), so their ratios stay empty."""
+    by_key: dict[tuple[str, str, int], list[Measurement]] = {}
+    for m in results:
+        by_key.setdefault(m.key, []).append(m)
+    for group in by_key.values():
+        floor_name = "python -c pass" if group[0].metric == HELP else "floor"
+        floor = next((m.median for m in group if m.tool == floor_name), None)
+        peers = [m.median for m in group
+                 if m.median is not None and m.tool in TOOLS and TOOLS[m.tool].role == PEER]
+        fastest = min(peers) if peers else None
+        for m in group:
+            if m.median is None:
+                continue
+            m.ratio_floor = m.median / floor if floor else None
+            m.ratio_fastest_peer = m.median / fastest if fastest else None
+
+
+def find(results: list[Measurement], metric: str, backend: str, n: int,
+         tool: str) -> Measurement | None:
+    return next((m for m in results if m.key == (metric, backend, n) and m.tool == tool), None)
+
+
+def derived(results: list[Measurement], tools: list[Tool], small: int,
+            large: int) -> dict[str, dict[str, float | None]]:
+    """Per-migration overhead over the floor at the large N, and growth large/small."""
+    floor = find(results, COLD, PG, large, "floor")
+    out: dict[str, dict[str, float | None]] = {}
+    for tool in tools:
+        lo, hi = find(results, COLD, PG, small, tool.name), find(results, COLD, PG, large,
+                                                                  tool.name)
+        hi_s = hi.median if hi else None
+        lo_s = lo.median if lo else None
+        overhead = ((hi_s - floor.median) / large * 1000
+                    if hi_s is not None and floor and floor.median is not None else None)
+        growth = hi_s / lo_s if hi_s is not None and lo_s and small != large else None
+        out[tool.name] = {"overhead_ms_per_migration": overhead, "growth": growth}
+    return out
+
+
+@dataclass
+class Target:
+    tool: str
+    text: str
+    verdict: str  # PASS, FAIL or n/a
+    detail: str
+
+
+def check_targets(results: list[Measurement], tools: list[Tool], small: int, large: int,
+                  extra: dict[str, dict[str, float | None]]) -> list[Target]:
+    """The product's performance targets, judged for each cryomigrate variant."""
+    targets: list[Target] = []
+
+    def verdict(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+    def add(tool: str, text: str, ok: bool | None, detail: str) -> None:
+        targets.append(Target(tool, text, verdict(ok), detail))
+
+    ours = [t for t in tools if t.role == OURS]
+    for tool in ours:
+        name = tool.name
+        overhead = extra.get(name, {}).get("overhead_ms_per_migration")
+        add(name, f"overhead over the floor at N={large} <= 0.5 ms/migration",
+            None if overhead is None else overhead <= 0.5,
+            "n/a" if overhead is None else f"{overhead:.2f} ms/migration")
+
+        cold = find(results, COLD, PG, small, name)
+        for peer in ("alembic", "yoyo", "supabase"):
+            other = find(results, COLD, PG, small, peer)
+            if cold is None or cold.median is None:
+                add(name, f"cold apply N={small} faster than {peer}", None, "ours not measured")
+            elif other is None or other.median is None:
+                why = "not selected" if other is None else f"{peer} failed: {other.error}"
+                add(name, f"cold apply N={small} faster than {peer}", None, why[:120])
+            else:
+                add(name, f"cold apply N={small} faster than {peer}", cold.median < other.median,
+                    f"{cold.median:.3f}s vs {other.median:.3f}s")
+        floor = find(results, COLD, PG, small, "floor")
+        if cold and cold.median is not None and floor and floor.median is not None:
+            ratio = cold.median / floor.median
+            add(name, f"cold apply N={small} <= 1.5x floor", ratio <= 1.5, f"{ratio:.2f}x")
+        else:
+            add(name, f"cold apply N={small} <= 1.5x floor", None, "not measured")
+
+        for backend, limit in ((PG, 0.20), (SQLITE, 0.10)):
+            for metric in (NOOP, STATUS):
+                for n in sorted({small, large}):
+                    m = find(results, metric, backend, n, name)
+                    text = f"{metric} N={n} on {backend} <= {limit:.2f} s"
+                    if m is None or m.median is None:
+                        add(name, text, None, "not measured" if m is None else str(m.error))
+                    else:
+                        add(name, text, m.median <= limit, f"{m.median:.3f}s")
+
+        growth = extra.get(name, {}).get("growth")
+        add(name, f"cold apply N={large} <= 5.5x N={small}",
+            None if growth is None else growth <= 5.5,
+            "n/a" if growth is None else f"{growth:.2f}x")
+
+    if ours:
+        py = find(results, HELP, NONE, 0, "python -c pass")
+        for label in ("cryomigrate", "python -m cryomigrate"):
+            h = find(results, HELP, NONE, 0, label)
+            shown = f"{label} --help"
+            text = f"{shown} <= 2 x (python -c pass) + 60 ms"
+            if h is None or h.median is None or py is None or py.median is None:
+                add("cryomigrate", text, None, "not measured")
+            else:
+                limit = 2 * py.median + 0.060
+                add("cryomigrate", text, h.median <= limit,
+                    f"{h.median * 1000:.0f} ms vs limit {limit * 1000:.0f} ms")
+    return targets
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(x: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if x is None else format(x, spec) + suffix
+
+
+def render(results: list[Measurement], extra: dict[str, dict[str, float | None]],
+           targets: list[Target], facts: dict[str, Any], large: int, small: int) -> str:
+    lines: list[str] = []
+    lines.append(f"cryomigrate benchmark  {facts['date']}")
+    lines.append("machine: " + ", ".join(f"{k}={v}" for k, v in facts["machine"].items()))
+    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()))
+    lines.append(f"runs: median of {facts['repeat']} (warm-up {facts['warmup']} for no-op "
+                 "commands), wall-clock per process")
+    lines.append("")
+    header = (f"{'measurement':<28} {'tool':<24} {'median':>9} {'min':>8} {'max':>8} "
+              f"{'x floor':>8} {'x fastest peer':>14}  note")
+    lines.append(header)
+    lines.append("-" * len(header))
+    previous = None
+    for m in results:
+        label = f"{m.metric}" + (f" N={m.n}" if m.n else "") + (
+            f" [{m.backend}]" if m.backend != NONE else "")
+        if previous is not None and previous != m.key:
+            lines.append("")
+        previous = m.key
+        if m.median is None:
+            lines.append(f"{label:<28} {m.tool:<24} {'FAILED':>9} {'':>8} {'':>8} {'':>8} "
+                         f"{'':>14}  {m.error}")
+            continue
+        lines.append(
+            f"{label:<28} {m.tool:<24} {m.median:>8.3f}s {min(m.samples):>7.3f}s "
+            f"{max(m.samples):>7.3f}s {_fmt(m.ratio_floor, '.2f', 'x'):>8} "
+            f"{_fmt(m.ratio_fastest_peer, '.2f', 'x'):>14}")
+    lines.append("")
+    lines.append(f"derived (PostgreSQL cold apply): overhead over floor at N={large} = "
+                 f"(tool - floor) / N; growth = N={large} / N={small}")
+    lines.append(f"{'tool':<24} {'ms/migration':>13} {'growth':>8}")
+    for tool, values in extra.items():
+        lines.append(f"{tool:<24} {_fmt(values['overhead_ms_per_migration'], '.3f'):>13} "
+                     f"{_fmt(values['growth'], '.2f', 'x'):>8}")
+    lines.append("")
+    lines.append("targets")
+    for t in targets:
+        lines.append(f"  [{t.verdict:<4}] {t.tool:<16} {t.text:<52} {t.detail}")
+    lines.append("")
+    lines.append("floor: PostgreSQL rows use psql (-X -q, one session; cold apply feeds "
+                 "BEGIN; \\i file; COMMIT; per file; no-op/status rows: connect + SELECT 1); "
+                 "--help rows use python -c pass")
+    return "\n".join(lines)
+
+
+def machine_facts(server: Server, tools: list[Tool]) -> dict[str, Any]:
+    """What a reader needs to compare two result files: hardware, versions, settings."""
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    pg = server.facts()
+    commit = subprocess.run(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True, timeout=30, check=False)
+    versions = {"python": platform.python_version(),
+                "postgresql": pg.pop("server_version"),
+                "cryomigrate": f"git {commit.stdout.strip() or '?'}"}
+    for tool in tools:
+        if tool.name in PIP_PACKAGES or tool.name in NPM_PACKAGES:
+            versions[tool.name] = version_of(tool.name)
+    psql = subprocess.run(["psql", "--version"], capture_output=True, text=True, timeout=30,
+                          check=False)
+    versions["psql"] = psql.stdout.split()[2] if len(psql.stdout.split()) > 2 else "?"
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {"cores": os.cpu_count(), "cpu": cpu, "os": platform.platform(),
+                    **{f"pg_{k}": v for k, v in pg.items()}},
+        "versions": versions,
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="200,1000",
+                        help="migration counts N, comma-separated (default 200,1000)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed runs before no-op/status/--help measurements")
+    parser.add_argument("--tools", default=",".join(TOOLS),
+                        help=f"comma-separated subset of: {', '.join(TOOLS)} (the floor is "
+                             "always included)")
+    parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite rows")
+    parser.add_argument("--no-help", action="store_true", help="skip the --help rows")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds one tool invocation may take before it counts as failed")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5432)
+    parser.add_argument("--user", default="postgres")
+    parser.add_argument("--json", default=str(BENCH_DIR / "results.json"),
+                        help="where to write the results (default bench/results.json)")
+    parser.add_argument("--no-install", action="store_true",
+                        help="do not install missing peers; report them as not installed")
+    parser.add_argument("--reinstall", action="store_true", help="reinstall the peers")
+    parser.add_argument("--keep-work", action="store_true",
+                        help="keep the generated migration folders (path is printed)")
+    args = parser.parse_args(argv)
+    args.sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    names = [s.strip() for s in args.tools.split(",") if s.strip()]
+    unknown = [n for n in names if n not in TOOLS]
+    if unknown:
+        parser.error(f"unknown tools: {', '.join(unknown)}; choose from {', '.join(TOOLS)}")
+    if "floor" not in names:
+        names.insert(0, "floor")
+    args.tools = [TOOLS[n] for n in TOOLS if n in names]  # registry order: floor first
+    if args.repeat < 1 or not args.sizes:
+        parser.error("--repeat must be >= 1 and --sizes non-empty")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    tools: list[Tool] = args.tools
+    server = Server(args.host, args.port, args.user)
+    try:
+        server.sql("SELECT 1")
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        print(f"cannot reach PostgreSQL at {args.host}:{args.port}: {exc}\n"
+              "start it with: pg_ctlcluster --skip-systemctl-redirect 15 main start",
+              file=sys.stderr)
+        return 2
+    leftovers = server.drop_leftovers()
+    if leftovers:
+        print(f"dropped {len(leftovers)} leftover {PREFIX}* database(s)")
+
+    names = [t.name for t in tools]
+    tool_errors: dict[str, str] = {}
+    if args.no_install:
+        for t in tools:
+            if t.binary is not None and not t.binary.exists():
+                tool_errors[t.name] = f"not installed ({t.binary} missing)"
+    else:
+        tool_errors = ensure_peers(names, reinstall=args.reinstall)
+    if shutil.which("psql") is None:
+        print("psql is required (it is the floor)", file=sys.stderr)
+        return 2
+
+    facts = machine_facts(server, tools)
+    facts["repeat"], facts["warmup"] = args.repeat, args.warmup
+    work = Path(tempfile.mkdtemp(prefix="cm_bench_"))
+    bench = Bench(args, server, work)
+    bench.tool_errors = tool_errors
+    started = time.perf_counter()
+    print(f"work folder {work}; tools: {', '.join(names)}; sizes: {args.sizes}", flush=True)
+    try:
+        for n in args.sizes:
+            for tool in tools:
+                bench.run_pg(tool, n)
+        if not args.no_sqlite:
+            for n in args.sizes:
+                for tool in tools:
+                    if tool.role == OURS and tool.name not in tool_errors:
+                        bench.run_sqlite(tool, n)
+        if not args.no_help:
+            bench.run_help(tools)
+    finally:
+        server.drop_leftovers()
+        if args.keep_work:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    results = bench.results
+    add_ratios(results)
+    small, large = args.sizes[0], args.sizes[-1]
+    extra = derived(results, [t for t in tools if t.role != FLOOR], small, large)
+    targets = check_targets(results, tools, small, large, extra)
+    facts["duration_s"] = round(time.perf_counter() - started, 1)
+    print()
+    print(render(results, extra, targets, facts, large, small))
+    print(f"\nbench took {facts['duration_s']}s; results written to {args.json}")
+    document = {
+        "facts": facts,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "tools": {t.name: {"role": t.role, "label": t.label,
+                           "error": tool_errors.get(t.name)} for t in tools},
+        "measurements": [asdict(m) for m in results],
+        "derived": extra,
+        "targets": [asdict(t) for t in targets],
+    }
+    Path(args.json).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
