@@ -90,6 +90,14 @@ def sqlite_project_at(root: Path) -> Project:
     return project
 
 
+def assert_untouched(project: Project) -> None:
+    """Nothing was written: no SQLite file was created, no PostgreSQL table exists."""
+    if project.dialect == "sqlite":
+        assert not (project.root / "app.db").exists()
+    else:
+        assert project.tables() == set()
+
+
 def history_versions(project: Project) -> list[str]:
     if "cryomigrate_history" not in project.tables():
         return []
