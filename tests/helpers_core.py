@@ -90,6 +90,20 @@ def sqlite_project_at(root: Path) -> Project:
     return project
 
 
+def execute(project: Project, sql: str) -> None:
+    """Run a statement that returns no rows, as a person at a database console would."""
+    if project.dialect == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(project.root / "app.db") as db:
+            db.execute(sql)
+        return
+    import psycopg
+
+    with psycopg.connect(project.url, autocommit=True) as conn:
+        conn.execute(sql.encode())
+
+
 def assert_untouched(project: Project) -> None:
     """Nothing was written: no SQLite file was created, no PostgreSQL table exists."""
     if project.dialect == "sqlite":
