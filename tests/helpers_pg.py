@@ -7,12 +7,13 @@ Every wait here is bounded so that a bug shows up as a failure, never as a hung 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,92 @@ CREATE TABLE effects (version INTEGER NOT NULL);
 -- cryomigrate:rollback
 DROP TABLE effects;
 """
+
+
+# ---------------------------------------------------------------------------------------
+# Supabase-style prerequisites and the cluster-wide state real migrations change
+
+
+def run_sql_file(url: str, path: Path) -> None:
+    """Run a prerequisite file (a stub) as psql would: one script, autocommit."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+
+
+_SETTINGS_SQL = """
+SELECT d.datname, r.rolname, s.setconfig
+FROM pg_db_role_setting s
+LEFT JOIN pg_database d ON d.oid = s.setdatabase
+LEFT JOIN pg_roles r ON r.oid = s.setrole
+"""
+
+
+def _cluster_state(admin: Any, test_db: str) -> tuple[dict[tuple[str | None, str | None],
+                                                        dict[str, str]], set[str]]:
+    settings: dict[tuple[str | None, str | None], dict[str, str]] = {}
+    for datname, rolname, config in admin.execute(_SETTINGS_SQL).fetchall():
+        if datname == test_db:
+            continue  # dropped with the test database
+        settings[(datname, rolname)] = dict(item.split("=", 1) for item in config or [])
+    roles = {row[0] for row in admin.execute("SELECT rolname FROM pg_roles").fetchall()}
+    return settings, roles
+
+
+def _alter_target(datname: str | None, rolname: str | None) -> Any:
+    from psycopg import sql
+
+    if rolname is None:
+        return sql.SQL("ALTER DATABASE {}").format(sql.Identifier(datname or ""))
+    if datname is None:
+        return sql.SQL("ALTER ROLE {}").format(sql.Identifier(rolname))
+    return sql.SQL("ALTER ROLE {} IN DATABASE {}").format(sql.Identifier(rolname),
+                                                          sql.Identifier(datname))
+
+
+@contextlib.contextmanager
+def cluster_side_effects_undone(admin_url: str, test_url: str, test_db: str) -> Iterator[None]:
+    """Undo what migrations change outside their database: settings of other databases
+    and of roles (``ALTER DATABASE postgres SET``, ``ALTER ROLE authenticator SET``), and
+    roles created meanwhile (a Supabase stub's ``anon``, ``authenticated``, ...)."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        settings_before, roles_before = _cluster_state(admin, test_db)
+    try:
+        yield
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            settings_after, roles_after = _cluster_state(admin, test_db)
+            for (datname, rolname), config in settings_after.items():
+                old = settings_before.get((datname, rolname), {})
+                target = _alter_target(datname, rolname)
+                for key in sorted(set(config) | set(old)):
+                    if config.get(key) == old.get(key):
+                        continue
+                    change = sql.SQL("RESET {}").format(sql.Identifier(key)) \
+                        if key not in old else sql.SQL("SET {} = {}").format(
+                            sql.Identifier(key), sql.Literal(old[key]))
+                    admin.execute(sql.SQL("{} {}").format(target, change))
+            new_roles = sorted(roles_after - roles_before)
+        if new_roles:
+            names = sql.SQL(", ").join(sql.Identifier(r) for r in new_roles)
+            with contextlib.suppress(psycopg.Error), \
+                    psycopg.connect(test_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(names))
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                for role in new_roles:
+                    # Still used elsewhere (another test's database): leave it.
+                    with contextlib.suppress(psycopg.Error):
+                        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(
+                            sql.Identifier(role)))
+
+
+def execute(url: str, query: str) -> None:
+    """Run a statement that returns no rows (Project.query fetches rows)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(query)  # type: ignore[arg-type]
