@@ -168,7 +168,7 @@ class Bench:
                 cold.samples.append(seconds)
             self.record(cold)
             urls = self.server.urls(dbname)
-            for metric, make in ((NOOP, tool.apply), (STATUS, tool.status)):
+            for metric, make in ((NOOP, tool.noop or tool.apply), (STATUS, tool.status)):
                 m = Measurement(metric, PG, n, tool.name)
                 if cold.error:
                     m.error = "not measured: cold apply failed"
@@ -430,9 +430,13 @@ def machine_facts(server: Server, tools: list[Tool]) -> dict[str, Any]:
     pg = server.facts()
     commit = subprocess.run(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True, timeout=30, check=False)
+    dirty = subprocess.run(["git", "-C", str(REPO_DIR), "status", "--porcelain", "--",
+                            "cryomigrate"], capture_output=True, text=True, timeout=30,
+                           check=False).stdout.strip()
     versions = {"python": platform.python_version(),
                 "postgresql": pg.pop("server_version"),
-                "cryomigrate": f"git {commit.stdout.strip() or '?'}"}
+                "cryomigrate": f"git {commit.stdout.strip() or '?'}"
+                               + (" + uncommitted changes" if dirty else "")}
     for tool in tools:
         if tool.name in PIP_PACKAGES or tool.name in NPM_PACKAGES:
             versions[tool.name] = version_of(tool.name)

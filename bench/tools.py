@@ -99,6 +99,7 @@ class Tool:
     binary: Path | None  # what must exist for the tool to count as installed
     sqlite: Callable[[Path, Path], Cmd] | None = None  # apply on SQLite (cryomigrate only)
     sqlite_status: Callable[[Path, Path], Cmd] | None = None
+    noop: Callable[[Path, Urls], Cmd] | None = None  # the no-op run when it is not ``apply``
 
 
 # --------------------------------------------------------------------------- floor: psql
@@ -126,6 +127,7 @@ FLOOR_TOOL = Tool(
     # The least a no-op run or a status must do: start a client, connect, run one query.
     status=lambda root, urls: Cmd(_psql(urls, "-c", "SELECT 1"), root),
     help=None, binary=None,
+    noop=lambda root, urls: Cmd(_psql(urls, "-c", "SELECT 1"), root),
 )
 
 
@@ -164,16 +166,27 @@ def cryomigrate_script() -> Path:
 
 
 def shim_script() -> Path | None:
-    """The ``cryomigrate`` found first on PATH, when it is a different file (a pyenv shim)."""
-    found = shutil.which("cryomigrate")
-    if found and Path(found).resolve() != cryomigrate_script().resolve():
-        return Path(found)
+    """The first other ``cryomigrate`` on PATH (e.g. a pyenv shim: what typing the command
+    costs in a shell). pyenv puts the interpreter's own bin folder first in PATH for the
+    processes it starts, so the real script is skipped, not taken as the answer."""
+    real = cryomigrate_script().resolve()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which("cryomigrate", path=folder) if folder else None
+        if found and Path(found).resolve() != real:
+            return Path(found)
     return None
+
+
+def cryomigrate_env() -> dict[str, str]:
+    """``CM_BENCH_SRC=/path/to/checkout`` runs that checkout's cryomigrate instead of the
+    editable install (PYTHONPATH wins over the editable finder): A/B-compare two commits."""
+    src = os.environ.get("CM_BENCH_SRC")
+    return {"PYTHONPATH": src} if src else {}
 
 
 def _cm(root: Path, url: str, *args: str) -> Cmd:
     return Cmd([str(cryomigrate_script()), "--config", str(root / "environments.yaml"), *args,
-                "--env", "bench"], root, {"BENCH_DATABASE_URL": url})
+                "--env", "bench"], root, {"BENCH_DATABASE_URL": url, **cryomigrate_env()})
 
 
 def _cm_tool(name: str, label: str, layout: Callable[[Path, int], None]) -> Tool:
@@ -181,7 +194,7 @@ def _cm_tool(name: str, label: str, layout: Callable[[Path, int], None]) -> Tool
         name=name, role=OURS, label=label, layout=layout,
         apply=lambda root, urls: _cm(root, urls.libpq, "apply"),
         status=lambda root, urls: _cm(root, urls.libpq, "status"),
-        help=Cmd([str(cryomigrate_script()), "--help"], REPO_DIR),
+        help=Cmd([str(cryomigrate_script()), "--help"], REPO_DIR, cryomigrate_env()),
         binary=cryomigrate_script(),
         sqlite=lambda root, db: _cm(root, f"sqlite:///{db}", "apply"),
         sqlite_status=lambda root, db: _cm(root, f"sqlite:///{db}", "status"),
@@ -299,7 +312,7 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
 ]}
 
 PYTHON_PASS = Cmd([sys.executable, "-c", "pass"], REPO_DIR)
-PYTHON_M_HELP = Cmd([sys.executable, "-m", "cryomigrate", "--help"], REPO_DIR)
+PYTHON_M_HELP = Cmd([sys.executable, "-m", "cryomigrate", "--help"], REPO_DIR, cryomigrate_env())
 
 
 def base_env() -> dict[str, str]:
