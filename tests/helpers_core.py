@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sqlite3
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +97,6 @@ def sqlite_project_at(root: Path) -> Project:
 def execute(project: Project, sql: str) -> None:
     """Run a statement that returns no rows, as a person at a database console would."""
     if project.dialect == "sqlite":
-        import sqlite3
-
         with sqlite3.connect(project.root / "app.db") as db:
             db.execute(sql)
         return
@@ -116,3 +118,27 @@ def history_versions(project: Project) -> list[str]:
     if "cryomigrate_history" not in project.tables():
         return []
     return [row[0] for row in project.history()]
+
+
+@contextmanager
+def hold_run_lock(project: Project) -> Iterator[None]:
+    """Hold the lock a run takes, the way another run would."""
+    if project.dialect == "sqlite":
+        holder = sqlite3.connect(project.root / "app.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    import psycopg
+
+    digest = hashlib.sha256(b"cryomigrate:cryomigrate_history").digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    with psycopg.connect(project.url) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            conn.rollback()

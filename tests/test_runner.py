@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +15,7 @@ from tests.helpers_core import (
     assert_clean_exit,
     assert_untouched,
     history_versions,
+    hold_run_lock,
     json_doc,
 )
 
@@ -233,35 +230,11 @@ def test_lock_timeout_inside_migration_is_exit_1(pg_project: Project) -> None:
 
 # --- the run lock ---------------------------------------------------------------------
 
-@contextmanager
-def _hold_run_lock(project: Project) -> Iterator[None]:
-    """Hold the lock a run takes, the way another run would."""
-    if project.dialect == "sqlite":
-        holder = sqlite3.connect(project.root / "app.db", isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
-        return
-    import psycopg
-
-    digest = hashlib.sha256(b"cryomigrate:cryomigrate_history").digest()
-    key = int.from_bytes(digest[:8], "big", signed=True)
-    with psycopg.connect(project.url) as conn:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-        try:
-            yield
-        finally:
-            conn.rollback()
-
-
 def test_lock_wait_expiry_is_exit_5(project: Project) -> None:
     add_tables(project, "001_t1")
     assert_clean_exit(project.cli("apply"), 0)
     add_tables(project, "002_t2")
-    with _hold_run_lock(project):
+    with hold_run_lock(project):
         result = project.cli("apply", "--lock-wait", "0.3")
         rolled = project.cli("rollback", "--lock-wait", "0.3", "--format", "json")
     assert_clean_exit(result, 5)
