@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import textwrap
 import time
@@ -350,3 +351,109 @@ def test_error_line_counts_from_the_apply_marker(pg_project: Project,
     assert result.returncode == 1, result.output
     assert f"001_lines.sql line {line_of_error}:" in result.stderr, result.output
     assert "42P01" in result.stderr, result.output
+
+
+# ---------------------------------------------------------------------------------------
+# Non-transactional migrations: racing runs, and a run killed inside one
+
+OUTSIDE_PY = '''
+"""Create t{n} outside a transaction, then wait."""
+import os
+import pathlib
+import time
+
+transactional = False
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def apply(conn, environment):
+    conn.sql("CREATE TABLE t{n} (id INTEGER)").execute()
+    conn.sql("INSERT INTO effects (version) VALUES ({n})").execute()
+    (ROOT / "inside_{n}").touch()
+    deadline = time.monotonic() + float(os.environ.get("CM_GATE_SECONDS", "0"))
+    while time.monotonic() < deadline and not (ROOT / "release").exists():
+        time.sleep(0.02)
+
+
+def rollback(conn, environment):
+    conn.sql("DROP TABLE t{n}").execute()
+'''
+
+
+def test_concurrent_applies_wait_for_a_non_transactional_migration(project: Project) -> None:
+    """Runs that start while another is inside a non-transactional migration wait for it
+    (as for the lock, up to --lock-wait), then carry on; nothing is done twice."""
+    count = 8
+    _effect_migrations(project, count)
+    (project.migrations / "004_effect_4.sql").unlink()
+    project.add("004_outside.py", textwrap.dedent(OUTSIDE_PY.format(n=4)))
+    gate = {"CM_GATE_SECONDS": "60"}
+    first = h.spawn(project.config, "apply", "--lock-wait", "60", env=gate)
+    try:
+        h.wait_until((project.root / "inside_4").exists, 60, "the first run to enter 004",
+                     first)
+        # These plan while 004 is marked dirty by a run that is alive and inside it.
+        others = [h.spawn(project.config, "apply", "--lock-wait", "60", env=gate)
+                  for _ in range(3)]
+        time.sleep(1.5)
+    finally:
+        (project.root / "release").touch()
+    results = [h.finish(p) for p in [first, *others]]
+    for result in results:
+        assert result.returncode == 0, result.output
+    assert project.query("SELECT version, count(*) FROM effects GROUP BY version "
+                         "HAVING count(*) <> 1") == []
+    assert project.query("SELECT count(*) FROM effects") == [(count,)]
+    assert set(h.status_states(project.config).values()) == {"applied"}
+
+
+def test_sigkill_inside_a_non_transactional_migration_leaves_it_dirty(
+        project: Project) -> None:
+    project.add("000_effects.sql", h.EFFECTS_SQL)
+    project.add("001_outside.py", textwrap.dedent(OUTSIDE_PY.format(n=1)))
+    project.add("002_after.sql", "CREATE TABLE t2 (id INTEGER);\n")
+    process = h.spawn(project.config, "apply", env={"CM_GATE_SECONDS": "60"})
+    h.wait_until((project.root / "inside_1").exists, 60, "the run to enter 001", process)
+    os.kill(process.pid, signal.SIGKILL)
+    h.finish(process, timeout=30)
+
+    # What it did outside a transaction stays; the history says so by "dirty".
+    assert "t1" in project.tables() and "t2" not in project.tables()
+    assert h.status_states(project.config) == {"000": "applied", "001": "dirty",
+                                               "002": "pending"}
+    started = time.monotonic()
+    blocked = h.run(project.config, "apply", "--lock-wait", "5", timeout=60)
+    assert blocked.returncode == 4, blocked.output
+    assert time.monotonic() - started < 30
+    assert "repair" in blocked.stderr and "001" in blocked.stderr, blocked.output
+    assert "Traceback" not in blocked.stderr, blocked.output
+    assert "t2" not in project.tables()
+
+    repaired = h.run(project.config, "repair", "--mark-applied", "1")
+    assert repaired.returncode == 0, repaired.output
+    again = h.run(project.config, "apply")
+    assert again.returncode == 0, again.output
+    assert set(h.status_states(project.config).values()) == {"applied"}
+    assert project.query("SELECT count(*) FROM effects") == [(1,)]
+
+
+def test_non_transactional_failure_reports_line_and_marks_dirty(pg_project: Project) -> None:
+    project = pg_project
+    project.add("001_outside.sql", """\
+        -- cryomigrate:no-transaction
+        -- cryomigrate:apply
+        CREATE TABLE a (id INTEGER);
+
+        CREATE INDEX CONCURRENTLY a_id_idx
+            ON a (missing_column);
+        -- cryomigrate:rollback
+        DROP TABLE a;
+    """)
+    result = h.run(project.config, "apply")
+    assert result.returncode == 1, result.output
+    # The error position is on line 6 (missing_column); the statement starts on line 5.
+    assert re.search(r"001_outside\.sql line [56]:", result.stderr), result.output
+    assert "42703" in result.stderr, result.output
+    assert "repair" in result.stderr, result.output
+    assert "a" in project.tables()
+    assert h.status_states(project.config) == {"001": "dirty"}
