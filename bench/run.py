@@ -45,13 +45,13 @@ from tools import (
     FLOOR,
     OURS,
     PEER,
-    PYTHON_M_HELP,
     PYTHON_PASS,
     REPO_DIR,
     TOOLS,
     Cmd,
     Tool,
     base_env,
+    python_m_help,
     shim_script,
 )
 
@@ -225,17 +225,17 @@ class Bench:
         self.repeat(Measurement(HELP, NONE, 0, "python -c pass"), PYTHON_PASS, warmup)
         seen: set[tuple[str, ...]] = set()
         for tool in tools:
-            if tool.help is None or tuple(tool.help.argv) in seen:
+            if tool.help is None or tuple(tool.help().argv) in seen:
                 continue  # both cryomigrate variants share one --help
-            seen.add(tuple(tool.help.argv))
+            seen.add(tuple(tool.help().argv))
             m = Measurement(HELP, NONE, 0, "cryomigrate" if tool.role == OURS else tool.name)
             if tool.name in self.tool_errors:
                 m.error = self.tool_errors[tool.name]
                 self.record(m)
                 continue
-            self.repeat(m, tool.help, warmup)
+            self.repeat(m, tool.help(), warmup)
         if any(t.role == OURS for t in tools):
-            self.repeat(Measurement(HELP, NONE, 0, "python -m cryomigrate"), PYTHON_M_HELP,
+            self.repeat(Measurement(HELP, NONE, 0, "python -m cryomigrate"), python_m_help(),
                         warmup)
             shim = shim_script()
             if shim is not None:
@@ -371,6 +371,17 @@ def _fmt(x: float | None, spec: str, suffix: str = "") -> str:
     return "-" if x is None else format(x, spec) + suffix
 
 
+def display_order(results: list[Measurement]) -> Any:
+    """Rows grouped by measurement (PostgreSQL by N, then SQLite, then --help), tools in
+    the order they ran, so each group reads as one comparison."""
+    backends = {PG: 0, SQLITE: 1, NONE: 2}
+    metrics = {COLD: 0, NOOP: 1, STATUS: 2, HELP: 3}
+    tools: dict[str, int] = {}
+    for m in results:
+        tools.setdefault(m.tool, len(tools))
+    return lambda m: (backends[m.backend], m.n, metrics[m.metric], tools[m.tool])
+
+
 def render(results: list[Measurement], extra: dict[str, dict[str, float | None]],
            targets: list[Target], facts: dict[str, Any], large: int, small: int) -> str:
     lines: list[str] = []
@@ -385,7 +396,7 @@ def render(results: list[Measurement], extra: dict[str, dict[str, float | None]]
     lines.append(header)
     lines.append("-" * len(header))
     previous = None
-    for m in results:
+    for m in sorted(results, key=display_order(results)):
         label = f"{m.metric}" + (f" N={m.n}" if m.n else "") + (
             f" [{m.backend}]" if m.backend != NONE else "")
         if previous is not None and previous != m.key:
@@ -417,7 +428,22 @@ def render(results: list[Measurement], extra: dict[str, dict[str, float | None]]
     return "\n".join(lines)
 
 
-def machine_facts(server: Server, tools: list[Tool]) -> dict[str, Any]:
+def describe_source(ref: str) -> str:
+    """Which cryomigrate was measured: a commit, the working tree, or CM_BENCH_SRC."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO_DIR), *args], capture_output=True,
+                              text=True, timeout=30, check=False).stdout.strip()
+
+    if ref != "live":
+        return f"git {git('rev-parse', '--short', ref) or ref} (exported)"
+    if os.environ.get("CM_BENCH_SRC"):
+        return f"CM_BENCH_SRC={os.environ['CM_BENCH_SRC']}"
+    dirty = git("status", "--porcelain", "--", "cryomigrate")
+    return f"git {git('rev-parse', '--short', 'HEAD')}" + (
+        " + uncommitted changes (working tree)" if dirty else " (working tree)")
+
+
+def machine_facts(server: Server, tools: list[Tool], ref: str) -> dict[str, Any]:
     """What a reader needs to compare two result files: hardware, versions, settings."""
     cpu = "?"
     try:
@@ -428,15 +454,9 @@ def machine_facts(server: Server, tools: list[Tool]) -> dict[str, Any]:
     except OSError:
         pass
     pg = server.facts()
-    commit = subprocess.run(["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True, timeout=30, check=False)
-    dirty = subprocess.run(["git", "-C", str(REPO_DIR), "status", "--porcelain", "--",
-                            "cryomigrate"], capture_output=True, text=True, timeout=30,
-                           check=False).stdout.strip()
     versions = {"python": platform.python_version(),
                 "postgresql": pg.pop("server_version"),
-                "cryomigrate": f"git {commit.stdout.strip() or '?'}"
-                               + (" + uncommitted changes" if dirty else "")}
+                "cryomigrate": describe_source(ref)}
     for tool in tools:
         if tool.name in PIP_PACKAGES or tool.name in NPM_PACKAGES:
             versions[tool.name] = version_of(tool.name)
@@ -446,12 +466,22 @@ def machine_facts(server: Server, tools: list[Tool]) -> dict[str, Any]:
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {"cores": os.cpu_count(), "cpu": cpu, "os": platform.platform(),
+                    "loadavg_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
                     **{f"pg_{k}": v for k, v in pg.items()}},
         "versions": versions,
     }
 
 
 # --------------------------------------------------------------------------- main
+
+
+def snapshot(ref: str, dest: Path) -> Path:
+    """Export ``cryomigrate/`` as committed at ``ref``: the run then measures one commit."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO_DIR), "archive", ref, "cryomigrate"],
+                             capture_output=True, timeout=60, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, timeout=60, check=True)
+    return dest
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -477,6 +507,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-install", action="store_true",
                         help="do not install missing peers; report them as not installed")
     parser.add_argument("--reinstall", action="store_true", help="reinstall the peers")
+    parser.add_argument("--ref", default="HEAD",
+                        help="benchmark cryomigrate as committed at this git ref (default "
+                             "HEAD), exported to the work folder, so code edited during the "
+                             "run cannot mix into it; --ref live uses the working tree")
     parser.add_argument("--keep-work", action="store_true",
                         help="keep the generated migration folders (path is printed)")
     args = parser.parse_args(argv)
@@ -520,9 +554,14 @@ def main(argv: list[str] | None = None) -> int:
         print("psql is required (it is the floor)", file=sys.stderr)
         return 2
 
-    facts = machine_facts(server, tools)
-    facts["repeat"], facts["warmup"] = args.repeat, args.warmup
     work = Path(tempfile.mkdtemp(prefix="cm_bench_"))
+    if os.environ.get("CM_BENCH_SRC"):
+        args.ref = "live"  # the caller chose the source
+    if args.ref != "live":
+        os.environ["CM_BENCH_SRC"] = str(snapshot(args.ref, work / "src"))
+    facts = machine_facts(server, tools, args.ref)
+    facts["repeat"], facts["warmup"] = args.repeat, args.warmup
+    facts["cryomigrate_source"] = os.environ.get("CM_BENCH_SRC", str(REPO_DIR))
     bench = Bench(args, server, work)
     bench.tool_errors = tool_errors
     started = time.perf_counter()
@@ -551,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = derived(results, [t for t in tools if t.role != FLOOR], small, large)
     targets = check_targets(results, tools, small, large, extra)
     facts["duration_s"] = round(time.perf_counter() - started, 1)
+    # Other work on the same 2 cores skews timings: show how busy the machine was.
+    facts["machine"]["loadavg_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print()
     print(render(results, extra, targets, facts, large, small))
     print(f"\nbench took {facts['duration_s']}s; results written to {args.json}")

@@ -95,7 +95,7 @@ class Tool:
     layout: Callable[[Path, int], None]
     apply: Callable[[Path, Urls], Cmd]
     status: Callable[[Path, Urls], Cmd] | None
-    help: Cmd | None
+    help: Callable[[], Cmd] | None  # built when run, so CM_BENCH_SRC set by run.py applies
     binary: Path | None  # what must exist for the tool to count as installed
     sqlite: Callable[[Path, Path], Cmd] | None = None  # apply on SQLite (cryomigrate only)
     sqlite_status: Callable[[Path, Path], Cmd] | None = None
@@ -194,7 +194,7 @@ def _cm_tool(name: str, label: str, layout: Callable[[Path, int], None]) -> Tool
         name=name, role=OURS, label=label, layout=layout,
         apply=lambda root, urls: _cm(root, urls.libpq, "apply"),
         status=lambda root, urls: _cm(root, urls.libpq, "status"),
-        help=Cmd([str(cryomigrate_script()), "--help"], REPO_DIR, cryomigrate_env()),
+        help=lambda: Cmd([str(cryomigrate_script()), "--help"], REPO_DIR, cryomigrate_env()),
         binary=cryomigrate_script(),
         sqlite=lambda root, db: _cm(root, f"sqlite:///{db}", "apply"),
         sqlite_status=lambda root, db: _cm(root, f"sqlite:///{db}", "status"),
@@ -295,24 +295,29 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
     Tool("alembic", PEER, "Alembic, op.execute, transaction_per_migration", _alembic_layout,
          apply=lambda root, urls: _alembic(root, urls, "upgrade", "head"),
          status=lambda root, urls: _alembic(root, urls, "current"),
-         help=Cmd([str(VENV_BIN / "alembic"), "--help"], REPO_DIR), binary=VENV_BIN / "alembic"),
+         help=lambda: Cmd([str(VENV_BIN / "alembic"), "--help"], REPO_DIR),
+         binary=VENV_BIN / "alembic"),
     Tool("yoyo", PEER, "yoyo-migrations, .sql + .rollback.sql", _yoyo_layout,
          apply=lambda root, urls: _yoyo(root, urls, "apply", "--batch"),
          status=lambda root, urls: _yoyo(root, urls, "list"),
-         help=Cmd([str(VENV_BIN / "yoyo"), "--help"], REPO_DIR), binary=VENV_BIN / "yoyo"),
+         help=lambda: Cmd([str(VENV_BIN / "yoyo"), "--help"], REPO_DIR), binary=VENV_BIN / "yoyo"),
     Tool("dbmate", PEER, "dbmate (npm binary), -- migrate:up/down", _dbmate_layout,
          apply=lambda root, urls: _dbmate(root, urls, "migrate"),
          status=lambda root, urls: _dbmate(root, urls, "status"),
-         help=Cmd([str(NPM_BIN / "dbmate"), "--help"], REPO_DIR), binary=NPM_BIN / "dbmate"),
+         help=lambda: Cmd([str(NPM_BIN / "dbmate"), "--help"], REPO_DIR),
+         binary=NPM_BIN / "dbmate"),
     Tool("supabase", PEER, "Supabase CLI, migration up --db-url", _supabase_layout,
          apply=lambda root, urls: _supabase(root, urls, "migration", "up"),
          status=lambda root, urls: _supabase(root, urls, "migration", "list"),
-         help=Cmd([str(NPM_BIN / "supabase"), "--help"], REPO_DIR),
+         help=lambda: Cmd([str(NPM_BIN / "supabase"), "--help"], REPO_DIR),
          binary=NPM_BIN / "supabase"),
 ]}
 
 PYTHON_PASS = Cmd([sys.executable, "-c", "pass"], REPO_DIR)
-PYTHON_M_HELP = Cmd([sys.executable, "-m", "cryomigrate", "--help"], REPO_DIR, cryomigrate_env())
+
+
+def python_m_help() -> Cmd:
+    return Cmd([sys.executable, "-m", "cryomigrate", "--help"], REPO_DIR, cryomigrate_env())
 
 
 def base_env() -> dict[str, str]:
