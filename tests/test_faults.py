@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests import helpers_pg as h
-from tests.conftest import Project
+from tests.conftest import PgDatabase, Project
 
 # ---------------------------------------------------------------------------------------
 # Six runs at once
@@ -457,3 +457,61 @@ def test_non_transactional_failure_reports_line_and_marks_dirty(pg_project: Proj
     assert "repair" in result.stderr, result.output
     assert "a" in project.tables()
     assert h.status_states(project.config) == {"001": "dirty"}
+
+
+# ---------------------------------------------------------------------------------------
+# More races and what a failed run prints
+
+
+def test_concurrent_rollbacks_roll_back_every_migration_exactly_once(project: Project) -> None:
+    count, runs = 10, 4
+    _effect_migrations(project, count)
+    assert h.run(project.config, "apply").returncode == 0
+    processes = [h.spawn(project.config, "rollback", "--target", "0", "--lock-wait", "120")
+                 for _ in range(runs)]
+    results = [h.finish(p) for p in processes]
+    for result in results:
+        # A second rollback of one migration would fail on its DROP TABLE.
+        assert result.returncode == 0, result.output
+    assert project.query("SELECT count(*) FROM effects") == [(0,)]
+    assert not {f"t{n}" for n in range(1, count + 1)} & project.tables()
+    journal = project.query("SELECT version, count(*) FROM cryomigrate_history_journal "
+                            "WHERE action = 'rollback' GROUP BY version ORDER BY version")
+    assert journal == [(f"{n:03d}", 1) for n in range(1, count + 1)]
+    assert h.status_states(project.config) == {
+        "000": "applied", **{f"{n:03d}": "pending" for n in range(1, count + 1)}}
+
+
+def test_a_failed_run_does_not_say_the_database_is_up_to_date(project: Project) -> None:
+    project.add("001_ok.sql", "CREATE TABLE ok (id INTEGER);\n")
+    assert h.run(project.config, "apply").returncode == 0
+    project.add("002_broken.sql", "CREATE TABLE broken (id INTEGER);\nSELECT * FROM nowhere;\n")
+    result = h.run(project.config, "apply")
+    assert result.returncode == 1, result.output
+    assert "002_broken" in result.stderr, result.output
+    # 002 is pending and failed: "Nothing to do ... up to date" would be false.
+    assert "up to date" not in result.stdout + result.stderr, result.output
+
+
+def test_lock_wait_is_not_cut_short_by_a_server_statement_timeout(
+        pg_project: Project, pg_database: PgDatabase) -> None:
+    """Supabase-style databases and roles carry a default statement_timeout; waiting for
+    another run's lock is governed by --lock-wait, not by that (exit 5, not exit 1)."""
+    project = pg_project
+    h.execute(pg_database.url,
+              f"ALTER DATABASE {pg_database.name} SET statement_timeout = '1s'")
+    project.add("000_effects.sql", h.EFFECTS_SQL)
+    project.add("001_gated.py", textwrap.dedent(h.GATED_PY.format(n=1)))
+    holder = h.spawn(project.config, "apply", env={"CM_GATE_SECONDS": "60"})
+    try:
+        h.wait_until((project.root / "inside_1").exists, 60, "the first run to enter 001",
+                     holder)
+        started = time.monotonic()
+        waiter = h.run(project.config, "apply", "--lock-wait", "3", timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        (project.root / "release").touch()
+        first = h.finish(holder)
+    assert first.returncode == 0, first.output
+    assert waiter.returncode == 5, waiter.output
+    assert elapsed >= 2.5, f"gave up after {elapsed:.1f}s although --lock-wait was 3"

@@ -218,3 +218,33 @@ def test_lock_wait_expiry_through_pooler(pooled: Project, bouncer: Bouncer) -> N
     assert first.returncode == 0, first.output
     assert pooled.query("SELECT count(*) FROM effects") == [(1,)]
 
+
+
+def test_sigkill_through_pooler_leaves_no_lock_or_open_transaction(
+        pooled: Project, bouncer: Bouncer, pg_database: PgDatabase) -> None:
+    """A run killed inside a migration: pgbouncer drops or resets the server connection,
+    so its transaction, table and lock are gone and a later run completes."""
+    import os
+    import signal
+
+    pooled.add("000_effects.sql", h.EFFECTS_SQL)
+    pooled.add("001_gated.py", textwrap.dedent(h.GATED_PY.format(n=1)))
+    process = h.spawn(pooled.config, "apply", env={"CM_GATE_SECONDS": "60"})
+    h.wait_until((pooled.root / "inside_1").exists, 60, "the run to enter 001", process)
+    os.kill(process.pid, signal.SIGKILL)
+    h.finish(process, timeout=30)
+
+    def settled() -> bool:
+        try:
+            assert_no_session_state(bouncer, pg_database)
+            return True
+        except AssertionError:
+            return False
+
+    h.wait_until(settled, 15, "the pooler to release the killed run's server connection")
+    assert "t1" not in pooled.tables()
+    assert h.status_states(pooled.config) == {"000": "applied", "001": "pending"}
+    again = h.run(pooled.config, "apply", "--lock-wait", "30")
+    assert again.returncode == 0, again.output
+    assert pooled.query("SELECT count(*) FROM effects") == [(1,)]
+    assert_no_session_state(bouncer, pg_database)
