@@ -515,3 +515,48 @@ def test_lock_wait_is_not_cut_short_by_a_server_statement_timeout(
     assert first.returncode == 0, first.output
     assert waiter.returncode == 5, waiter.output
     assert elapsed >= 2.5, f"gave up after {elapsed:.1f}s although --lock-wait was 3"
+
+
+AFTER_CONTROL = {
+    # The user's own BEGIN/COMMIT is not sent; a BEGIN ATOMIC body is not transaction
+    # control. The failing statement starts (and fails) on line 12.
+    "postgresql": """\
+        BEGIN;
+        CREATE TABLE two (id INTEGER NOT NULL);
+        CREATE FUNCTION add_one(i integer) RETURNS integer
+        LANGUAGE SQL
+        BEGIN ATOMIC
+          SELECT i + 1;
+        END;
+        INSERT INTO two (id) VALUES (length(E'4\\';'));
+        -- the user's COMMIT and a new BEGIN, mid-file
+        COMMIT;
+        START TRANSACTION;
+        INSERT INTO two (id) VALUES (NULL);
+        COMMIT;
+    """,
+    "sqlite": """\
+        BEGIN;
+        CREATE TABLE two (id INTEGER NOT NULL);
+        CREATE TRIGGER two_guard BEFORE INSERT ON two
+        BEGIN
+          SELECT 1;
+        END;
+        INSERT INTO two (id) VALUES (length('4'';'));
+        -- the user's COMMIT and a new BEGIN, mid-file
+
+        COMMIT;
+        BEGIN TRANSACTION;
+        INSERT INTO two (id) VALUES (NULL);
+        COMMIT;
+    """,
+}
+
+
+def test_error_line_after_users_own_transaction_control(project: Project) -> None:
+    project.add("001_wrapped.sql", AFTER_CONTROL[project.dialect])
+    result = h.run(project.config, "apply")
+    assert result.returncode == 1, result.output
+    assert "001_wrapped.sql line 12" in result.stderr, result.output
+    assert "two" not in project.tables()  # COMMIT was not sent: all of it rolled back
+    assert h.status_states(project.config) == {"001": "pending"}
