@@ -125,62 +125,85 @@ class Bench:
     def repeat(self, m: Measurement, cmd: Cmd, warmup: int) -> Measurement:
         """Warm-up runs (not kept) then ``--repeat`` timed runs of a command that changes
         nothing; the first failure stops it and becomes the measurement's error."""
+        return self.interleaved([(m, cmd)], warmup)[0]
+
+    def interleaved(self, plan: list[tuple[Measurement, Cmd]],
+                    warmup: int) -> list[Measurement]:
+        """Time commands that change nothing, round-robin: run 1 of every tool, then run 2
+        of every tool, ... so that load from other work on this small machine drifts over
+        all tools alike instead of skewing whichever tool ran during it."""
         for i in range(warmup + self.args.repeat):
-            seconds, error = self.timed(cmd)
-            if error:
-                m.error = error
-                break
-            if i >= warmup:
-                m.samples.append(seconds)
-        return self.record(m)
+            for m, cmd in plan:
+                if m.error is not None:
+                    continue
+                seconds, error = self.timed(cmd)
+                if error:
+                    m.error = error
+                elif i >= warmup:
+                    m.samples.append(seconds)
+        return [self.record(m) for m, _ in plan]
 
     # -- PostgreSQL --------------------------------------------------------------------
 
-    def run_pg(self, tool: Tool, n: int) -> None:
-        """Cold apply ``repeat`` times into fresh databases, then the no-op commands on the
-        last one (all N applied)."""
-        metrics = [COLD, NOOP, STATUS]
-        if tool.name in self.tool_errors:
-            for metric in metrics:
-                self.record(Measurement(metric, PG, n, tool.name,
-                                        error=self.tool_errors[tool.name]))
-            return
-        root = self.work / tool.name / f"n{n}"
-        if not root.exists():
+    def run_pg(self, tools: list[Tool], n: int) -> None:
+        """Cold apply of every tool into fresh databases, round-robin ``repeat`` times; then
+        the no-op apply and the status on each tool's last database (all N applied)."""
+        ready: list[tuple[Tool, Path, Measurement]] = []
+        for tool in tools:
+            if tool.name in self.tool_errors:
+                for metric in (COLD, NOOP, STATUS):
+                    self.record(Measurement(metric, PG, n, tool.name,
+                                            error=self.tool_errors[tool.name]))
+                continue
+            root = self.work / tool.name / f"n{n}"
             tool.layout(root, n)
-        cold = Measurement(COLD, PG, n, tool.name)
-        dbname = ""
+            ready.append((tool, root, Measurement(COLD, PG, n, tool.name)))
+        dbs: dict[str, str] = {}
         try:
             for rep in range(self.args.repeat):
-                if dbname:
-                    self.server.drop(dbname)
-                dbname = f"{PREFIX}{tool.name.replace('-', '_')}_{n}_{rep}"
-                self.server.create(dbname)
-                seconds, error = self.timed(tool.apply(root, self.server.urls(dbname)))
-                if error is None:
-                    tables, indexes = self.server.bench_objects(dbname)
-                    if (tables, indexes) != (n, n):
-                        error = (f"exit 0 but the database holds {tables} tables and "
-                                 f"{indexes} indexes, not {n}")
-                if error:
-                    cold.error = error
-                    break
-                cold.samples.append(seconds)
-            self.record(cold)
-            urls = self.server.urls(dbname)
-            for metric, make in ((NOOP, tool.noop or tool.apply), (STATUS, tool.status)):
-                m = Measurement(metric, PG, n, tool.name)
-                if cold.error:
-                    m.error = "not measured: cold apply failed"
+                for tool, root, cold in ready:
+                    if cold.error is None:
+                        self._cold_pg(tool, root, cold, rep, dbs)
+            for _, _, cold in ready:
+                self.record(cold)
+            for metric in (NOOP, STATUS):
+                plan: list[tuple[Measurement, Cmd]] = []
+                for tool, root, cold in ready:
+                    m = Measurement(metric, PG, n, tool.name)
+                    make = (tool.noop or tool.apply) if metric == NOOP else tool.status
+                    if cold.error:
+                        m.error = "not measured: cold apply failed"
+                    elif make is None:
+                        m.error = "tool has no such command"
+                    else:
+                        plan.append((m, make(root, self.server.urls(dbs[tool.name]))))
+                        continue
                     self.record(m)
-                elif make is None:
-                    m.error = "tool has no such command"
-                    self.record(m)
-                else:
-                    self.repeat(m, make(root, urls), self.args.warmup)
+                self.interleaved(plan, self.args.warmup)
         finally:
-            if dbname:
+            for dbname in dbs.values():
                 self.server.drop(dbname)
+
+    def _cold_pg(self, tool: Tool, root: Path, cold: Measurement, rep: int,
+                 dbs: dict[str, str]) -> None:
+        """One cold apply into a fresh database, checked to hold exactly N tables and N
+        indexes afterwards; the previous database of this tool is dropped first."""
+        n = int(root.name[1:])
+        if tool.name in dbs:
+            self.server.drop(dbs.pop(tool.name))
+        dbname = f"{PREFIX}{tool.name.replace('-', '_')}_{n}_{rep}"
+        self.server.create(dbname)
+        dbs[tool.name] = dbname
+        seconds, error = self.timed(tool.apply(root, self.server.urls(dbname)))
+        if error is None:
+            tables, indexes = self.server.bench_objects(dbname)
+            if (tables, indexes) != (n, n):
+                error = (f"exit 0 but the database holds {tables} tables and "
+                         f"{indexes} indexes, not {n}")
+        if error:
+            cold.error = error
+        else:
+            cold.samples.append(seconds)
 
     # -- SQLite ------------------------------------------------------------------------
 
@@ -222,7 +245,8 @@ class Bench:
     def run_help(self, tools: list[Tool]) -> None:
         """Start-up cost: ``--help`` of each tool against the bare interpreter."""
         warmup = max(1, self.args.warmup)
-        self.repeat(Measurement(HELP, NONE, 0, "python -c pass"), PYTHON_PASS, warmup)
+        plan: list[tuple[Measurement, Cmd]] = [
+            (Measurement(HELP, NONE, 0, "python -c pass"), PYTHON_PASS)]
         seen: set[tuple[str, ...]] = set()
         for tool in tools:
             if tool.help is None or tuple(tool.help().argv) in seen:
@@ -233,14 +257,14 @@ class Bench:
                 m.error = self.tool_errors[tool.name]
                 self.record(m)
                 continue
-            self.repeat(m, tool.help(), warmup)
+            plan.append((m, tool.help()))
         if any(t.role == OURS for t in tools):
-            self.repeat(Measurement(HELP, NONE, 0, "python -m cryomigrate"), python_m_help(),
-                        warmup)
+            plan.append((Measurement(HELP, NONE, 0, "python -m cryomigrate"), python_m_help()))
             shim = shim_script()
             if shim is not None:
-                self.repeat(Measurement(HELP, NONE, 0, "cryomigrate (PATH shim)"),
-                            Cmd([str(shim), "--help"], REPO_DIR), warmup)
+                plan.append((Measurement(HELP, NONE, 0, "cryomigrate (PATH shim)"),
+                             Cmd([str(shim), "--help"], REPO_DIR)))
+        self.interleaved(plan, warmup)
 
 
 # --------------------------------------------------------------------------- analysis
@@ -568,8 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"work folder {work}; tools: {', '.join(names)}; sizes: {args.sizes}", flush=True)
     try:
         for n in args.sizes:
-            for tool in tools:
-                bench.run_pg(tool, n)
+            bench.run_pg(tools, n)
         if not args.no_sqlite:
             for n in args.sizes:
                 for tool in tools:
