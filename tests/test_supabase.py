@@ -207,3 +207,24 @@ def test_schema_qualified_history_table_is_an_input_error_on_sqlite(tmp_path: Pa
     result = project.cli("apply")
     assert result.exit_code == 2, result.output
     assert "ops.history" in result.stderr and "PostgreSQL" in result.stderr
+
+
+def test_concurrent_first_runs_create_the_qualified_history_table_once(
+        pg_project: Project) -> None:
+    """Several runs on a fresh database race to create schema ops and its tables."""
+    project = pg_project
+    project.write_config(f"""
+        history_table: ops.history
+        environments:
+          development:
+            database: {project.url}
+    """)
+    project.add("000_effects.sql", h.EFFECTS_SQL)
+    for n in range(1, 6):
+        project.add(f"{n:03d}_effect_{n}.sql", f"INSERT INTO effects (version) VALUES ({n});\n")
+    processes = [h.spawn(project.config, "apply", "--lock-wait", "60") for _ in range(4)]
+    for result in [h.finish(p) for p in processes]:
+        assert result.returncode == 0, result.output
+    assert project.query("SELECT version, count(*) FROM effects GROUP BY 1 ORDER BY 1") == [
+        (n, 1) for n in range(1, 6)]
+    assert project.query("SELECT count(*) FROM ops.history") == [(6,)]
