@@ -43,12 +43,21 @@ def _report(ctx: click.Context, exc: CryomigrateError) -> None:
     if state.get("format") == "json":
         result = exc.result
         document: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else {}
-        document.setdefault("environment", state.get("environment"))
+        document.setdefault("environment", _environment_name(state.get("environment")))
         document["error"] = {"code": exc.exit_code, "message": str(exc)}
         out(json.dumps(document, indent=2, default=str))
     elif exc.result is not None and state.get("render_partial"):
         state["render_partial"](exc.result)
     err(f"error: {exc}")
+
+
+def _environment_name(option: str | None) -> str:
+    """The environment a failed command was for, even when it failed before choosing one."""
+    import os
+
+    from cryomigrate.config import DEFAULT_ENVIRONMENT
+
+    return option or os.environ.get("CRYOMIGRATE_ENV") or DEFAULT_ENVIRONMENT
 
 
 def _stdin_is_terminal() -> bool:
@@ -203,14 +212,15 @@ def validate(ctx: click.Context, env: str | None, fmt: str) -> None:
 @click.argument("name")
 @click.option("--sql", is_flag=True, help="Create a .sql migration instead of a .py one.")
 @env_option
+@format_option
 @click.pass_context
-def new(ctx: click.Context, name: str, sql: bool, env: str | None) -> None:
+def new(ctx: click.Context, name: str, sql: bool, env: str | None, fmt: str) -> None:
     """Create the next-numbered migration file NAME."""
     from cryomigrate import api
 
-    _begin(ctx, "text", env)
+    _begin(ctx, fmt, env)
     result = api.new_migration(name, sql=sql, config=ctx.obj["config"], environment=env)
-    out(f"created {result.path}")
+    _emit(fmt, result, lambda r: f"created {r.path}")
 
 
 @main.command()

@@ -1,0 +1,379 @@
+"""The CLI contract (DESIGN §6): text and JSON for every command, stdout vs stderr, every
+exit code, no tracebacks, `python -m cryomigrate`, and `new`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Project
+from tests.helpers_core import (
+    add_tables,
+    assert_clean_exit,
+    assert_json_error,
+    config_with,
+    hold_run_lock,
+    json_doc,
+    table_sql,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _applied(project: Project) -> None:
+    add_tables(project, "001_t1", "002_t2")
+    assert_clean_exit(project.cli("apply"), 0)
+
+
+# --- JSON: exactly one document with the documented keys ------------------------------
+
+def test_status_json(project: Project) -> None:
+    add_tables(project, "001_t1", "002_t2")
+    assert_clean_exit(project.cli("apply", "--target", "1"), 0)
+    result = project.cli("status", "--format", "json")
+    assert_clean_exit(result, 0)
+    document = json_doc(result)
+    assert document["environment"] == "development"
+    first, second = document["migrations"]
+    assert first["version"] == "001" and first["name"] == "t1" and first["kind"] == "sql"
+    assert first["state"] == "applied" and first["applied_at"]
+    assert first["checksum"].startswith("sha256:") and len(first["checksum"]) == 71
+    assert second["state"] == "pending" and second["applied_at"] is None
+    assert result.stderr == ""
+
+
+def test_status_text(project: Project) -> None:
+    add_tables(project, "001_t1", "002_t2")
+    assert_clean_exit(project.cli("apply", "--target", "1"), 0)
+    result = project.cli("status")
+    assert_clean_exit(result, 0)
+    assert "development" in result.stdout
+    assert "001" in result.stdout and "t1" in result.stdout and "applied" in result.stdout
+    assert "002" in result.stdout and "pending" in result.stdout
+    assert result.stderr == ""
+
+
+def test_status_of_empty_folder(project: Project) -> None:
+    result = project.cli("status")
+    assert_clean_exit(result, 0)
+    assert "cryomigrate new" in result.stdout
+    assert json_doc(project.cli("status", "--format", "json"))["migrations"] == []
+
+
+def test_apply_json(project: Project) -> None:
+    add_tables(project, "001_t1", "002_t2")
+    result = project.cli("apply", "--format", "json")
+    assert_clean_exit(result, 0)
+    document = json_doc(result)
+    assert document["environment"] == "development"
+    assert document["dry_run"] is False
+    assert [(m["version"], m["name"]) for m in document["applied"]] == [("001", "t1"),
+                                                                      ("002", "t2")]
+    assert all(isinstance(m["duration_ms"], int) for m in document["applied"])
+    assert "error" not in document
+
+
+def test_apply_text(project: Project) -> None:
+    add_tables(project, "001_t1", "002_t2")
+    result = project.cli("apply")
+    assert_clean_exit(result, 0)
+    assert "001_t1" in result.stdout and "002_t2" in result.stdout
+    assert "Applied 2 migrations" in result.stdout
+    assert result.stderr == ""
+
+
+def test_rollback_json(project: Project) -> None:
+    _applied(project)
+    result = project.cli("rollback", "--steps", "1", "--format", "json")
+    assert_clean_exit(result, 0)
+    document = json_doc(result)
+    assert document["environment"] == "development" and document["dry_run"] is False
+    assert [m["version"] for m in document["rolled_back"]] == ["002"]
+    assert "applied" not in document
+
+
+def test_rollback_text(project: Project) -> None:
+    _applied(project)
+    result = project.cli("rollback")
+    assert_clean_exit(result, 0)
+    assert "002_t2" in result.stdout and "Rolled back 2 migrations" in result.stdout
+
+
+def test_validate_json_and_text(project: Project) -> None:
+    add_tables(project, "001_t1")
+    result = project.cli("validate", "--format", "json")
+    assert_clean_exit(result, 0)
+    document = json_doc(result)
+    assert document["environment"] == "development"
+    assert document["migrations"] == 1 and document["environments"] == ["development"]
+    assert document["findings"] == []
+    text = project.cli("validate")
+    assert_clean_exit(text, 0)
+    assert "ok: 1 migration" in text.stdout
+
+
+def test_validate_reports_every_problem_at_once(project: Project) -> None:
+    add_tables(project, "001_t1")
+    project.add("002_a.sql.j2", "SELECT {{ vars.nope }};")
+    project.add("003_b.py", "def rollback(conn, environment):\n    pass\n")
+    result = project.cli("validate", "--format", "json")
+    document = assert_json_error(result, 2)
+    messages = " ".join(f["message"] for f in document["findings"])
+    assert "002_a.sql.j2" in messages and "003_b.py" in messages
+    text = project.cli("validate")
+    assert_clean_exit(text, 2)
+    assert "002_a.sql.j2" in text.stderr and "003_b.py" in text.stderr
+
+
+def test_validate_renders_templates_for_every_environment(project: Project) -> None:
+    project.write_config(f"""
+        environments:
+          development:
+            database: {project.url}
+            vars: {{role: dev_role}}
+          production:
+            database: ${{CM_TEST_PROD_URL}}
+    """)
+    project.add("001_grant.sql.j2", "SELECT {{ vars.role | literal }};")
+    result = project.cli("validate", env={"CM_TEST_PROD_URL": None})
+    assert_clean_exit(result, 2)
+    assert "001_grant.sql.j2" in result.stderr and "production" in result.stderr
+
+
+def test_validate_reports_database_state(project: Project) -> None:
+    _applied(project)
+    project.add("001_t1.sql", table_sql("t1") + "-- edited\n")
+    result = project.cli("validate", "--format", "json")
+    document = assert_json_error(result, 4)
+    assert "001_t1.sql" in document["error"]["message"]
+
+
+def test_history_json_and_text(project: Project) -> None:
+    _applied(project)
+    assert_clean_exit(project.cli("rollback", "--steps", "1"), 0)
+    result = project.cli("history", "--format", "json")
+    assert_clean_exit(result, 0)
+    entries = json_doc(result)["entries"]
+    assert [(e["version"], e["action"], e["outcome"]) for e in entries] == [
+        ("002", "rollback", "ok"), ("002", "apply", "ok"), ("001", "apply", "ok")]
+    assert {"name", "environment", "started_at", "duration_ms", "error"} <= set(entries[0])
+    text = project.cli("history", "--limit", "1")
+    assert_clean_exit(text, 0)
+    assert "rollback" in text.stdout and "apply" not in text.stdout
+
+
+def test_history_when_empty(project: Project) -> None:
+    result = project.cli("history")
+    assert_clean_exit(result, 0)
+    assert "No history" in result.stdout
+    assert json_doc(project.cli("history", "--format", "json"))["entries"] == []
+
+
+def test_history_shows_failures(project: Project) -> None:
+    project.add("001_bad.sql", "SELECT * FROM nowhere;")
+    assert_clean_exit(project.cli("apply"), 1)
+    entries = json_doc(project.cli("history", "--format", "json"))["entries"]
+    assert entries[0]["outcome"] == "failed" and "nowhere" in entries[0]["error"]
+
+
+def test_baseline_text(project: Project) -> None:
+    add_tables(project, "001_t1")
+    result = project.cli("baseline", "1")
+    assert_clean_exit(result, 0)
+    assert "recorded 1 migration" in result.stdout
+
+
+def test_new_json(project: Project) -> None:
+    result = project.cli("new", "add_x", "--format", "json")
+    assert_clean_exit(result, 0)
+    document = json_doc(result)
+    assert document["version"] == "001" and document["name"] == "add_x"
+    assert Path(document["path"]).name == "001_add_x.py"
+
+
+# --- failures in JSON -----------------------------------------------------------------
+
+def test_failed_apply_json_has_error_and_partial_result(project: Project) -> None:
+    add_tables(project, "001_t1")
+    project.add("002_bad.sql", "SELECT * FROM nowhere;")
+    result = project.cli("apply", "--format", "json")
+    document = assert_json_error(result, 1)
+    assert [m["version"] for m in document["applied"]] == ["001"]
+    assert "002_bad.sql" in document["error"]["message"]
+    assert document["environment"] == "development"
+    assert "002_bad.sql" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "apply", "rollback", "validate", "history",
+                                     "repair"])
+def test_config_error_in_json_is_one_document(sqlite_project: Project, command: str) -> None:
+    sqlite_project.write_config("environments: {development: {databse: x}}\n")
+    result = sqlite_project.cli(command, "--format", "json")
+    document = assert_json_error(result, 2)
+    assert "databse" in document["error"]["message"]
+    assert document["environment"] == "development"
+
+
+def test_error_goes_to_stderr_in_text_mode(project: Project) -> None:
+    project.add("001_bad.sql", "SELECT * FROM nowhere;")
+    result = project.cli("apply")
+    assert_clean_exit(result, 1)
+    assert "error:" in result.stderr and "error:" not in result.stdout
+
+
+# --- every exit code, no traceback except for 1 ---------------------------------------
+
+def test_exit_0(project: Project) -> None:
+    assert_clean_exit(project.cli("status"), 0)
+
+
+def test_exit_1_migration_failed(project: Project) -> None:
+    project.add("001_bad.py", "def apply(conn, environment):\n    1 / 0\n")
+    result = project.cli("apply")
+    assert_clean_exit(result, 1)
+    assert "ZeroDivisionError" in result.stderr and "001_bad.py" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("apply", "--format", "xml"),
+    ("rollback", "--steps", "0"),
+    ("nosuchcommand",),
+    ("apply", "--target", "abc"),
+    ("apply", "--lock-wait", "-1"),
+])
+def test_exit_2_usage(project: Project, args: tuple[str, ...]) -> None:
+    assert_clean_exit(project.cli(*args), 2)
+
+
+def test_exit_3_policy(project: Project) -> None:
+    config_with(project, "policies: {allow_rollback: false}")
+    assert_json_error(project.cli("rollback", "--format", "json"), 3)
+
+
+def test_exit_4_state(project: Project) -> None:
+    _applied(project)
+    (project.migrations / "001_t1.sql").unlink()
+    assert_json_error(project.cli("apply", "--format", "json"), 4)
+    assert_clean_exit(project.cli("status"), 0)  # status reports the state, it is not blocked
+
+
+def test_exit_5_lock(project: Project) -> None:
+    add_tables(project, "001_t1")
+    assert_clean_exit(project.cli("baseline", "1"), 0)
+    add_tables(project, "002_t2")
+    with hold_run_lock(project):
+        result = project.cli("apply", "--lock-wait", "0.2", "--format", "json")
+    assert_json_error(result, 5)
+
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nowhere"
+
+
+@pytest.mark.parametrize("command", ["status", "apply", "rollback", "history", "baseline",
+                                     "repair"])
+def test_exit_6_unreachable_postgres(sqlite_project: Project, command: str) -> None:
+    sqlite_project.write_config(f"environments:\n  development:\n    database: {UNREACHABLE}\n")
+    add_tables(sqlite_project, "001_t1")
+    args = (command, "1") if command == "baseline" else (command,)
+    result = sqlite_project.cli(*args)
+    assert_clean_exit(result, 6)
+    assert "127.0.0.1" in result.stderr and "1" in result.stderr
+    document = assert_json_error(sqlite_project.cli(*args, "--format", "json"), 6)
+    assert document["environment"] == "development"
+
+
+def test_validate_with_unreachable_database_checks_files(sqlite_project: Project) -> None:
+    sqlite_project.write_config(f"environments:\n  development:\n    database: {UNREACHABLE}\n")
+    add_tables(sqlite_project, "001_t1")
+    result = sqlite_project.cli("validate", "--format", "json")
+    assert_clean_exit(result, 0)
+    findings = json_doc(result)["findings"]
+    assert any("not reachable" in f["message"] for f in findings)
+
+
+def test_sqlite_folder_missing_is_exit_6(sqlite_project: Project) -> None:
+    sqlite_project.write_config("environments:\n  development:\n"
+                                "    database: sqlite:///no/such/folder/app.db\n")
+    add_tables(sqlite_project, "001_t1")
+    assert_clean_exit(sqlite_project.cli("apply"), 6)
+
+
+# --- python -m cryomigrate ------------------------------------------------------------
+
+def _python_m(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "cryomigrate", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_python_m_help(tmp_path: Path) -> None:
+    result = _python_m("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("status", "apply", "rollback", "validate", "new", "history", "baseline",
+                    "repair"):
+        assert command in result.stdout
+
+
+def test_python_m_runs_commands(sqlite_project: Project) -> None:
+    add_tables(sqlite_project, "001_t1")
+    result = _python_m("apply", cwd=sqlite_project.root)
+    assert result.returncode == 0, result.stderr
+    assert "t1" in sqlite_project.tables()
+    bad = _python_m("apply", "--env", "nope", cwd=sqlite_project.root)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+# --- new ------------------------------------------------------------------------------
+
+def test_new_in_empty_folder(project: Project) -> None:
+    result = project.cli("new", "initial")
+    assert_clean_exit(result, 0)
+    assert (project.migrations / "001_initial.py").is_file()
+    assert "001_initial.py" in result.stdout
+
+
+def test_new_keeps_zero_padding(project: Project) -> None:
+    add_tables(project, "001_t1", "007_t7")
+    assert_clean_exit(project.cli("new", "add_x"), 0)
+    assert (project.migrations / "008_add_x.py").is_file()
+
+
+def test_new_keeps_wider_padding(project: Project) -> None:
+    add_tables(project, "0099_t")
+    assert_clean_exit(project.cli("new", "next"), 0)
+    assert (project.migrations / "0100_next.py").is_file()
+
+
+def test_new_sql(project: Project) -> None:
+    add_tables(project, "007_t7")
+    assert_clean_exit(project.cli("new", "add_y", "--sql"), 0)
+    created = project.migrations / "008_add_y.sql"
+    assert "-- cryomigrate:apply" in created.read_text()
+    assert "-- cryomigrate:rollback" in created.read_text()
+
+
+def test_new_files_are_valid_and_reversible(project: Project) -> None:
+    assert_clean_exit(project.cli("new", "one"), 0)
+    assert_clean_exit(project.cli("new", "two", "--sql"), 0)
+    assert_clean_exit(project.cli("validate"), 0)
+    assert_clean_exit(project.cli("apply"), 0)
+    assert_clean_exit(project.cli("rollback"), 0)
+
+
+@pytest.mark.parametrize("name", ["add-x", "add x", "", "ünïcode", "../escape"])
+def test_new_invalid_name_is_exit_2(project: Project, name: str) -> None:
+    result = project.cli("new", name)
+    assert_clean_exit(result, 2)
+    assert list(project.migrations.iterdir()) == []
+
+
+def test_new_timestamp_numbered_folder(project: Project) -> None:
+    add_tables(project, "20240101120000_t")
+    assert_clean_exit(project.cli("new", "later"), 0)
+    created = [p.name for p in project.migrations.iterdir() if p.name.endswith("_later.py")]
+    assert len(created) == 1 and len(created[0].split("_")[0]) == 14
+    assert int(created[0].split("_")[0]) > 20240101120000
