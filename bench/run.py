@@ -400,7 +400,7 @@ def display_order(results: list[Measurement]) -> Any:
     the order they ran, so each group reads as one comparison."""
     backends = {PG: 0, SQLITE: 1, NONE: 2}
     metrics = {COLD: 0, NOOP: 1, STATUS: 2, HELP: 3}
-    tools: dict[str, int] = {}
+    tools: dict[str, int] = {"floor": 0, "python -c pass": 1}
     for m in results:
         tools.setdefault(m.tool, len(tools))
     return lambda m: (backends[m.backend], m.n, metrics[m.metric], tools[m.tool])
@@ -415,7 +415,7 @@ def render(results: list[Measurement], extra: dict[str, dict[str, float | None]]
     lines.append(f"runs: median of {facts['repeat']} (warm-up {facts['warmup']} for no-op "
                  "commands), wall-clock per process")
     lines.append("")
-    header = (f"{'measurement':<28} {'tool':<24} {'median':>9} {'min':>8} {'max':>8} "
+    header = (f"{'measurement':<31} {'tool':<24} {'median':>9} {'min':>8} {'max':>8} "
               f"{'x floor':>8} {'x fastest peer':>14}  note")
     lines.append(header)
     lines.append("-" * len(header))
@@ -427,11 +427,11 @@ def render(results: list[Measurement], extra: dict[str, dict[str, float | None]]
             lines.append("")
         previous = m.key
         if m.median is None:
-            lines.append(f"{label:<28} {m.tool:<24} {'FAILED':>9} {'':>8} {'':>8} {'':>8} "
+            lines.append(f"{label:<31} {m.tool:<24} {'FAILED':>9} {'':>8} {'':>8} {'':>8} "
                          f"{'':>14}  {m.error}")
             continue
         lines.append(
-            f"{label:<28} {m.tool:<24} {m.median:>8.3f}s {min(m.samples):>7.3f}s "
+            f"{label:<31} {m.tool:<24} {m.median:>8.3f}s {min(m.samples):>7.3f}s "
             f"{max(m.samples):>7.3f}s {_fmt(m.ratio_floor, '.2f', 'x'):>8} "
             f"{_fmt(m.ratio_fastest_peer, '.2f', 'x'):>14}")
     lines.append("")
