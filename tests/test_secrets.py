@@ -1,0 +1,135 @@
+"""A password planted in a database URL never leaves the process (DESIGN §6, Secrets).
+
+Each test plants a fresh password, so one test's registered secret cannot hide a leak
+in another. PostgreSQL here trusts local connections, so the password is accepted and
+ignored: every command really runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import quote
+
+import pytest
+from click.testing import Result
+
+from tests.conftest import PgDatabase, Project
+from tests.helpers_core import add_tables, assert_clean_exit
+
+COMMANDS: list[tuple[str, ...]] = [
+    ("status",), ("validate",), ("apply", "--dry-run"), ("apply",), ("history",),
+    ("rollback", "--dry-run"), ("rollback", "--steps", "1"), ("repair",), ("baseline", "1"),
+    ("new", "later"),
+]
+
+
+def _secret() -> str:
+    return f"Pw-{uuid.uuid4().hex[:12]}"
+
+
+def _with_password(url: str, password: str) -> str:
+    return url.replace("postgres@", f"postgres:{quote(password, safe='')}@", 1)
+
+
+def _assert_hidden(result: Result, *secrets: str) -> None:
+    text = result.stdout + result.stderr
+    for secret in secrets:
+        assert secret not in text, text
+
+
+def _run_everything(project: Project, *secrets: str, env: dict[str, str] | None = None
+                    ) -> None:
+    add_tables(project, "001_t1", "002_t2")
+    project.add("003_bad.sql", "SELECT * FROM nowhere;")
+    for fmt in ("text", "json"):
+        for command in COMMANDS:
+            args = command if command[0] == "new" and fmt == "text" else (
+                *command, "--format", fmt)
+            result = project.cli(*args, env=env)
+            assert result.exit_code in (0, 1, 4), (args, result.stderr)
+            _assert_hidden(result, *secrets)
+        failing = project.cli("apply", "--format", fmt, env=env)  # 003 fails: exit 1
+        assert failing.exit_code == 1
+        _assert_hidden(failing, *secrets)
+
+
+@pytest.fixture
+def secret_pg(pg_project: Project, pg_database: PgDatabase) -> tuple[Project, str]:
+    secret = _secret()
+    pg_project.write_config(f"""
+        environments:
+          development:
+            database: {_with_password(pg_database.url, secret)}
+    """)
+    return pg_project, secret
+
+
+def test_password_in_url_never_printed(secret_pg: tuple[Project, str]) -> None:
+    project, secret = secret_pg
+    _run_everything(project, secret)
+
+
+def test_password_from_variable_never_printed(pg_project: Project,
+                                              pg_database: PgDatabase) -> None:
+    secret = _secret()
+    pg_project.write_config("""
+        environments:
+          development:
+            database: ${CM_TEST_DATABASE_URL}
+    """)
+    _run_everything(pg_project, secret,
+                    env={"CM_TEST_DATABASE_URL": _with_password(pg_database.url, secret)})
+
+
+def test_percent_encoded_password_never_printed(pg_project: Project,
+                                                pg_database: PgDatabase) -> None:
+    secret = f"p@ss/{uuid.uuid4().hex[:8]}"
+    pg_project.write_config(f"""
+        environments:
+          development:
+            database: {_with_password(pg_database.url, secret)}
+    """)
+    _run_everything(pg_project, secret, quote(secret, safe=""))
+
+
+@pytest.mark.parametrize("template", [
+    "postgresql://postgres:{pw}@127.0.0.1:1/nowhere",
+    "postgres://postgres:{pw}@127.0.0.1:1/nowhere",
+    "postgresql://postgres@127.0.0.1:1/nowhere?password={pw}",
+    "postgresql://postgres:{pw}@no-such-host.invalid/nowhere",
+])
+def test_password_not_in_connection_failure(sqlite_project: Project, template: str) -> None:
+    secret = _secret()
+    sqlite_project.write_config(f"environments:\n  development:\n"
+                                f"    database: \"{template.format(pw=secret)}\"\n")
+    add_tables(sqlite_project, "001_t1")
+    for command in (("status",), ("apply",), ("validate",), ("history",)):
+        for fmt in ("text", "json"):
+            result = sqlite_project.cli(*command, "--format", fmt)
+            assert result.exit_code in (0, 6), result.stderr
+            _assert_hidden(result, secret)
+    assert_clean_exit(sqlite_project.cli("apply"), 6)
+
+
+def test_password_not_in_invalid_url_error(sqlite_project: Project) -> None:
+    secret = _secret()
+    sqlite_project.write_config(f"environments:\n  development:\n"
+                                f"    database: postgresql://u:{secret}@host:notaport/db\n")
+    add_tables(sqlite_project, "001_t1")
+    for fmt in ("text", "json"):
+        result = sqlite_project.cli("apply", "--format", fmt)
+        assert result.exit_code in (2, 6), result.stderr
+        _assert_hidden(result, secret)
+
+
+def test_password_not_in_config_error_messages(sqlite_project: Project) -> None:
+    secret = _secret()
+    sqlite_project.write_config(f"""
+        environments:
+          development:
+            database: postgresql://u:{secret}@127.0.0.1:1/db
+            policies: {{allow_rolback: true}}
+    """)
+    result = sqlite_project.cli("status", "--format", "json")
+    assert_clean_exit(result, 2)
+    _assert_hidden(result, secret)
