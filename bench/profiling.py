@@ -18,6 +18,7 @@ import pstats
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from tools import (
     VENV_BIN,
     Cmd,
     base_env,
+    cryomigrate_env,
     cryomigrate_script,
 )
 
@@ -128,7 +130,8 @@ def _short(frame: str) -> str:
 
 
 def importtime(cmd: Cmd, name: str) -> tuple[list[tuple[str, int]], int]:
-    """``-X importtime``: (microseconds per top-level package, summed self time), total."""
+    """``-X importtime``: (microseconds per top-level package, summed self time), total.
+    ``cmd.argv`` is what follows the interpreter: a script and its arguments, or -c CODE."""
     log = OUT / f"importtime_{name}.txt"
     argv = [sys.executable, "-X", "importtime", *cmd.argv]
     run(Cmd(argv, cmd.cwd, cmd.env), stderr_to=log)
@@ -138,6 +141,27 @@ def importtime(cmd: Cmd, name: str) -> tuple[list[tuple[str, int]], int]:
         if match:
             per[match[4].split(".")[0]] += int(match[1])
     return per.most_common(), sum(per.values())
+
+
+def standalone_imports(cwd: Path) -> list[tuple[str, str]]:
+    """Wall-clock of ``python -c 'import X'`` minus ``python -c pass``, round-robin: the
+    price of each dependency for a short command, attributed without importtime's nesting."""
+    codes = ["pass", "import click", "import yaml", "import jinja2", "import pydantic",
+             "import psycopg", "import cryomigrate.cli", "import cryomigrate.config",
+             "import cryomigrate.api", "import cryomigrate.backends.postgres"]
+    env = base_env() | cryomigrate_env()
+    samples: dict[str, list[float]] = {c: [] for c in codes}
+    for _ in range(7):
+        for code in codes:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, check=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+            samples[code].append(time.perf_counter() - start)
+    base = statistics.median(samples["pass"])
+    rows = [(f"{base * 1000:7.1f} ms", "python -c pass (absolute)")]
+    rows += [(f"+{(statistics.median(samples[c]) - base) * 1000:6.1f} ms", c)
+             for c in codes[1:]]
+    return rows
 
 
 def table(rows: list[tuple[str, ...]]) -> str:
@@ -238,9 +262,13 @@ def main() -> int:
             per, total_us = importtime(c, what)
             print(f"\n## -X importtime, cryomigrate {what}: {total_us / 1000:.0f} ms of imports")
             print(table([(f"{us / 1000:7.1f} ms", pkg) for pkg, us in per[:14]]))
-        per, total_us = importtime(Cmd([sys.executable, "-c", "pass"], work), "python_pass")
+        per, total_us = importtime(Cmd(["-c", "pass"], work), "python_pass")
         print(f"\n## -X importtime, python -c pass: {total_us / 1000:.0f} ms of imports")
         print(table([(f"{us / 1000:7.1f} ms", pkg) for pkg, us in per[:8]]))
+
+        # 4. what each dependency costs on its own, in a fresh interpreter (wall, median)
+        print("\n## import cost in a fresh interpreter, over `python -c pass` (median of 7)")
+        print(table(standalone_imports(work)))
     finally:
         server.drop_leftovers()
         shutil.rmtree(work, ignore_errors=True)
