@@ -8,13 +8,14 @@ policies, and hands execution to the runner. Errors are raised from
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from cryomigrate import planner, policies
 from cryomigrate.config import Environment, load_config
 from cryomigrate.discovery import MigrationFile, parse_version
-from cryomigrate.errors import InputError, MigrationFileError, StateBlocked
-from cryomigrate.loader import Direction, Migration, load
+from cryomigrate.errors import DirtyMigration, InputError, MigrationFileError, StateBlocked
 from cryomigrate.models import (
     BaselineResult,
     HistoryResult,
@@ -27,11 +28,14 @@ from cryomigrate.models import (
 )
 from cryomigrate.policies import Confirm
 from cryomigrate.project import PathLike, Project, connect, open_project
-from cryomigrate.repairing import Repair
-from cryomigrate.runner import Progress, Runner
 from cryomigrate.tracker import Tracker, now
 
+if TYPE_CHECKING:  # loading and running are imported only when there is work to do
+    from cryomigrate.loader import Direction, Migration
+    from cryomigrate.runner import Progress
+
 Version = str | int | None
+_DIRTY_POLL_S = 0.2
 
 
 def get_migration_status(environment: str | None = None, *, config: PathLike = None
@@ -50,17 +54,12 @@ def apply_migrations(target_version: Version = None, environment: str | None = N
     target = _version(target_version, "target_version")
     project = open_project(config, environment)
     env = project.env
-    with connect(env, read_only=dry_run, lock_wait=lock_wait) as (backend, tracker):
-        found = _entries(project, tracker)
-        files, warnings = planner.plan_apply(found, planner.resolve_target(target, found),
-                                             env.policies)
-        _warn(progress, warnings)
-        migrations = [load(f, environment=env.name, vars=env.vars) for f in files]
-        if dry_run:
-            return _preview(env, "apply", migrations, warnings)
-        policies.check_confirmed(env, "apply", [m.file.label for m in migrations], confirm)
-        result = Runner(backend, tracker, env, progress, lock_wait).run("apply", migrations)
-        return _with_notices(result, warnings)
+
+    def plan(found: list[planner.Entry]) -> tuple[list[MigrationFile], list[str]]:
+        return planner.plan_apply(found, planner.resolve_target(target, found), env.policies)
+
+    return _run("apply", project, plan, dry_run=dry_run, confirm=confirm,
+                lock_wait=lock_wait, progress=progress)
 
 
 def rollback_migrations(target_version: Version = None, environment: str | None = None, *,
@@ -75,18 +74,63 @@ def rollback_migrations(target_version: Version = None, environment: str | None 
     project = open_project(config, environment)
     env = project.env
     policies.check_rollback_allowed(env)
-    with connect(env, read_only=dry_run, lock_wait=lock_wait) as (backend, tracker):
-        found = _entries(project, tracker)
+
+    def plan(found: list[planner.Entry]) -> tuple[list[MigrationFile], list[str]]:
         chosen, warnings = planner.plan_rollback(
             found, planner.resolve_target(target, found), steps, env.policies)
-        _warn(progress, warnings)
-        migrations = [_load_reversible(e.file, env) for e in chosen if e.file is not None]
-        if dry_run:
-            return _preview(env, "rollback", migrations, warnings)
-        policies.check_confirmed(env, "roll back", [m.file.label for m in migrations], confirm)
-        result = Runner(backend, tracker, env, progress, lock_wait).run(
-            "rollback", migrations)
-        return _with_notices(result, warnings)
+        return [e.file for e in chosen if e.file is not None], warnings
+
+    return _run("rollback", project, plan, dry_run=dry_run, confirm=confirm,
+                lock_wait=lock_wait, progress=progress)
+
+
+Planner = Callable[[list[planner.Entry]], tuple[list[MigrationFile], list[str]]]
+
+
+def _run(direction: Direction, project: Project, plan: Planner, *, dry_run: bool,
+         confirm: Confirm, lock_wait: float, progress: Progress | None) -> RunResult:
+    """Plan on a read-only connection, check and confirm, then execute on a writable one.
+
+    Planning never writes: a refused, unconfirmed, dry or no-op run leaves no trace, not
+    even a new SQLite file.
+    """
+    env = project.env
+    with connect(env, read_only=True, lock_wait=lock_wait) as (_, tracker):
+        files, warnings = _plan_past_dirty(project, tracker, plan, lock_wait)
+    _warn(progress, warnings)
+    migrations = [_load(f, env, reversible=direction == "rollback") for f in files]
+    if dry_run:
+        return _preview(env, direction, migrations, warnings)
+    verb = "apply" if direction == "apply" else "roll back"
+    policies.check_confirmed(env, verb, [m.file.label for m in migrations], confirm)
+    if not migrations:
+        return RunResult(env.name, direction, False, (), tuple(warnings))
+    from cryomigrate.runner import Runner
+
+    with connect(env, lock_wait=lock_wait) as (backend, tracker):
+        result = Runner(backend, tracker, env, progress, lock_wait).run(direction, migrations)
+    return _with_notices(result, warnings)
+
+
+def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wait: float
+                     ) -> tuple[list[MigrationFile], list[str]]:
+    """Plan; while a dirty migration blocks, wait for it as for the lock.
+
+    A dirty row is also what a live run executing a non-transactional migration leaves
+    while it works, and nothing in the database tells a live run from a dead one (no
+    session state may survive a transaction pooler). So a dirty row is treated like a
+    held lock: wait up to ``lock_wait`` for it to clear, then stop with its advice.
+    """
+    checksums = {f.version: f.checksum() for f in project.files}
+    deadline = time.monotonic() + lock_wait
+    while True:
+        found = planner.entries(project.files, tracker.read_all(), checksums)
+        try:
+            return plan(found)
+        except DirtyMigration:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(_DIRTY_POLL_S)
 
 
 def get_history(environment: str | None = None, *, config: PathLike = None,
@@ -136,6 +180,8 @@ def repair(environment: str | None = None, *, config: PathLike = None,
     with connect(project.env, lock_wait=lock_wait) as (backend, tracker):
         with backend.transaction(lock=True):
             tracker.ensure_tables()
+            from cryomigrate.repairing import Repair
+
             fix = Repair(tracker, project.files)
             if applied_v is not None:
                 fix.mark_applied(applied_v)
@@ -172,9 +218,11 @@ def _version(value: Version, what: str) -> int | None:
         raise InputError(f"{what}: {exc}") from None
 
 
-def _load_reversible(file: MigrationFile, env: Environment) -> Migration:
+def _load(file: MigrationFile, env: Environment, *, reversible: bool) -> Migration:
+    from cryomigrate.loader import load
+
     migration = load(file, environment=env.name, vars=env.vars)
-    if not migration.reversible:
+    if reversible and not migration.reversible:
         how = ("has no rollback(conn, environment) function" if file.kind == "python"
                else "has no -- cryomigrate:rollback section")
         raise MigrationFileError(

@@ -18,7 +18,13 @@ import click
 from cryomigrate import __version__
 from cryomigrate.errors import CryomigrateError
 from cryomigrate.redact import redact
-from cryomigrate.render import render_history, render_run, render_status, render_validate
+from cryomigrate.render import (
+    render_history,
+    render_run,
+    render_status,
+    render_stopped,
+    render_validate,
+)
 
 
 def out(text: str = "") -> None:
@@ -47,7 +53,9 @@ def _report(ctx: click.Context, exc: CryomigrateError) -> None:
         document["error"] = {"code": exc.exit_code, "message": str(exc)}
         out(json.dumps(document, indent=2, default=str))
     elif exc.result is not None and state.get("render_partial"):
-        state["render_partial"](exc.result)
+        text = state["render_partial"](exc.result)
+        if text:
+            out(text)
     err(f"error: {exc}")
 
 
@@ -164,7 +172,7 @@ def apply(ctx: click.Context, env: str | None, target: str | None, dry_run: bool
     from cryomigrate import api
 
     _begin(ctx, fmt, env)
-    ctx.obj["render_partial"] = lambda result: out(render_run(result, summary_only=True))
+    ctx.obj["render_partial"] = render_stopped
     result = api.apply_migrations(target, env, config=ctx.obj["config"], dry_run=dry_run,
                                   confirm=_confirmer(yes, "apply"), lock_wait=lock_wait,
                                   progress=_progress(fmt, "applied"))
@@ -188,7 +196,7 @@ def rollback(ctx: click.Context, env: str | None, target: str | None, steps: int
     _begin(ctx, fmt, env)
     if target is not None and steps is not None:
         raise click.UsageError("use --target or --steps, not both")
-    ctx.obj["render_partial"] = lambda result: out(render_run(result, summary_only=True))
+    ctx.obj["render_partial"] = render_stopped
     result = api.rollback_migrations(target, env, steps=steps, config=ctx.obj["config"],
                                      dry_run=dry_run, confirm=_confirmer(yes, "roll back"),
                                      lock_wait=lock_wait, progress=_progress(fmt, "rolled back"))
@@ -204,7 +212,7 @@ def validate(ctx: click.Context, env: str | None, fmt: str) -> None:
     from cryomigrate import api
 
     _begin(ctx, fmt, env)
-    ctx.obj["render_partial"] = lambda result: out(render_validate(result))
+    ctx.obj["render_partial"] = render_validate
     _emit(fmt, api.validate(env, config=ctx.obj["config"]), render_validate)
 
 

@@ -13,11 +13,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-
+from cryomigrate import configcache
 from cryomigrate.errors import ConfigError
 from cryomigrate.redact import register_secret
 
@@ -29,55 +27,6 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _SCHEMES = ("sqlite", "postgresql", "postgres")
 KeyPath = tuple[str, ...]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class PoliciesModel(_Strict):
-    require_confirmation: bool | None = None
-    allow_rollback: bool | None = None
-    allow_modified: bool | None = None
-    allow_out_of_order: bool | None = None
-
-
-class EnvironmentModel(_Strict):
-    database: str | None = None
-    lock_timeout: str | None = None
-    statement_timeout: str | None = None
-    pooler: Literal["transaction", "session"] | None = None
-    policies: PoliciesModel = PoliciesModel()
-    vars: dict[str, Any] = {}
-
-    @field_validator("lock_timeout", "statement_timeout")
-    @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        if value is not None and "${" not in value:
-            parse_duration(value)
-        return value
-
-    @field_validator("database")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        # A URL that still holds ${VAR} is checked once resolved, for the environment in use.
-        if value is not None and "${" not in value:
-            check_url(value)
-        return value
-
-
-class ConfigModel(_Strict):
-    migrations: str = "migrations"
-    history_table: str = "cryomigrate_history"
-    defaults: EnvironmentModel = EnvironmentModel()
-    environments: dict[str, EnvironmentModel]
-
-    @field_validator("history_table")
-    @classmethod
-    def _table(cls, value: str) -> str:
-        if not _TABLE.match(value):
-            raise ValueError("must be a table name, optionally schema-qualified (ops.history)")
-        return value
 
 
 @dataclass(frozen=True)
@@ -111,13 +60,13 @@ class Environment:
 @dataclass(frozen=True)
 class Config:
     path: Path
-    model: ConfigModel
+    data: dict[str, Any]  # the validated configuration, defaults filled in
     # The line of every key, so errors found after parsing can still point at the file.
     lines: dict[KeyPath, int] = field(default_factory=dict)
 
     @property
     def environment_names(self) -> tuple[str, ...]:
-        return tuple(self.model.environments)
+        return tuple(self.data["environments"])
 
     def environment(self, name: str | None = None, *, strict_vars: bool = True) -> Environment:
         """Merge defaults under environment ``name`` and resolve its ``${VAR}`` references.
@@ -126,13 +75,13 @@ class Config:
         render templates for environments whose secrets this shell does not have.
         """
         name = name or os.environ.get("CRYOMIGRATE_ENV") or DEFAULT_ENVIRONMENT
-        envs = self.model.environments
+        envs = self.data["environments"]
         if name not in envs:
             raise ConfigError(
                 f"{self.where(('environments',))}: unknown environment '{name}'; "
                 f"defined environments: {', '.join(envs) or '(none)'}"
             )
-        merged = _merge(self.model.defaults, envs[name])
+        merged = _merge(self.data["defaults"], envs[name])
         resolved = {key: _resolve(value, self, name, (key,), strict_vars)
                     for key, value in merged.items()}
         if not resolved.get("database"):
@@ -180,12 +129,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         text = config_path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{config_path}: cannot be read: {exc}") from exc
-    data, lines = _parse_yaml(text, config_path)
-    try:
-        model = ConfigModel.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, config_path, lines)) from None
-    return Config(config_path, model, lines)
+    content = text.encode("utf-8")
+    cached = configcache.load(content)
+    if cached is not None:
+        lines = {tuple(entry[:-1]): int(entry[-1]) for entry in cached["lines"]}
+        return Config(config_path, cached["data"], lines)
+    from cryomigrate.configschema import validate
+
+    data, lines = validate(text, config_path)
+    configcache.store(content, {"data": data,
+                                "lines": [[*key, line] for key, line in lines.items()]})
+    return Config(config_path, data, lines)
 
 
 def check_url(url: str) -> None:
@@ -209,62 +163,15 @@ def parse_duration(value: str) -> int:
     return round(float(match[1]) * _UNITS_MS[match[2]])
 
 
-def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[tuple[str, ...], int]]:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        node = yaml.compose(text, Loader=loader)
-        data = yaml.load(text, Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys such as environments:")
-    lines: dict[tuple[str, ...], int] = {}
-    if node is not None:
-        _collect_lines(node, (), lines)
-    return data, lines
-
-
-def _collect_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = (*path, str(key.value))
-            out[sub] = key.start_mark.line + 1
-            _collect_lines(value, sub, out)
-
-
-def _describe(exc: ValidationError, path: Path, lines: dict[tuple[str, ...], int]) -> str:
-    problems = []
-    for error in exc.errors():
-        loc = tuple(str(part) for part in error["loc"])
-        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-        where = f"{path}:{line}" if line else str(path)
-        key = ".".join(loc) or "(top level)"
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {key}: {message}")
-    return "invalid configuration: " + "; ".join(problems)
-
-
-def _merge(defaults: EnvironmentModel, env: EnvironmentModel) -> dict[str, Any]:
+def _merge(defaults: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for key in ("database", "lock_timeout", "statement_timeout", "pooler"):
-        value = getattr(env, key)
-        merged[key] = value if value is not None else getattr(defaults, key)
+        merged[key] = env[key] if env[key] is not None else defaults[key]
     merged["policies"] = {
-        key: (getattr(env.policies, key) if getattr(env.policies, key) is not None
-              else getattr(defaults.policies, key))
-        for key in PoliciesModel.model_fields
+        key: env["policies"][key] if env["policies"][key] is not None else value
+        for key, value in defaults["policies"].items()
     }
-    merged["vars"] = {**defaults.vars, **env.vars}
+    merged["vars"] = {**defaults["vars"], **env["vars"]}
     return merged
 
 
@@ -316,8 +223,8 @@ def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Envir
     return Environment(
         name=name,
         config_path=config.path,
-        migrations_dir=(config.path.parent / config.model.migrations).resolve(),
-        history_table=config.model.history_table,
+        migrations_dir=(config.path.parent / config.data["migrations"]).resolve(),
+        history_table=config.data["history_table"],
         database=database,
         lock_timeout_ms=checked("lock_timeout", parse_duration),
         statement_timeout_ms=checked("statement_timeout", parse_duration),

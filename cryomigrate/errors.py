@@ -8,6 +8,7 @@
     │   └── TemplateError
     ├── PolicyRefused                 3  a policy forbids it, or it was not confirmed
     ├── StateBlocked                  4  modified, dirty, missing or out-of-order migrations
+    │   └── DirtyMigration                 a run stopped (or is still running) inside one
     ├── LockTimeout                   5  another run held the lock for longer than --lock-wait
     └── ConnectionFailed              6  the database could not be reached
 
@@ -73,6 +74,10 @@ class PolicyRefused(CryomigrateError):
 
 class StateBlocked(CryomigrateError):
     exit_code = 4
+
+
+class DirtyMigration(StateBlocked):
+    """A non-transactional migration is marked dirty; a live run may still be inside it."""
 
 
 class LockTimeout(CryomigrateError):

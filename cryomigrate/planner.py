@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from cryomigrate.config import Policies
 from cryomigrate.discovery import MigrationFile
-from cryomigrate.errors import InputError, StateBlocked
+from cryomigrate.errors import DirtyMigration, InputError, StateBlocked
 from cryomigrate.models import HistoryRow, MigrationStatus
 
 
@@ -126,7 +126,7 @@ def check_entry(entry: Entry, policies: Policies) -> str | None:
     """Raise StateBlocked if ``entry`` stops apply and rollback; a warning if only allowed."""
     state = entry.state
     if state == "dirty":
-        raise StateBlocked(
+        raise DirtyMigration(
             f"{entry.label} is dirty: a run stopped inside this non-transactional "
             "migration, so the database may hold part of it. Check what it holds, then run "
             f"`cryomigrate repair --mark-applied {entry.version_text}` or "

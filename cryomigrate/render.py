@@ -53,6 +53,16 @@ def render_run(result: Any, *, summary_only: bool) -> str:
             f"{result.environment} ({total} ms).")
 
 
+def render_stopped(result: Any) -> str:
+    """What a failed run had done before it stopped; empty when it had done nothing."""
+    if not result.migrations:
+        return ""
+    verb = "Applied" if result.action == "apply" else "Rolled back"
+    total = sum(m.duration_ms for m in result.migrations)
+    return (f"{verb} {_plural(len(result.migrations), 'migration')} in {result.environment} "
+            f"({total} ms) before the failure.")
+
+
 def render_history(result: Any) -> str:
     if not result.entries:
         return f"No history yet in {result.environment}."

@@ -17,7 +17,7 @@ from typing import Any
 from cryomigrate.backends import Backend
 from cryomigrate.config import Environment
 from cryomigrate.connection import MigrationConnection
-from cryomigrate.errors import CryomigrateError, MigrationFailed, StateBlocked
+from cryomigrate.errors import CryomigrateError, DirtyMigration, MigrationFailed
 from cryomigrate.loader import Direction, Migration
 from cryomigrate.models import MigrationRun, RunResult
 from cryomigrate.tracker import Tracker, now
@@ -162,7 +162,7 @@ class Runner:
                         self.tracker.set_state(file.version, file.version_text, "dirty", 0, tx=tx)
                     return True
             if time.monotonic() >= deadline:
-                raise StateBlocked(
+                raise DirtyMigration(
                     f"{file.label} is marked dirty: a run stopped inside it (or is still "
                     "running it after --lock-wait); once no run is active, check the database "
                     f"and run `cryomigrate repair --mark-applied {file.version_text}` or "

@@ -133,7 +133,8 @@ def test_failed_non_transactional_migration_is_dirty(project: Project) -> None:
 def test_dirty_blocks_apply_and_rollback(project: Project) -> None:
     _make_dirty(project)
     for command in ("apply", "rollback"):
-        result = project.cli(command)
+        # A dirty row may belong to a live run, so it is waited for like the lock.
+        result = project.cli(command, "--lock-wait", "0.5")
         assert_clean_exit(result, 4)
         assert "002_partly.sql" in result.stderr
         assert "--mark-applied 002" in result.stderr and "--mark-pending 002" in result.stderr

@@ -147,7 +147,9 @@ class PostgresBackend:
         parts = ["BEGIN"]
         if lock:
             wait = max(1, opts.lock_wait_ms)
-            parts += [f"SET LOCAL lock_timeout = '{wait}ms'",
+            # The wait is bounded by --lock-wait alone: a statement_timeout set on the
+            # role or database (common on Supabase) must not cut it short.
+            parts += [f"SET LOCAL lock_timeout = '{wait}ms'", "SET LOCAL statement_timeout = 0",
                       f"SELECT pg_advisory_xact_lock({self._lock_key})"]
             parts.append(_set_local("lock_timeout", opts.lock_timeout_ms))
             parts.append(_set_local("statement_timeout", opts.statement_timeout_ms))
