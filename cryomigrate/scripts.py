@@ -18,10 +18,15 @@ from cryomigrate.sqlsplit import blank_out, split
 
 _MARKER = re.compile(r"^[ \t]*--[ \t]*cryomigrate:([A-Za-z_-]+)[ \t]*\r?$", re.MULTILINE)
 _KNOWN_MARKERS = ("apply", "rollback", "no-transaction")
+# Every transaction-control statement starts with one of these words; a script without
+# any of them needs no split before it is sent.
+_CONTROL_WORD = re.compile(r"(?i)\b(?:begin|start|commit|end|rollback|abort)\b")
 
 
 def prepare(sql: str, *, origin: str, first_line: int = 1, transactional: bool = True,
             notice: Callable[[str], None] | None = None) -> Script:
+    if not transactional or not _CONTROL_WORD.search(sql):
+        return Script(origin, sql, first_line)  # nothing to strip: split only if needed
     statements = split(sql)
     text = sql
     if transactional:
@@ -40,13 +45,7 @@ def prepare(sql: str, *, origin: str, first_line: int = 1, transactional: bool =
         if controls:
             text = blank_out(sql, controls)
             statements = [s for s in statements if not s.control]
-    return Script(
-        origin=origin,
-        text=text,
-        statements=tuple(s.text for s in statements),
-        statement_lines=tuple(s.line for s in statements),
-        first_line=first_line,
-    )
+    return Script(origin, text, first_line, statements)
 
 
 @dataclass(frozen=True)

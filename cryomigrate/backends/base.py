@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cryomigrate.errors import DatabaseError
+from cryomigrate.sqlsplit import Statement, split
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 
@@ -25,22 +26,37 @@ class QueryResult:
     rowcount: int = -1
 
 
-@dataclass(frozen=True)
 class Script:
     """SQL ready to run: ``text`` with transaction control blanked out, and its statements.
 
     ``first_line`` is the line of ``text`` in the migration file, so a failing statement
-    can be reported at its line in the file the user edits.
+    can be reported at its line in the file the user edits. Statements are split out of
+    ``text`` only when asked for: a networked backend sends the text whole and needs them
+    only to place an error.
     """
 
-    origin: str
-    text: str
-    statements: tuple[str, ...]
-    statement_lines: tuple[int, ...]
-    first_line: int = 1
+    def __init__(self, origin: str, text: str, first_line: int = 1,
+                 statements: Sequence[Statement] | None = None) -> None:
+        self.origin = origin
+        self.text = text
+        self.first_line = first_line
+        self._statements = statements
+
+    def _parts(self) -> Sequence[Statement]:
+        if self._statements is None:
+            self._statements = split(self.text)
+        return self._statements
+
+    @property
+    def statements(self) -> tuple[str, ...]:
+        return tuple(s.text for s in self._parts())
+
+    @property
+    def statement_lines(self) -> tuple[int, ...]:
+        return tuple(s.line for s in self._parts())
 
     def file_line(self, index: int) -> int:
-        return self.first_line + self.statement_lines[index] - 1
+        return self.first_line + self._parts()[index].line - 1
 
 
 Check = Callable[[QueryResult], None]

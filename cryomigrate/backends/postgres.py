@@ -124,23 +124,27 @@ class PostgresBackend:
             raise _query_error(exc, "COMMIT") from exc
         for (_, _, check), result in zip(tx.deferred, results, strict=False):
             if check is not None:
-                check(result)
+                check(self._to_result(result))
 
     def _inline(self, sql: str, params: Params) -> str:
         """``sql`` with ``params`` bound client-side, so several go in one message."""
         if params is None:
             return sql
+        if isinstance(params, (list, tuple)) and all(
+                value is None or type(value) in (int, str) for value in params):
+            # The tracker's own rows: quoting them here is ~10x cheaper than a ClientCursor.
+            return sql % tuple(_literal(value) for value in params)
         return psycopg.ClientCursor(self._db).mogrify(sql, params)
 
-    def _batch(self, statements: list[str]) -> list[QueryResult]:
+    def _batch(self, statements: list[str]) -> list[pq.abc.PGresult]:
         """Several statements in one simple-query message: one round trip."""
         pgconn = self._db.pgconn
         pgconn.send_query("; ".join(statements).encode())
-        results = self._db.wait(generators.fetch_many(pgconn))
+        results: list[pq.abc.PGresult] = self._db.wait(generators.fetch_many(pgconn))
         for res in results:
             if res.status == pq.ExecStatus.FATAL_ERROR:
                 raise psycopg.errors.error_from_result(res, encoding=self._db.info.encoding)
-        return [self._to_result(res) for res in results]
+        return results
 
     def _begin(self, lock: bool, first: tuple[str, Params] | None) -> QueryResult:
         opts = self._options
@@ -165,7 +169,7 @@ class PostgresBackend:
                     f"after {opts.lock_wait_ms / 1000:g}s (raise --lock-wait to wait longer)"
                 ) from None
             raise _query_error(exc, None) from exc
-        return results[-1] if first is not None else QueryResult()
+        return self._to_result(results[-1]) if first is not None else QueryResult()
 
     def _rollback(self) -> None:
         if self._db.closed or self._db.info.transaction_status == pq.TransactionStatus.IDLE:
@@ -189,6 +193,19 @@ class PostgresBackend:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _literal(value: int | str | None) -> str:
+    """An SQL literal for the simple protocol; E'' keeps backslashes right whatever
+    standard_conforming_strings says."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(int(value))
+    if "\x00" in value:
+        raise ValueError("PostgreSQL text cannot contain NUL characters")
+    quoted = value.replace("\\", "\\\\").replace("'", "''")
+    return f"E'{quoted}'" if "\\" in value else f"'{quoted}'"
 
 
 def _set_local(name: str, ms: int | None) -> str:
