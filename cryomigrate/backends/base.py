@@ -58,6 +58,11 @@ class Script:
     def file_line(self, index: int) -> int:
         return self.first_line + self._parts()[index].line - 1
 
+    def index_at(self, offset: int) -> int:
+        """The statement that holds character ``offset`` of ``text``."""
+        parts = self._parts()
+        return max((i for i, s in enumerate(parts) if s.start <= offset), default=0)
+
 
 Check = Callable[[QueryResult], None]
 

@@ -250,16 +250,21 @@ def _result_error(res: pq.abc.PGresult, script: Script, index: int, sent: str) -
         return value.decode("utf-8", "replace") if value else None
 
     sqlstate = field(_F.SQLSTATE)
-    line = script.file_line(index) if script.statements else script.first_line
     position = field(_F.STATEMENT_POSITION)
-    if position and position.isdigit():
-        # The server points into the text we sent; lines in it match the file's lines.
-        line = script.first_line + sent[: int(position) - 1].count("\n")
-        if sent is not script.text:  # a single statement of a no-transaction script
-            line += script.statement_lines[index] - 1
+    offset = int(position) - 1 if position and position.isdigit() else None
+    if offset is not None and sent is script.text:
+        index = script.index_at(offset)  # the server's position is the surest guide
+    line = script.file_line(index) if script.statements else script.first_line
+    where = f"line {line}"
+    if offset is not None:
+        # The statement starts at ``line``; the server also says where in it it failed.
+        start = script.first_line if sent is script.text else line
+        error_line = start + sent[:offset].count("\n")
+        if error_line != line:
+            where += f" (error at line {error_line})"
     message = _compose(sqlstate, field(_F.MESSAGE_PRIMARY) or "error", field(_F.MESSAGE_DETAIL),
                        field(_F.MESSAGE_HINT))
-    return QueryError(f"{script.origin} line {line}: {message}", sqlstate=sqlstate, line=line)
+    return QueryError(f"{script.origin} {where}: {message}", sqlstate=sqlstate, line=line)
 
 
 def _compose(sqlstate: str | None, primary: str, detail: str | None, hint: str | None) -> str:
