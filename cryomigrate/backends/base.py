@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryomigrate.errors import DatabaseError
-from cryomigrate.sqlsplit import Statement, split
+
+if TYPE_CHECKING:
+    from cryomigrate.sqlsplit import Statement
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 
@@ -44,6 +46,8 @@ class Script:
 
     def _parts(self) -> Sequence[Statement]:
         if self._statements is None:
+            from cryomigrate.sqlsplit import split  # its regexes cost ~10 ms to compile
+
             self._statements = split(self.text)
         return self._statements
 
