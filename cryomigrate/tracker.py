@@ -198,8 +198,16 @@ class Tracker:
 
 
 def _text_time(value: Any) -> str:
+    """One spelling of a time whichever way it was read (datetime, or text from libpq)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return str(value)
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return str(value.astimezone(timezone.utc).isoformat(timespec="milliseconds"))
     return str(value)
 
 

@@ -23,3 +23,47 @@ def test_history_rows_round_trip_through_inline_literals(pg_project: Project) ->
     assert pg_project.query(
         "SELECT version, version_text, name, state, duration_ms >= 0 FROM cryomigrate_history"
     ) == [(1, "001", "o_reilly", "applied", True)]
+
+
+def _read_with(backend_class: type, project: Project) -> tuple[object, object, str]:
+    from pathlib import Path
+
+    from cryomigrate.backends import ConnectOptions
+    from cryomigrate.tracker import Tracker
+
+    backend = backend_class.connect(project.url, ConnectOptions(base_dir=Path(project.root),
+                                                                read_only=True))
+    try:
+        tracker = Tracker(backend, "cryomigrate_history", "development")
+        return tracker.read_all(), tracker.read_journal(), backend.display_url
+    finally:
+        backend.close()
+
+
+def test_libpq_reader_reads_exactly_what_psycopg_reads(pg_project: Project) -> None:
+    # status and the planning step read through libpq directly (no psycopg import); what
+    # they see must be the same rows, times and texts psycopg sees.
+    from cryomigrate.backends import libpq
+    from cryomigrate.backends.postgres import PostgresBackend
+
+    assert libpq.available()
+    pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    pg_project.add("002_b.sql", "CREATE TABLE b (id int);\nSELECT 1/0;\n")
+    assert pg_project.cli("apply").exit_code == 1
+    assert _read_with(libpq.LibpqReader, pg_project) == _read_with(PostgresBackend, pg_project)
+    history, journal, _ = _read_with(libpq.LibpqReader, pg_project)
+    assert list(history) == [1] and len(journal) == 2  # type: ignore[call-overload, arg-type]
+
+
+def test_status_without_psycopg_import(pg_project: Project) -> None:
+    import subprocess
+    import sys
+
+    pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    assert pg_project.cli("apply").exit_code == 0
+    code = ("import sys\nfrom cryomigrate.cli import main\ntry:\n    main()\nexcept SystemExit "
+            "as e:\n    assert e.code == 0, e.code\nassert 'psycopg' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code, "--config", str(pg_project.config),
+                           "status"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "applied" in done.stdout

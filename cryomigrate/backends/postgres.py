@@ -27,6 +27,7 @@ from psycopg.rows import dict_row
 
 from cryomigrate.backends import ConnectOptions
 from cryomigrate.backends.base import Params, QueryError, QueryResult, Script, Transaction
+from cryomigrate.backends.pgtext import bind, bindable, one_line
 from cryomigrate.errors import ConfigError, ConnectionFailed, LockTimeout
 from cryomigrate.redact import redact
 
@@ -61,7 +62,7 @@ class PostgresBackend:
                                  prepare_threshold=None)
         except psycopg.Error as exc:
             raise ConnectionFailed(
-                f"cannot connect to PostgreSQL at {_describe(params)}: {_first_line(exc)}"
+                f"cannot connect to PostgreSQL at {_describe(params)}: {one_line(str(exc))}"
             ) from None
         return cls(db, options, _display(params))
 
@@ -130,10 +131,9 @@ class PostgresBackend:
         """``sql`` with ``params`` bound client-side, so several go in one message."""
         if params is None:
             return sql
-        if isinstance(params, (list, tuple)) and all(
-                value is None or type(value) in (int, str) for value in params):
+        if bindable(params):
             # The tracker's own rows: quoting them here is ~10x cheaper than a ClientCursor.
-            return sql % tuple(_literal(value) for value in params)
+            return bind(sql, params)
         return psycopg.ClientCursor(self._db).mogrify(sql, params)
 
     def _batch(self, statements: list[str]) -> list[pq.abc.PGresult]:
@@ -193,19 +193,6 @@ class PostgresBackend:
 
     def close(self) -> None:
         self._db.close()
-
-
-def _literal(value: int | str | None) -> str:
-    """An SQL literal for the simple protocol; E'' keeps backslashes right whatever
-    standard_conforming_strings says."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, int):
-        return str(int(value))
-    if "\x00" in value:
-        raise ValueError("PostgreSQL text cannot contain NUL characters")
-    quoted = value.replace("\\", "\\\\").replace("'", "''")
-    return f"E'{quoted}'" if "\\" in value else f"'{quoted}'"
 
 
 def _set_local(name: str, ms: int | None) -> str:
