@@ -65,7 +65,7 @@ class SqlMigration:
             if conn._notice is not None:
                 conn._notice(notice)
         script = self.apply_script if direction == "apply" else self.rollback_script
-        if script is not None and script.statements:
+        if script is not None and script.text.strip():
             conn._backend.run_script(script)
 
     def preview(self, direction: Direction) -> str | None:

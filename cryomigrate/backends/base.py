@@ -60,7 +60,10 @@ class Script:
         return tuple(s.line for s in self._parts())
 
     def file_line(self, index: int) -> int:
-        return self.first_line + self._parts()[index].line - 1
+        parts = self._parts()
+        if not parts:
+            return self.first_line
+        return self.first_line + parts[max(0, min(index, len(parts) - 1))].line - 1
 
     def index_at(self, offset: int) -> int:
         """The statement that holds character ``offset`` of ``text``."""
