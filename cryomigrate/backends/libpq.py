@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import glob
 import importlib.util
+import json
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -107,6 +108,12 @@ class LibpqReader:
     def query(self, sql: str, params: Params = None) -> QueryResult:
         if params is not None:
             sql = bind(sql, params)
+        if sql.lstrip()[:6].upper() == "SELECT":
+            # The server hands back all rows as one JSON value: one ctypes call instead of
+            # two per value (a thousand history rows cost ~30 ms the other way).
+            rows = self._rows_of(f"SELECT coalesce(json_agg(q), '[]') AS rows FROM ({sql}) q")
+            data = json.loads(rows[0]["rows"])
+            return QueryResult(data, len(data))
         res = _LIB.PQexec(self._conn, sql.encode())
         try:
             status = _LIB.PQresultStatus(res)
@@ -114,6 +121,16 @@ class LibpqReader:
                 raise QueryError(one_line(_text(_LIB.PQresultErrorMessage(res))
                                             or _text(_LIB.PQerrorMessage(self._conn))))
             return QueryResult(list(_rows(res)), int(_text(_LIB.PQcmdTuples(res)) or -1))
+        finally:
+            _LIB.PQclear(res)
+
+    def _rows_of(self, sql: str) -> list[dict[str, Any]]:
+        res = _LIB.PQexec(self._conn, sql.encode())
+        try:
+            if _LIB.PQresultStatus(res) != _TUPLES_OK:
+                raise QueryError(one_line(_text(_LIB.PQresultErrorMessage(res))
+                                          or _text(_LIB.PQerrorMessage(self._conn))))
+            return list(_rows(res))
         finally:
             _LIB.PQclear(res)
 
@@ -143,22 +160,24 @@ class LibpqReader:
 
 def _rows(res: int) -> Iterator[dict[str, Any]]:
     lib = _LIB
+    get, isnull = lib.PQgetvalue, lib.PQgetisnull
     fields = range(lib.PQnfields(res))
     names = [_text(lib.PQfname(res, f)) for f in fields]
     types = [lib.PQftype(res, f) for f in fields]
     for row in range(lib.PQntuples(res)):
-        yield {names[f]: _value(res, row, f, types[f]) for f in fields}
-
-
-def _value(res: int, row: int, field: int, oid: int) -> Any:
-    if _LIB.PQgetisnull(res, row, field):
-        return None
-    text = _text(_LIB.PQgetvalue(res, row, field))
-    if oid in _INTEGER_OIDS:
-        return int(text)
-    if oid == _BOOL_OID:
-        return text == "t"
-    return text
+        values: dict[str, Any] = {}
+        for f in fields:
+            raw = get(res, row, f)
+            # NULL reads as b"" too; only then is the extra isnull call needed.
+            if not raw and isnull(res, row, f):
+                values[names[f]] = None
+            elif types[f] in _INTEGER_OIDS:
+                values[names[f]] = int(raw)
+            elif types[f] == _BOOL_OID:
+                values[names[f]] = raw == b"t"
+            else:
+                values[names[f]] = raw.decode("utf-8", "replace")
+        yield values
 
 
 def _text(value: bytes | None) -> str:
