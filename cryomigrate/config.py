@@ -26,6 +26,7 @@ _UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _SCHEMES = ("sqlite", "postgresql", "postgres")
+_SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|key|credential")
 KeyPath = tuple[str, ...]
 
 
@@ -200,6 +201,8 @@ def _substitute(text: str, config: Config, env: str, keys: KeyPath, strict: bool
                 f"${{{name}}}, but the variable {name} is not set; export {name} or write "
                 f"${{{name}:-default}}"
             )
+        if _SECRET_NAME.search(name):
+            register_secret(value)  # e.g. ${DB_PASSWORD} rendered into a template
         return value
 
     return _VAR.sub(replace, text)
@@ -235,11 +238,12 @@ def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Envir
 
 
 def _register_url_password(url: str) -> None:
-    match = re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:([^@\s/]*)@", url)
+    match = re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:([^/?#\s]*)@", url)
     if match:
-        register_secret(match[1])
         from urllib.parse import unquote
 
-        register_secret(unquote(match[1]))
+        # An unencoded @ splits the password where a driver parses it: mask every piece.
+        for secret in {match[1], unquote(match[1]), *match[1].split("@")}:
+            register_secret(secret)
     for found in re.finditer(r"(?i)\bpassword=([^&\s]+)", url):
         register_secret(found[1])

@@ -12,7 +12,8 @@ import re
 _MASK = "***"
 _secrets: set[str] = set()
 # scheme://user:password@host -- the password part, whatever the scheme.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^@\s/]*)@")
+# Up to the last @ before the host, since an unencoded @ can sit inside the password.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^/?#\s]*)@")
 # libpq keyword strings and URL query strings: password=... or sslpassword=...
 _KEYWORD_PASSWORD = re.compile(r"(?i)(?P<head>\b(?:ssl)?password=)(?P<pw>[^\s&'\"]+)")
 

@@ -17,7 +17,7 @@ from typing import Any
 from cryomigrate.backends import Backend
 from cryomigrate.config import Environment
 from cryomigrate.connection import MigrationConnection
-from cryomigrate.errors import CryomigrateError, DirtyMigration, MigrationFailed
+from cryomigrate.errors import CryomigrateError, DirtyMigration, LockTimeout, MigrationFailed
 from cryomigrate.loader import Direction, Migration
 from cryomigrate.models import MigrationRun, RunResult
 from cryomigrate.tracker import Tracker, now
@@ -79,8 +79,17 @@ class Runner:
                    if migration.transactional
                    else self._outside_transaction(state.direction, migration, conn, started_at,
                                                   clock))
+        except LockTimeout:
+            raise  # nothing was attempted
         except MigrationFailed as exc:
             self._journal_failure(state.direction, migration, started_at, clock, exc)
+            raise
+        except CryomigrateError as exc:
+            # E.g. a deferred constraint failing at COMMIT, or a template error raised by
+            # conn.render: still this migration failing, and journaled as such.
+            self._journal_failure(state.direction, migration, started_at, clock, exc)
+            if exc.exit_code == 1:
+                raise MigrationFailed(_prefixed(migration, str(exc))) from exc
             raise
         if not ran:
             state.skipped.append(migration.file.label)

@@ -168,7 +168,9 @@ class Tracker:
             self._one_row(result.rowcount, what, version_text)
 
         if tx is not None:
-            tx.defer(sql, params, check)
+            # A plain INSERT inserts one row or fails; only UPDATE and DELETE need checking
+            # (and a checked write costs a networked backend one more round trip).
+            tx.defer(sql, params, None if what == "insert" else check)
         else:
             check(self.backend.query(sql, params))
 

@@ -67,3 +67,41 @@ def test_status_without_psycopg_import(pg_project: Project) -> None:
                            "status"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "applied" in done.stdout
+
+
+def test_scripts_reach_the_server_as_utf8_whatever_the_url_says(pg_project: Project) -> None:
+    pg_project.write_config(f"""
+        environments:
+          development:
+            database: {pg_project.url}?client_encoding=latin1
+    """)
+    pg_project.add("001_cafe.sql", "CREATE TABLE t (v text);\nINSERT INTO t VALUES ('café');\n")
+    assert pg_project.cli("apply").exit_code == 0
+    assert pg_project.query("SELECT v, length(v) FROM t") == [("café", 4)]
+
+
+def test_a_malformed_url_is_bad_input_not_a_connection_failure(pg_project: Project) -> None:
+    pg_project.write_config("""
+        environments:
+          development:
+            database: postgresql://postgres:s3cr%zzet@127.0.0.1:5432/x
+    """)
+    for command in ("status", "apply"):
+        result = pg_project.cli(command)
+        assert result.exit_code == 2, result.output
+        assert "invalid PostgreSQL URL" in result.stderr and "s3cr" not in result.output
+
+
+def test_a_failure_at_commit_is_journaled_and_nothing_stays(pg_project: Project) -> None:
+    # A deferred foreign key fails only when the migration's transaction commits.
+    pg_project.add("001_deferred.sql", """
+        CREATE TABLE p (id int PRIMARY KEY);
+        CREATE TABLE c (pid int REFERENCES p DEFERRABLE INITIALLY DEFERRED);
+        INSERT INTO c VALUES (1);
+    """)
+    result = pg_project.cli("apply")
+    assert result.exit_code == 1, result.output
+    assert "001_deferred.sql" in result.stderr and "Traceback" not in result.stderr
+    assert not {"p", "c"} & pg_project.tables()
+    assert pg_project.query("SELECT count(*) FROM cryomigrate_history") == [(0,)]
+    assert pg_project.journal() == [("001", "apply", "failed")]

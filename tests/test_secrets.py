@@ -133,3 +133,31 @@ def test_password_not_in_config_error_messages(sqlite_project: Project) -> None:
     result = sqlite_project.cli("status", "--format", "json")
     assert_clean_exit(result, 2)
     _assert_hidden(result, secret)
+
+
+def test_unencoded_at_sign_in_a_password_is_masked_whole(pg_project: Project) -> None:
+    pg_project.write_config("""
+        environments:
+          development:
+            database: postgresql://postgres:ab@cdpwsecret@127.0.0.1:5432/x
+    """)
+    result = pg_project.cli("status")
+    assert result.exit_code == 6, result.output
+    assert "cdpwsecret" not in result.output
+
+
+def test_a_secret_variable_rendered_into_a_template_is_masked(sqlite_project: Project,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    monkeypatch.setenv("APP_PASSWORD", "hunter2secret")
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: sqlite:///app.db
+            vars: {app_pw: "${APP_PASSWORD}"}
+    """)
+    sqlite_project.add("001_user.sql.j2", "CREATE TABLE u (pw TEXT);\n"
+                                          "INSERT INTO u VALUES ({{ vars.app_pw | literal }});\n")
+    result = sqlite_project.cli("apply", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "hunter2secret" not in result.output and "***" in result.stdout

@@ -24,7 +24,8 @@ from typing import Any
 from cryomigrate.backends import ConnectOptions
 from cryomigrate.backends.base import Params, QueryError, QueryResult, Script, Transaction
 from cryomigrate.backends.pgtext import bind, one_line
-from cryomigrate.errors import ConnectionFailed, DatabaseError
+from cryomigrate.errors import ConfigError, ConnectionFailed, DatabaseError
+from cryomigrate.redact import redact
 
 _CONNECTION_OK = 0
 _TUPLES_OK, _COMMAND_OK = 2, 1
@@ -59,6 +60,8 @@ def _load() -> Any:
         ("PQntuples", i, [p]), ("PQnfields", i, [p]), ("PQfname", c, [p, i]),
         ("PQftype", ctypes.c_uint, [p, i]), ("PQgetvalue", c, [p, i, i]),
         ("PQgetisnull", i, [p, i, i]), ("PQcmdTuples", c, [p]), ("PQclear", None, [p]),
+        ("PQconninfoParse", p, [c, ctypes.POINTER(p)]), ("PQconninfoFree", None, [p]),
+        ("PQfreemem", None, [p]),
     ):
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
@@ -89,6 +92,7 @@ class LibpqReader:
 
     @classmethod
     def connect(cls, url: str, options: ConnectOptions) -> LibpqReader:
+        _check_url(url)
         # Defaults first: the URL's own settings override them; UTF-8 is always wanted.
         pairs = [("application_name", "cryomigrate"), ("connect_timeout", "10"),
                  ("dbname", url), ("client_encoding", "UTF8")]
@@ -156,6 +160,19 @@ class LibpqReader:
         if self._conn:
             _LIB.PQfinish(self._conn)
             self._conn = 0
+
+
+def _check_url(url: str) -> None:
+    """A URL libpq cannot parse is bad input (exit 2), not an unreachable server."""
+    error = ctypes.c_void_p()
+    parsed = _LIB.PQconninfoParse(url.encode(), ctypes.byref(error))
+    if parsed:
+        _LIB.PQconninfoFree(parsed)
+        return
+    message = ctypes.string_at(error.value).decode("utf-8", "replace") if error.value else ""
+    if error.value:
+        _LIB.PQfreemem(error)
+    raise ConfigError(f"invalid PostgreSQL URL {redact(url)}: {one_line(message)}")
 
 
 def _rows(res: int) -> Iterator[dict[str, Any]]:

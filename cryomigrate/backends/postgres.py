@@ -57,6 +57,8 @@ class PostgresBackend:
         params.setdefault("application_name", "cryomigrate")
         # libpq waits forever by default; a deploy job should fail in seconds instead.
         params.setdefault("connect_timeout", 10)
+        # Scripts and history rows are sent as UTF-8 bytes; the session must read them so.
+        params["client_encoding"] = "UTF8"
         try:
             db = psycopg.connect(make_conninfo("", **params), autocommit=True,
                                  prepare_threshold=None)
@@ -118,14 +120,22 @@ class PostgresBackend:
             self._rollback()
             raise
         statements = [self._inline(sql, params) for sql, params, _ in tx.deferred]
+        checked = any(check is not None for _, _, check in tx.deferred)
         try:
-            results = self._batch([*statements, "COMMIT"])
+            # Writes whose result must be checked are checked before COMMIT, so a failed
+            # check still rolls back; unchecked writes ride along with the COMMIT itself.
+            results = self._batch(statements if checked else [*statements, "COMMIT"])
+            for (_, _, check), result in zip(tx.deferred, results, strict=False):
+                if check is not None:
+                    check(self._to_result(result))
+            if checked:
+                self._batch(["COMMIT"])
         except psycopg.Error as exc:
             self._rollback()
             raise _query_error(exc, "COMMIT") from exc
-        for (_, _, check), result in zip(tx.deferred, results, strict=False):
-            if check is not None:
-                check(self._to_result(result))
+        except BaseException:
+            self._rollback()
+            raise
 
     def _inline(self, sql: str, params: Params) -> str:
         """``sql`` with ``params`` bound client-side, so several go in one message."""
