@@ -20,7 +20,7 @@ _MARKER = re.compile(r"^[ \t]*--[ \t]*cryomigrate:([A-Za-z_-]+)[ \t]*\r?$", re.M
 _KNOWN_MARKERS = ("apply", "rollback", "no-transaction")
 # Every transaction-control statement starts with one of these words; a script without
 # any of them needs no split before it is sent.
-_CONTROL_WORD = re.compile(r"(?i)\b(?:begin|start|commit|end|rollback|abort)\b")
+_CONTROL_WORD = re.compile(r"(?i)\b(?:begin|start|commit|end|rollback|abort|prepare)\b")
 
 
 def prepare(sql: str, *, origin: str, first_line: int = 1, transactional: bool = True,
@@ -33,6 +33,11 @@ def prepare(sql: str, *, origin: str, first_line: int = 1, transactional: bool =
         controls = [s for s in statements if s.control]
         for statement in controls:
             line = first_line + statement.line - 1
+            if statement.control == "prepare":
+                raise MigrationFileError(
+                    f"{origin} line {line}: PREPARE TRANSACTION would hand the migration's "
+                    "transaction to two-phase commit and leave it uncommitted; remove it"
+                )
             if statement.control == "rollback":
                 raise MigrationFileError(
                     f"{origin} line {line}: a top-level {statement.words[0]} would undo the "

@@ -37,7 +37,7 @@ class Statement:
 
     @property
     def control(self) -> str | None:
-        """'begin', 'commit' or 'rollback' for top-level transaction control, else None."""
+        """'begin', 'commit', 'rollback' or 'prepare' for top-level transaction control."""
         return transaction_control(self.words)
 
 
@@ -50,6 +50,8 @@ def transaction_control(words: tuple[str, ...]) -> str | None:
         return "begin"
     if first in ("COMMIT", "END"):
         return None if second == "PREPARED" else "commit"
+    if first == "PREPARE" and second == "TRANSACTION":
+        return "prepare"
     if first in ("ROLLBACK", "ABORT"):
         # ROLLBACK [WORK|TRANSACTION] TO SAVEPOINT x stays inside the transaction.
         if "TO" in words[1:3] or second == "PREPARED":

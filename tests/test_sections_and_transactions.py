@@ -262,3 +262,11 @@ def test_failing_statement_reports_file_line(project: Project) -> None:
     document = json.loads(result.stdout)
     assert "001_bad.sql line 4" in document["error"]["message"]
     assert "ok" not in project.tables()
+
+
+def test_prepare_transaction_is_refused_in_a_transactional_migration(project: Project) -> None:
+    project.add("001_two_phase.sql", "CREATE TABLE t (id INTEGER);\nPREPARE TRANSACTION 'x';\n")
+    result = project.cli("apply")
+    assert result.exit_code == 2, result.output
+    assert "001_two_phase.sql line 2" in result.stderr and "PREPARE TRANSACTION" in result.stderr
+    assert "t" not in project.tables()
