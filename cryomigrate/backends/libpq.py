@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from cryomigrate.backends import ConnectOptions
+from cryomigrate.backends import ConnectOptions, pgtext
 from cryomigrate.backends.base import Params, QueryError, QueryResult, Script, Transaction
 from cryomigrate.backends.pgtext import bind, one_line
 from cryomigrate.errors import ConfigError, ConnectionFailed, DatabaseError
@@ -146,12 +146,10 @@ class LibpqReader:
         raise DatabaseError("internal: a read-only connection cannot open transactions")
 
     def table_exists(self, table: str) -> bool:
-        found = self.query("SELECT to_regclass(%s) IS NOT NULL AS found",
-                           (self.quote_table(table),))
-        return bool(found.data[0]["found"])
+        return bool(self.query(*pgtext.table_exists(table)).data[0]["found"])
 
     def quote_table(self, table: str) -> str:
-        return ".".join('"' + part + '"' for part in table.split("."))
+        return pgtext.quote_table(table)
 
     def ensure_schema(self, table: str) -> None:
         raise DatabaseError("internal: a read-only connection cannot create schemas")

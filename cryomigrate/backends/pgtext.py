@@ -34,3 +34,13 @@ def one_line(text: str) -> str:
     """libpq's multi-line messages (an error, then a tab-indented hint) as one line."""
     return " ".join(line.strip() for line in text.strip().splitlines() if line.strip()) \
         or "unknown error"
+
+
+def quote_table(table: str) -> str:
+    """A (validated) table name, schema-qualified or not, as quoted identifiers."""
+    return ".".join('"' + part + '"' for part in table.split("."))
+
+
+def table_exists(table: str) -> tuple[str, tuple[str]]:
+    """The query (and its parameter) that tells whether ``table`` exists, as ``found``."""
+    return "SELECT to_regclass(%s) IS NOT NULL AS found", (quote_table(table),)

@@ -25,7 +25,7 @@ from psycopg.adapt import Transformer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-from cryomigrate.backends import ConnectOptions
+from cryomigrate.backends import ConnectOptions, pgtext
 from cryomigrate.backends.base import Params, QueryError, QueryResult, Script, Transaction
 from cryomigrate.backends.pgtext import bind, bindable, one_line
 from cryomigrate.errors import ConfigError, ConnectionFailed, LockTimeout
@@ -189,12 +189,10 @@ class PostgresBackend:
             self._db.execute("ROLLBACK")
 
     def table_exists(self, table: str) -> bool:
-        found = self.query("SELECT to_regclass(%s) IS NOT NULL AS found",
-                           (self.quote_table(table),))
-        return bool(found.data[0]["found"])
+        return bool(self.query(*pgtext.table_exists(table)).data[0]["found"])
 
     def quote_table(self, table: str) -> str:
-        return ".".join('"' + part + '"' for part in table.split("."))
+        return pgtext.quote_table(table)
 
     def ensure_schema(self, table: str) -> None:
         if "." in table:
