@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from cryomigrate import planner, policies
 from cryomigrate.config import Environment, load_config
-from cryomigrate.discovery import MigrationFile, parse_version
+from cryomigrate.discovery import MigrationFile, checksums, parse_version
 from cryomigrate.errors import DirtyMigration, InputError, MigrationFileError, StateBlocked
 from cryomigrate.models import (
     BaselineResult,
@@ -121,10 +121,10 @@ def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wai
     session state may survive a transaction pooler). So a dirty row is treated like a
     held lock: wait up to ``lock_wait`` for it to clear, then stop with its advice.
     """
-    checksums = {f.version: f.checksum() for f in project.files}
+    sums = checksums(project.files)
     deadline = time.monotonic() + lock_wait
     while True:
-        found = planner.entries(project.files, tracker.read_all(), checksums)
+        found = planner.entries(project.files, tracker.read_all(), sums)
         try:
             return plan(found)
         except DirtyMigration:
@@ -204,9 +204,7 @@ def repair(environment: str | None = None, *, config: PathLike = None,
 
 
 def _entries(project: Project, tracker: Tracker) -> list[planner.Entry]:
-    history = tracker.read_all()
-    checksums = {f.version: f.checksum() for f in project.files}
-    return planner.entries(project.files, history, checksums)
+    return planner.entries(project.files, tracker.read_all(), checksums(project.files))
 
 
 def _version(value: Version, what: str) -> int | None:

@@ -176,7 +176,7 @@ def apply(ctx: click.Context, env: str | None, target: str | None, dry_run: bool
     result = api.apply_migrations(target, env, config=ctx.obj["config"], dry_run=dry_run,
                                   confirm=_confirmer(yes, "apply"), lock_wait=lock_wait,
                                   progress=_progress(fmt, "applied"))
-    _emit(fmt, result, lambda r: render_run(r, summary_only=not dry_run))
+    _emit(fmt, result, render_run)
 
 
 @main.command()
@@ -200,7 +200,7 @@ def rollback(ctx: click.Context, env: str | None, target: str | None, steps: int
     result = api.rollback_migrations(target, env, steps=steps, config=ctx.obj["config"],
                                      dry_run=dry_run, confirm=_confirmer(yes, "roll back"),
                                      lock_wait=lock_wait, progress=_progress(fmt, "rolled back"))
-    _emit(fmt, result, lambda r: render_run(r, summary_only=not dry_run))
+    _emit(fmt, result, render_run)
 
 
 @main.command()

@@ -53,6 +53,11 @@ def checksum_of(content: bytes) -> str:
     return "sha256:" + hashlib.sha256(content).hexdigest()
 
 
+def checksums(files: list[MigrationFile]) -> dict[int, str]:
+    """Every file's checksum by version: what history rows are compared against."""
+    return {f.version: f.checksum() for f in files}
+
+
 def parse_version(text: str) -> int:
     """A user-typed version such as ``--target 005``; raises ValueError if not digits."""
     text = text.strip()

@@ -33,7 +33,7 @@ def render_status(result: Any) -> str:
             f"{_plural(len(result.migrations), 'migration')}: {', '.join(counts)}")
 
 
-def render_run(result: Any, *, summary_only: bool) -> str:
+def render_run(result: Any) -> str:
     verb = "applied" if result.action == "apply" else "rolled back"
     if result.dry_run:
         lines = [f"Dry run in {result.environment}: would have {verb} "

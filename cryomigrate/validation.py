@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cryomigrate import planner
 from cryomigrate.config import Config, Environment, load_config
-from cryomigrate.discovery import MigrationFile, scan
+from cryomigrate.discovery import MigrationFile, checksums, scan
 from cryomigrate.errors import ConnectionFailed, InputError, StateBlocked
 from cryomigrate.loader import load
 from cryomigrate.models import Finding, ValidateResult
@@ -56,9 +56,8 @@ def _check_database(env: Environment, files: list[MigrationFile]) -> list[Findin
             history = tracker.read_all()
     except ConnectionFailed as exc:
         return [Finding("info", f"database checks skipped, it is not reachable: {exc}")]
-    checksums = {f.version: f.checksum() for f in files}
     findings = []
-    for entry in planner.entries(files, history, checksums):
+    for entry in planner.entries(files, history, checksums(files)):
         try:
             warning = planner.check_entry(entry, env.policies)
         except StateBlocked as exc:

@@ -356,28 +356,8 @@ def test_error_line_counts_from_the_apply_marker(pg_project: Project,
 # ---------------------------------------------------------------------------------------
 # Non-transactional migrations: racing runs, and a run killed inside one
 
-OUTSIDE_PY = '''
-"""Create t{n} outside a transaction, then wait."""
-import os
-import pathlib
-import time
-
-transactional = False
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def apply(conn, environment):
-    conn.sql("CREATE TABLE t{n} (id INTEGER)").execute()
-    conn.sql("INSERT INTO effects (version) VALUES ({n})").execute()
-    (ROOT / "inside_{n}").touch()
-    deadline = time.monotonic() + float(os.environ.get("CM_GATE_SECONDS", "0"))
-    while time.monotonic() < deadline and not (ROOT / "release").exists():
-        time.sleep(0.02)
-
-
-def rollback(conn, environment):
-    conn.sql("DROP TABLE t{n}").execute()
-'''
+# The same gated migration, run outside a transaction.
+OUTSIDE_PY = h.GATED_PY.replace("ROOT = ", "transactional = False\nROOT = ", 1)
 
 
 def test_concurrent_applies_wait_for_a_non_transactional_migration(project: Project) -> None:
