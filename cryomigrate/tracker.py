@@ -62,6 +62,12 @@ _JOURNAL_DDL = {
     error TEXT)""",
 }
 _COLUMNS = "version, version_text, name, kind, checksum, state, applied_at, applied_by, duration_ms"
+# Times are read back as UTC ISO text on every backend: one spelling whatever the session's
+# DateStyle and TimeZone, and no driver type loading on the paths that only look.
+_UTC_TEXT = {
+    "sqlite": "{column}",
+    "postgresql": """to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')""",
+}
 
 
 def now() -> str:
@@ -85,6 +91,10 @@ class Tracker:
         self.journal_table = backend.quote_table(table + "_journal")
         self._p = backend.placeholder
         self._ready = False
+        utc = _UTC_TEXT[backend.dialect]
+        self._select = _COLUMNS.replace(
+            "applied_at", utc.format(column="applied_at") + " AS applied_at")
+        self._started_at = utc.format(column="started_at") + " AS started_at"
 
     def exists(self) -> bool:
         return self.backend.table_exists(self._table_name)
@@ -103,12 +113,13 @@ class Tracker:
         if not self.exists():
             return {}
         self._ready = True
-        rows = self.backend.query(f"SELECT {_COLUMNS} FROM {self.history}").data
+        rows = self.backend.query(f"SELECT {self._select} FROM {self.history}").data
         return {int(row["version"]): _history_row(row) for row in rows}
 
     def select_one(self, version: int) -> tuple[str, Params]:
         """The query for one history row, to open a migration's transaction with."""
-        return f"SELECT {_COLUMNS} FROM {self.history} WHERE version = {self._p}", (version,)
+        return (f"SELECT {self._select} FROM {self.history} WHERE version = {self._p}",
+                (version,))
 
     @staticmethod
     def row_from(result: QueryResult) -> HistoryRow | None:
@@ -177,8 +188,8 @@ class Tracker:
     def read_journal(self, limit: int | None = None) -> list[JournalEntry]:
         if not self.backend.table_exists(self._table_name + "_journal"):
             return []
-        sql = (f"SELECT version, name, action, outcome, environment, started_at, duration_ms, "
-               f"error FROM {self.journal_table} ORDER BY id DESC")
+        sql = (f"SELECT version, name, action, outcome, environment, {self._started_at}, "
+               f"duration_ms, error FROM {self.journal_table} ORDER BY id DESC")
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [
@@ -200,7 +211,7 @@ class Tracker:
 
 
 def _text_time(value: Any) -> str:
-    """One spelling of a time whichever way it was read (datetime, or text from libpq)."""
+    """One spelling of a time: UTC, ISO 8601, milliseconds."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)

@@ -25,34 +25,51 @@ def test_history_rows_round_trip_through_inline_literals(pg_project: Project) ->
     ) == [(1, "001", "o_reilly", "applied", True)]
 
 
-def _read_with(backend_class: type, project: Project) -> tuple[object, object, str]:
-    from pathlib import Path
+def test_python_migrations_read_and_bind_rich_values(pg_project: Project) -> None:
+    # Rows come back as psycopg would load them (datetime, UUID, Decimal, dict, list),
+    # and such values can be bound as parameters, positionally or by name.
+    pg_project.add("001_rich.py", """
+import datetime, decimal, uuid
 
-    from cryomigrate.backends import ConnectOptions
-    from cryomigrate.tracker import Tracker
+def apply(conn, environment):
+    conn.sql("CREATE TABLE rich (at timestamptz, id uuid, price numeric, doc jsonb, "
+             "tags int[], day date, note text)").execute()
+    conn.sql("INSERT INTO rich VALUES (%s, %s, %s, '{\\"a\\": 1}', '{1,2}', %s, %s)",
+             (datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+              uuid.UUID(int=7), decimal.Decimal("1.50"), datetime.date(2026, 3, 4),
+              "it's 100%")).execute()
+    row = conn.sql("SELECT * FROM rich").execute().data[0]
+    assert row["at"] == datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    assert row["id"] == uuid.UUID(int=7) and row["price"] == decimal.Decimal("1.50")
+    assert row["doc"] == {"a": 1} and row["tags"] == [1, 2], row
+    assert row["day"] == datetime.date(2026, 3, 4) and row["note"] == "it's 100%"
+    conn.sql("UPDATE rich SET note = %(note)s WHERE id = %(id)s",
+             {"note": "by name", "id": row["id"]}).execute()
 
-    backend = backend_class.connect(project.url, ConnectOptions(base_dir=Path(project.root),
-                                                                read_only=True))
-    try:
-        tracker = Tracker(backend, "cryomigrate_history", "development")
-        return tracker.read_all(), tracker.read_journal(), backend.display_url
-    finally:
-        backend.close()
+def rollback(conn, environment):
+    conn.sql("DROP TABLE rich").execute()
+""")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 0, result.output
+    assert pg_project.query("SELECT note, price::text FROM rich") == [("by name", "1.50")]
 
 
-def test_libpq_reader_reads_exactly_what_psycopg_reads(pg_project: Project) -> None:
-    # status and the planning step read through libpq directly (no psycopg import); what
-    # they see must be the same rows, times and texts psycopg sees.
-    from cryomigrate.backends import libpq
-    from cryomigrate.backends.postgres import PostgresBackend
-
-    assert libpq.available()
+def test_history_times_read_the_same_whatever_the_session_settings(pg_project: Project) -> None:
+    # applied_at is read back as UTC text, so a role with another DateStyle or TimeZone
+    # (set by a DBA, or by Supabase) sees the same status and history as everyone else.
     pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
-    pg_project.add("002_b.sql", "CREATE TABLE b (id int);\nSELECT 1/0;\n")
-    assert pg_project.cli("apply").exit_code == 1
-    assert _read_with(libpq.LibpqReader, pg_project) == _read_with(PostgresBackend, pg_project)
-    history, journal, _ = _read_with(libpq.LibpqReader, pg_project)
-    assert list(history) == [1] and len(journal) == 2  # type: ignore[call-overload, arg-type]
+    assert pg_project.cli("apply").exit_code == 0
+    plain = pg_project.cli("status", "--format", "json")
+    import psycopg
+
+    dbname = pg_project.url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_project.url, autocommit=True) as conn:
+        for setting in ("DateStyle = 'SQL, DMY'", "TimeZone = 'Asia/Kolkata'"):
+            conn.execute(f"ALTER ROLE postgres IN DATABASE {dbname} SET {setting}")  # type: ignore[arg-type]
+    odd = pg_project.cli("status", "--format", "json")
+    assert plain.exit_code == odd.exit_code == 0, odd.output
+    assert plain.output == odd.output
+    assert '"applied_at": "20' in odd.output
 
 
 def test_status_without_psycopg_import(pg_project: Project) -> None:

@@ -34,12 +34,6 @@ def open_backend(url: str, options: ConnectOptions) -> Backend:
 
         return SqliteBackend.connect(url, options)
     if scheme in ("postgresql", "postgres"):
-        if options.read_only:
-            from cryomigrate.backends import libpq
-
-            if libpq.available():
-                reader: Backend = libpq.LibpqReader.connect(url, options)
-                return reader
         from cryomigrate.backends.postgres import PostgresBackend
 
         backend: Backend = PostgresBackend.connect(url, options)

@@ -1,36 +1,34 @@
-"""Read-only PostgreSQL access through libpq directly, for the paths that only look.
+"""libpq through ctypes: a PostgreSQL connection without importing psycopg.
 
-``status``, ``history`` and the planning step of ``apply``/``rollback`` read one small
-table. Importing psycopg costs ~150 ms, more than the whole budget of a no-op ``apply``
-that CI runs on every deploy, while libpq itself loads in a few milliseconds. So those
-reads use the very libpq psycopg-binary ships (or the system's), through ctypes, and
-psycopg is imported only when something is to be written. Connection options, TLS and
-error texts are libpq's in both cases. If no libpq can be loaded, the caller falls back
-to the psycopg backend.
+Importing psycopg costs ~70 ms (its C extension, hundreds of exception classes, asyncio):
+as much as the whole of a no-op ``apply`` should, and a third of a 200-migration deploy's
+overhead. libpq itself loads in a few milliseconds. So cryomigrate drives the libpq that
+psycopg-binary ships (or the system's) directly, and asks psycopg only to adapt values of
+types other than text, integers and booleans (see postgres.py). Connection options, TLS,
+pooler behaviour and error texts are libpq's own, exactly as under psycopg.
+
+This module is the wire only: connect, send one simple-query message, collect every
+result it produced. What the results mean is postgres.py's business.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import glob
 import importlib.util
-import json
 import os
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
+import select
 from typing import Any
 
-from cryomigrate.backends import ConnectOptions, pgtext
-from cryomigrate.backends.base import Params, QueryError, QueryResult, Script, Transaction
-from cryomigrate.backends.pgtext import bind, one_line
-from cryomigrate.errors import ConfigError, ConnectionFailed, DatabaseError
+from cryomigrate.backends.pgtext import one_line
+from cryomigrate.errors import ConfigError, ConnectionFailed
 from cryomigrate.redact import redact
 
 _CONNECTION_OK = 0
-_TUPLES_OK, _COMMAND_OK = 2, 1
-_INTEGER_OIDS = {20, 21, 23}  # int8, int2, int4
-_BOOL_OID = 16
+TUPLES_OK, COMMAND_OK, FATAL_ERROR = 2, 1, 7
+_IDLE, _UNKNOWN = 0, 4
+# PQresultErrorField codes, the one-letter field names of the protocol.
+SQLSTATE, PRIMARY, DETAIL, HINT, POSITION = (ord(c) for c in "CMDHP")
 
 
 def _find_library() -> str | None:
@@ -40,28 +38,33 @@ def _find_library() -> str | None:
         bundled = sorted(glob.glob(os.path.join(libs, "libpq-*.so*")))
         if bundled:
             return bundled[0]
+    import ctypes.util  # slow (it may run ldconfig); only without psycopg-binary
+
     return ctypes.util.find_library("pq")
 
 
 def _load() -> Any:
     path = _find_library()
     if path is None:
-        return None
+        raise ConnectionFailed("cannot load libpq: install psycopg[binary] (or libpq5)")
     try:
         lib = ctypes.CDLL(path)
-    except OSError:
-        return None
+    except OSError as exc:
+        raise ConnectionFailed(f"cannot load libpq from {path}: {exc}") from None
     p, c, i = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
     for name, restype, argtypes in (
         ("PQconnectdbParams", p, [ctypes.POINTER(c), ctypes.POINTER(c), i]),
         ("PQstatus", i, [p]), ("PQerrorMessage", c, [p]), ("PQfinish", None, [p]),
         ("PQhost", c, [p]), ("PQport", c, [p]), ("PQdb", c, [p]), ("PQuser", c, [p]),
-        ("PQexec", p, [p, c]), ("PQresultStatus", i, [p]), ("PQresultErrorMessage", c, [p]),
-        ("PQntuples", i, [p]), ("PQnfields", i, [p]), ("PQfname", c, [p, i]),
-        ("PQftype", ctypes.c_uint, [p, i]), ("PQgetvalue", c, [p, i, i]),
-        ("PQgetisnull", i, [p, i, i]), ("PQcmdTuples", c, [p]), ("PQclear", None, [p]),
-        ("PQconninfoParse", p, [c, ctypes.POINTER(p)]), ("PQconninfoFree", None, [p]),
-        ("PQfreemem", None, [p]),
+        ("PQsendQuery", i, [p, c]), ("PQgetResult", p, [p]), ("PQconsumeInput", i, [p]),
+        ("PQisBusy", i, [p]), ("PQsocket", i, [p]), ("PQtransactionStatus", i, [p]),
+        ("PQresultStatus", i, [p]), ("PQresultErrorMessage", c, [p]),
+        ("PQresultErrorField", c, [p, i]), ("PQntuples", i, [p]), ("PQnfields", i, [p]),
+        ("PQfname", c, [p, i]), ("PQftype", ctypes.c_uint, [p, i]),
+        ("PQgetvalue", c, [p, i, i]), ("PQgetisnull", i, [p, i, i]), ("PQcmdTuples", c, [p]),
+        ("PQclear", None, [p]), ("PQconninfoParse", p, [c, ctypes.POINTER(p)]),
+        ("PQconninfoFree", None, [p]), ("PQfreemem", None, [p]), ("PQgetCancel", p, [p]),
+        ("PQcancel", i, [p, c, i]), ("PQfreeCancel", None, [p]),
     ):
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
@@ -71,88 +74,139 @@ def _load() -> Any:
 _LIB: Any = None
 
 
-def available() -> bool:
+def _lib() -> Any:
     global _LIB
     if _LIB is None:
-        _LIB = _load() or False
-    return bool(_LIB)
+        _LIB = _load()
+    return _LIB
 
 
-class LibpqReader:
-    """A read-only backend: queries, no transactions, no scripts."""
+class Result:
+    """One statement's outcome, copied out of libpq's PGresult (which is freed at once)."""
 
-    dialect = "postgresql"
-    placeholder = "%s"
+    __slots__ = ("_errors", "command_tuples", "names", "rows", "status", "types")
 
-    def __init__(self, conn: int) -> None:
-        self._conn = conn
+    def __init__(self, res: int) -> None:
         lib = _LIB
-        self.display_url = (f"postgresql://{_text(lib.PQuser(conn))}@{_text(lib.PQhost(conn))}:"
-                            f"{_text(lib.PQport(conn))}/{_text(lib.PQdb(conn))}")
+        self.status: int = lib.PQresultStatus(res)
+        self.names: list[str] = []
+        self.types: list[int] = []
+        self.rows: list[list[bytes | None]] = []
+        self._errors: dict[int, str | None] = {}
+        tuples = lib.PQcmdTuples(res)
+        self.command_tuples = int(tuples) if tuples else None
+        if self.status == TUPLES_OK:
+            fields = range(lib.PQnfields(res))
+            self.names = [_text(lib.PQfname(res, f)) for f in fields]
+            self.types = [lib.PQftype(res, f) for f in fields]
+            get, isnull = lib.PQgetvalue, lib.PQgetisnull
+            # NULL reads as b"" too; only then is the isnull call needed.
+            self.rows = [[get(res, r, f) or (None if isnull(res, r, f) else b"")
+                          for f in fields] for r in range(lib.PQntuples(res))]
+        elif self.status == FATAL_ERROR:
+            self._errors = {code: _text(lib.PQresultErrorField(res, code)) or None
+                            for code in (SQLSTATE, PRIMARY, DETAIL, HINT, POSITION)}
+            self._errors[0] = _text(lib.PQresultErrorMessage(res))
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FATAL_ERROR
+
+    def error(self, code: int) -> str | None:
+        """An error field (SQLSTATE, PRIMARY, ...); 0 is libpq's whole message."""
+        return self._errors.get(code)
 
     @classmethod
-    def connect(cls, url: str, options: ConnectOptions) -> LibpqReader:
-        _check_url(url)
-        # Defaults first: the URL's own settings override them; UTF-8 is always wanted.
+    def lost(cls, message: str) -> Result:
+        """A failure with no result from the server: the connection itself broke."""
+        result = cls.__new__(cls)
+        result.status, result.names, result.types, result.rows = FATAL_ERROR, [], [], []
+        result.command_tuples = None
+        result._errors = {0: message, PRIMARY: one_line(message)}
+        return result
+
+
+class Connection:
+    def __init__(self, conn: int) -> None:
+        self._conn = conn
+
+    @classmethod
+    def open(cls, url: str) -> Connection:
+        lib = _lib()
+        _check_url(lib, url)
+        # Defaults first: the URL's own settings override them. UTF-8 comes last because
+        # scripts and history rows are sent as UTF-8 bytes whatever the URL says.
         pairs = [("application_name", "cryomigrate"), ("connect_timeout", "10"),
                  ("dbname", url), ("client_encoding", "UTF8")]
         keys = (ctypes.c_char_p * (len(pairs) + 1))(*[k.encode() for k, _ in pairs], None)
         values = (ctypes.c_char_p * (len(pairs) + 1))(*[v.encode() for _, v in pairs], None)
-        conn = _LIB.PQconnectdbParams(keys, values, 1)
+        conn = lib.PQconnectdbParams(keys, values, 1)
         if not conn:
             raise ConnectionFailed("cannot connect to PostgreSQL: out of memory")
-        if _LIB.PQstatus(conn) != _CONNECTION_OK:
-            where = (f"host {_text(_LIB.PQhost(conn))}, port {_text(_LIB.PQport(conn))}, "
-                     f"database {_text(_LIB.PQdb(conn))}, user {_text(_LIB.PQuser(conn))}")
-            message = one_line(_text(_LIB.PQerrorMessage(conn)))
-            _LIB.PQfinish(conn)
+        if lib.PQstatus(conn) != _CONNECTION_OK:
+            where = (f"host {_text(lib.PQhost(conn))}, port {_text(lib.PQport(conn))}, "
+                     f"database {_text(lib.PQdb(conn))}, user {_text(lib.PQuser(conn))}")
+            message = one_line(_text(lib.PQerrorMessage(conn)))
+            lib.PQfinish(conn)
             raise ConnectionFailed(f"cannot connect to PostgreSQL at {where}: {message}")
         return cls(conn)
 
-    def query(self, sql: str, params: Params = None) -> QueryResult:
-        if params is not None:
-            sql = bind(sql, params)
-        if sql.lstrip()[:6].upper() == "SELECT":
-            # The server hands back all rows as one JSON value: one ctypes call instead of
-            # two per value (a thousand history rows cost ~30 ms the other way).
-            rows = self._rows_of(f"SELECT coalesce(json_agg(q), '[]') AS rows FROM ({sql}) q")
-            data = json.loads(rows[0]["rows"])
-            return QueryResult(data, len(data))
-        res = _LIB.PQexec(self._conn, sql.encode())
+    def display_url(self) -> str:
+        lib, conn = _LIB, self._conn
+        return (f"postgresql://{_text(lib.PQuser(conn))}@{_text(lib.PQhost(conn))}:"
+                f"{_text(lib.PQport(conn))}/{_text(lib.PQdb(conn))}")
+
+    def execute(self, sql: str) -> list[Result]:
+        """Send ``sql`` (any number of statements) as one message; every result, in order.
+
+        The server stops at the first failing statement, so a failure is the last result.
+        Waiting happens in ``select``, where Ctrl-C is delivered: it cancels the statement
+        on the server before it propagates.
+        """
+        lib, conn = _LIB, self._conn
+        if not conn:
+            return [Result.lost("the connection is closed")]
+        if not lib.PQsendQuery(conn, sql.encode()):
+            return [Result.lost(_text(lib.PQerrorMessage(conn)))]
+        results: list[Result] = []
         try:
-            status = _LIB.PQresultStatus(res)
-            if status not in (_TUPLES_OK, _COMMAND_OK):
-                raise QueryError(one_line(_text(_LIB.PQresultErrorMessage(res))
-                                            or _text(_LIB.PQerrorMessage(self._conn))))
-            return QueryResult(list(_rows(res)), int(_text(_LIB.PQcmdTuples(res)) or -1))
-        finally:
-            _LIB.PQclear(res)
+            while True:
+                while lib.PQisBusy(conn):
+                    select.select([lib.PQsocket(conn)], [], [])
+                    if not lib.PQconsumeInput(conn):
+                        break  # the connection broke: PQgetResult reports it
+                res = lib.PQgetResult(conn)
+                if not res:
+                    return results
+                try:
+                    results.append(Result(res))
+                finally:
+                    lib.PQclear(res)
+        except BaseException:
+            self._cancel()
+            raise
 
-    def _rows_of(self, sql: str) -> list[dict[str, Any]]:
-        res = _LIB.PQexec(self._conn, sql.encode())
-        try:
-            if _LIB.PQresultStatus(res) != _TUPLES_OK:
-                raise QueryError(one_line(_text(_LIB.PQresultErrorMessage(res))
-                                          or _text(_LIB.PQerrorMessage(self._conn))))
-            return list(_rows(res))
-        finally:
-            _LIB.PQclear(res)
+    def _cancel(self) -> None:
+        """Stop the running statement and drain its results, so the connection is usable."""
+        lib, conn = _LIB, self._conn
+        cancel = lib.PQgetCancel(conn)
+        if cancel:
+            lib.PQcancel(cancel, ctypes.create_string_buffer(256), 256)
+            lib.PQfreeCancel(cancel)
+        while True:
+            res = lib.PQgetResult(conn)
+            if not res:
+                return
+            lib.PQclear(res)
 
-    def run_script(self, script: Script) -> QueryResult:
-        raise DatabaseError("internal: a read-only connection cannot run migrations")
+    @property
+    def idle(self) -> bool:
+        """Connected and outside any transaction."""
+        return bool(self._conn) and _LIB.PQtransactionStatus(self._conn) == _IDLE
 
-    def transaction(self, *, lock: bool = True, first: tuple[str, Params] | None = None
-                    ) -> AbstractContextManager[Transaction]:
-        raise DatabaseError("internal: a read-only connection cannot open transactions")
-
-    def table_exists(self, table: str) -> bool:
-        return bool(self.query(*pgtext.table_exists(table)).data[0]["found"])
-
-    def quote_table(self, table: str) -> str:
-        return pgtext.quote_table(table)
-
-    def ensure_schema(self, table: str) -> None:
-        raise DatabaseError("internal: a read-only connection cannot create schemas")
+    @property
+    def broken(self) -> bool:
+        return not self._conn or _LIB.PQtransactionStatus(self._conn) == _UNKNOWN
 
     def close(self) -> None:
         if self._conn:
@@ -160,39 +214,17 @@ class LibpqReader:
             self._conn = 0
 
 
-def _check_url(url: str) -> None:
+def _check_url(lib: Any, url: str) -> None:
     """A URL libpq cannot parse is bad input (exit 2), not an unreachable server."""
     error = ctypes.c_void_p()
-    parsed = _LIB.PQconninfoParse(url.encode(), ctypes.byref(error))
+    parsed = lib.PQconninfoParse(url.encode(), ctypes.byref(error))
     if parsed:
-        _LIB.PQconninfoFree(parsed)
+        lib.PQconninfoFree(parsed)
         return
     message = ctypes.string_at(error.value).decode("utf-8", "replace") if error.value else ""
     if error.value:
-        _LIB.PQfreemem(error)
+        lib.PQfreemem(error)
     raise ConfigError(f"invalid PostgreSQL URL {redact(url)}: {one_line(message)}")
-
-
-def _rows(res: int) -> Iterator[dict[str, Any]]:
-    lib = _LIB
-    get, isnull = lib.PQgetvalue, lib.PQgetisnull
-    fields = range(lib.PQnfields(res))
-    names = [_text(lib.PQfname(res, f)) for f in fields]
-    types = [lib.PQftype(res, f) for f in fields]
-    for row in range(lib.PQntuples(res)):
-        values: dict[str, Any] = {}
-        for f in fields:
-            raw = get(res, row, f)
-            # NULL reads as b"" too; only then is the extra isnull call needed.
-            if not raw and isnull(res, row, f):
-                values[names[f]] = None
-            elif types[f] in _INTEGER_OIDS:
-                values[names[f]] = int(raw)
-            elif types[f] == _BOOL_OID:
-                values[names[f]] = raw == b"t"
-            else:
-                values[names[f]] = raw.decode("utf-8", "replace")
-        yield values
 
 
 def _text(value: bytes | None) -> str:

@@ -1,10 +1,10 @@
-"""PostgreSQL (and Supabase) through psycopg 3.
+"""PostgreSQL (and Supabase) over libpq, with psycopg 3's adapters for rich values.
 
 Safe behind a transaction pooler (pgbouncer, Supavisor): the run lock is a
-transaction-scoped advisory lock, timeouts are ``SET LOCAL``, and prepared statements are
-disabled, so no session state outlives a transaction. The connection is in autocommit
-mode and transactions are opened explicitly, so a non-transactional migration really
-runs with no transaction (and no lock) held open.
+transaction-scoped advisory lock, timeouts are ``SET LOCAL``, and only the simple-query
+protocol is used (no prepared statements), so no session state outlives a transaction.
+Transactions are opened explicitly, so a non-transactional migration really runs with no
+transaction (and no lock) held open.
 
 A script is sent as one simple-query message, one round trip however many statements it
 has; when it fails, the results that came back before the error tell which statement
@@ -13,72 +13,56 @@ failed, and so the line of the file to report.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
-from psycopg import generators, pq
-from psycopg.adapt import Transformer
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import dict_row
-
 from cryomigrate.backends import ConnectOptions, pgtext
 from cryomigrate.backends.base import Params, QueryError, QueryResult, Script, Transaction
-from cryomigrate.backends.pgtext import bind, bindable, one_line
-from cryomigrate.errors import ConfigError, ConnectionFailed, LockTimeout
-from cryomigrate.redact import redact
+from cryomigrate.backends.libpq import (
+    DETAIL,
+    HINT,
+    POSITION,
+    PRIMARY,
+    SQLSTATE,
+    TUPLES_OK,
+    Connection,
+    Result,
+)
+from cryomigrate.backends.pgtext import bind, bindable, literal, one_line
+from cryomigrate.errors import LockTimeout
 
 _LOCK_NOT_AVAILABLE = "55P03"
 _ACTIVE_SQL_TRANSACTION = "25001"
-_F = pq.DiagnosticField
+# Column types read without psycopg: integers (int2, int4, int8, oid), bool, and text-like
+# types (text, varchar, char, name). Anything else is loaded by psycopg's own loaders.
+_INTS, _BOOL, _TEXTS = frozenset({20, 21, 23, 26}), 16, frozenset({25, 1043, 1042, 19})
 
 
 class PostgresBackend:
     dialect = "postgresql"
     placeholder = "%s"
 
-    def __init__(self, connection: psycopg.Connection[Any], options: ConnectOptions,
-                 display_url: str) -> None:
+    def __init__(self, connection: Connection, options: ConnectOptions) -> None:
         self._db = connection
         self._options = options
-        self.display_url = display_url
+        self.display_url = connection.display_url()
         digest = hashlib.sha256(f"cryomigrate:{options.lock_name}".encode()).digest()
         self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
 
     @classmethod
     def connect(cls, url: str, options: ConnectOptions) -> PostgresBackend:
-        try:
-            params = conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
-            raise ConfigError(f"invalid PostgreSQL URL {redact(url)}: {exc}") from None
-        params.setdefault("application_name", "cryomigrate")
-        # libpq waits forever by default; a deploy job should fail in seconds instead.
-        params.setdefault("connect_timeout", 10)
-        # Scripts and history rows are sent as UTF-8 bytes; the session must read them so.
-        params["client_encoding"] = "UTF8"
-        try:
-            db = psycopg.connect(make_conninfo("", **params), autocommit=True,
-                                 prepare_threshold=None)
-        except psycopg.Error as exc:
-            raise ConnectionFailed(
-                f"cannot connect to PostgreSQL at {_describe(params)}: {one_line(str(exc))}"
-            ) from None
-        return cls(db, options, _display(params))
+        return cls(Connection.open(url), options)
 
     def query(self, sql: str, params: Params = None) -> QueryResult:
-        try:
-            with self._db.cursor(row_factory=dict_row) as cursor:
-                cursor.execute(sql, params)
-                data = cursor.fetchall() if cursor.description else []
-                return QueryResult(list(data), cursor.rowcount)
-        except psycopg.Error as exc:
-            raise _query_error(exc, None) from exc
+        results = self._db.execute(_inline(sql, params))
+        if results and results[-1].failed:
+            raise _failure(self._db, results[-1], None)
+        return _to_result(results[-1]) if results else QueryResult()
 
     def run_script(self, script: Script) -> QueryResult:
-        if self._db.info.transaction_status == pq.TransactionStatus.IDLE:
+        if self._db.idle:
             # Outside a transaction (a no-transaction migration): statement by statement,
             # because a multi-statement message is itself an implicit transaction block.
             result = QueryResult()
@@ -88,27 +72,15 @@ class PostgresBackend:
         return self._send(script.text, script, 0)
 
     def _send(self, text: str, script: Script, first_index: int) -> QueryResult:
-        pgconn = self._db.pgconn
-        try:
-            pgconn.send_query(text.encode())
-            results = self._db.wait(generators.fetch_many(pgconn))
-        except psycopg.Error as exc:
-            raise _query_error(exc, f"{script.origin} line {script.file_line(first_index)}") \
-                from exc
-        for index, res in enumerate(results):
-            if res.status == pq.ExecStatus.FATAL_ERROR:
-                statement = min(first_index + index, len(script.statements) - 1)
-                raise _result_error(res, script, statement, text)
-        return self._to_result(results[-1]) if results else QueryResult()
-
-    def _to_result(self, res: pq.abc.PGresult) -> QueryResult:
-        if res.status != pq.ExecStatus.TUPLES_OK:
-            return QueryResult([], res.command_tuples or 0)
-        transformer = Transformer(self._db)
-        transformer.set_pgresult(res)
-        names = [(res.fname(i) or b"").decode() for i in range(res.nfields)]
-        rows = transformer.load_rows(0, res.ntuples, tuple)
-        return QueryResult([dict(zip(names, row, strict=False)) for row in rows], res.ntuples)
+        results = self._db.execute(text)
+        if results and results[-1].failed:
+            res = results[-1]
+            if res.error(SQLSTATE) is None:  # no answer from the server: connection trouble
+                raise _failure(self._db, res, f"{script.origin} line "
+                               f"{script.file_line(first_index)}")
+            statement = min(first_index + len(results) - 1, len(script.statements) - 1)
+            raise _result_error(res, script, statement, text)
+        return _to_result(results[-1]) if results else QueryResult()
 
     @contextmanager
     def transaction(self, *, lock: bool = True, first: tuple[str, Params] | None = None
@@ -119,41 +91,26 @@ class PostgresBackend:
         except BaseException:
             self._rollback()
             raise
-        statements = [self._inline(sql, params) for sql, params, _ in tx.deferred]
+        statements = [_inline(sql, params) for sql, params, _ in tx.deferred]
         checked = any(check is not None for _, _, check in tx.deferred)
         try:
             # Writes whose result must be checked are checked before COMMIT, so a failed
             # check still rolls back; unchecked writes ride along with the COMMIT itself.
-            results = self._batch(statements if checked else [*statements, "COMMIT"])
+            results = self._batch(statements if checked else [*statements, "COMMIT"], "COMMIT")
             for (_, _, check), result in zip(tx.deferred, results, strict=False):
                 if check is not None:
-                    check(self._to_result(result))
+                    check(_to_result(result))
             if checked:
-                self._batch(["COMMIT"])
-        except psycopg.Error as exc:
-            self._rollback()
-            raise _query_error(exc, "COMMIT") from exc
+                self._batch(["COMMIT"], "COMMIT")
         except BaseException:
             self._rollback()
             raise
 
-    def _inline(self, sql: str, params: Params) -> str:
-        """``sql`` with ``params`` bound client-side, so several go in one message."""
-        if params is None:
-            return sql
-        if bindable(params):
-            # The tracker's own rows: quoting them here is ~10x cheaper than a ClientCursor.
-            return bind(sql, params)
-        return psycopg.ClientCursor(self._db).mogrify(sql, params)
-
-    def _batch(self, statements: list[str]) -> list[pq.abc.PGresult]:
+    def _batch(self, statements: list[str], where: str | None) -> list[Result]:
         """Several statements in one simple-query message: one round trip."""
-        pgconn = self._db.pgconn
-        pgconn.send_query("; ".join(statements).encode())
-        results: list[pq.abc.PGresult] = self._db.wait(generators.fetch_many(pgconn))
-        for res in results:
-            if res.status == pq.ExecStatus.FATAL_ERROR:
-                raise psycopg.errors.error_from_result(res, encoding=self._db.info.encoding)
+        results = self._db.execute("; ".join(statements))
+        if results and results[-1].failed:
+            raise _failure(self._db, results[-1], where)
         return results
 
     def _begin(self, lock: bool, first: tuple[str, Params] | None) -> QueryResult:
@@ -168,24 +125,22 @@ class PostgresBackend:
             parts.append(_set_local("lock_timeout", opts.lock_timeout_ms))
             parts.append(_set_local("statement_timeout", opts.statement_timeout_ms))
         if first is not None:
-            parts.append(self._inline(*first))
+            parts.append(_inline(*first))
         try:
-            results = self._batch(parts)
-        except psycopg.Error as exc:
+            results = self._batch(parts, None)
+        except QueryError as exc:
             self._rollback()
             if exc.sqlstate == _LOCK_NOT_AVAILABLE:
                 raise LockTimeout(
                     f"another cryomigrate run holds the lock on {self.display_url}; gave up "
                     f"after {opts.lock_wait_ms / 1000:g}s (raise --lock-wait to wait longer)"
                 ) from None
-            raise _query_error(exc, None) from exc
-        return self._to_result(results[-1]) if first is not None else QueryResult()
+            raise
+        return _to_result(results[-1]) if first is not None else QueryResult()
 
     def _rollback(self) -> None:
-        if self._db.closed or self._db.info.transaction_status == pq.TransactionStatus.IDLE:
-            return
         # If the connection is gone, the server has rolled back for us.
-        with contextlib.suppress(psycopg.Error):
+        if not self._db.idle and not self._db.broken:
             self._db.execute("ROLLBACK")
 
     def table_exists(self, table: str) -> bool:
@@ -203,49 +158,69 @@ class PostgresBackend:
         self._db.close()
 
 
+def _inline(sql: str, params: Params) -> str:
+    """``sql`` with ``params`` bound client-side, so several statements go in one message.
+
+    cryomigrate's own rows hold only ints and strings, quoted here; other values (dates,
+    UUIDs, decimals, JSON from a Python migration) are rendered by psycopg's adapters."""
+    if params is None:
+        return sql
+    if bindable(params):
+        return bind(sql, params)
+    from psycopg.sql import Literal
+
+    def render(value: Any) -> str:
+        if value is None or type(value) in (int, str):
+            return literal(value)
+        return Literal(value).as_bytes(None).decode()
+
+    if isinstance(params, dict):
+        return sql % {key: render(value) for key, value in params.items()}
+    return sql % tuple(render(value) for value in params)
+
+
+def _to_result(res: Result) -> QueryResult:
+    if res.status != TUPLES_OK:
+        return QueryResult([], res.command_tuples if res.command_tuples is not None else -1)
+    names, load = res.names, _loader(res.types)
+    return QueryResult([dict(zip(names, load(row), strict=False)) for row in res.rows],
+                       len(res.rows))
+
+
+Row = Sequence[bytes | None]
+
+
+def _loader(types: list[int]) -> Callable[[Row], Sequence[Any]]:
+    """Turn a row of text values into Python values by column type."""
+    if all(t in _INTS or t in _TEXTS or t == _BOOL for t in types):
+        def plain(row: Row) -> list[Any]:
+            return [None if raw is None else int(raw) if t in _INTS else raw == b"t"
+                    if t == _BOOL else raw.decode() for t, raw in zip(types, row, strict=False)]
+        return plain
+    from psycopg.adapt import Transformer
+    from psycopg.pq import Format
+
+    transformer = Transformer()
+    transformer.set_loader_types(types, Format.TEXT)
+    return transformer.load_sequence
+
+
 def _set_local(name: str, ms: int | None) -> str:
     return f"SET LOCAL {name} TO DEFAULT" if ms is None else f"SET LOCAL {name} = '{ms}ms'"
 
 
-def _describe(params: dict[str, Any]) -> str:
-    import getpass
-    import os
-
-    host = params.get("host") or os.environ.get("PGHOST") or "localhost (socket)"
-    port = params.get("port") or os.environ.get("PGPORT") or "5432"
-    user = params.get("user") or os.environ.get("PGUSER") or getpass.getuser()
-    dbname = params.get("dbname") or os.environ.get("PGDATABASE") or user
-    return f"host {host}, port {port}, database {dbname}, user {user}"
+def _failure(db: Connection, res: Result, where: str | None) -> QueryError:
+    sqlstate = res.error(SQLSTATE)
+    message = _compose(sqlstate, res.error(PRIMARY) or one_line(res.error(0) or "error"),
+                       res.error(DETAIL), res.error(HINT))
+    if sqlstate is None and db.broken:
+        message = f"lost the connection to the server: {one_line(res.error(0) or 'no reply')}"
+    return QueryError(f"{where}: {message}" if where else message, sqlstate=sqlstate)
 
 
-def _display(params: dict[str, Any]) -> str:
-    host = params.get("host", "")
-    port = f":{params['port']}" if params.get("port") else ""
-    user = f"{params['user']}@" if params.get("user") else ""
-    return f"postgresql://{user}{host}{port}/{params.get('dbname', '')}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[-1] if text else type(exc).__name__
-
-
-def _query_error(exc: psycopg.Error, where: str | None) -> QueryError:
-    diag = exc.diag
-    message = _compose(exc.sqlstate, diag.message_primary or _first_line(exc),
-                       diag.message_detail, diag.message_hint)
-    if exc.sqlstate is None and isinstance(exc, psycopg.OperationalError):
-        message = f"lost the connection to the server: {_first_line(exc)}"
-    return QueryError(f"{where}: {message}" if where else message, sqlstate=exc.sqlstate)
-
-
-def _result_error(res: pq.abc.PGresult, script: Script, index: int, sent: str) -> QueryError:
-    def field(f: pq.DiagnosticField) -> str | None:
-        value = res.error_field(f)
-        return value.decode("utf-8", "replace") if value else None
-
-    sqlstate = field(_F.SQLSTATE)
-    position = field(_F.STATEMENT_POSITION)
+def _result_error(res: Result, script: Script, index: int, sent: str) -> QueryError:
+    sqlstate = res.error(SQLSTATE)
+    position = res.error(POSITION)
     offset = int(position) - 1 if position and position.isdigit() else None
     if offset is not None and sent is script.text:
         index = script.index_at(offset)  # the server's position is the surest guide
@@ -257,8 +232,8 @@ def _result_error(res: pq.abc.PGresult, script: Script, index: int, sent: str) -
         error_line = start + sent[:offset].count("\n")
         if error_line != line:
             where += f" (error at line {error_line})"
-    message = _compose(sqlstate, field(_F.MESSAGE_PRIMARY) or "error", field(_F.MESSAGE_DETAIL),
-                       field(_F.MESSAGE_HINT))
+    message = _compose(sqlstate, res.error(PRIMARY) or "error", res.error(DETAIL),
+                       res.error(HINT))
     return QueryError(f"{script.origin} {where}: {message}", sqlstate=sqlstate, line=line)
 
 
