@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools import NPM_BIN, PEERS_DIR, VENV_BIN
+from tools import CM_BIN, NPM_BIN, PEERS_DIR, VENV_BIN
 
 PIP_PACKAGES: dict[str, list[str]] = {
     "alembic": ["alembic==1.20.1", "SQLAlchemy==2.1.9", "psycopg[binary]==3.3.9"],
@@ -50,6 +50,23 @@ def pip_install(packages: list[str]) -> str | None:
         return f"venv: {error}"
     return _run([str(VENV_BIN / "python"), "-m", "pip", "install", "--quiet",
                  "--disable-pip-version-check", *packages])
+
+
+def install_cryomigrate(source: Path) -> str | None:
+    """(Re)install cryomigrate from ``source`` (a project folder) into its own venv, as a
+    wheel with bytecode: what `pip install cryomigrate` gives a user. Dependencies stay
+    installed between runs; cryomigrate itself is reinstalled every run."""
+    if not (CM_BIN / "python").exists():
+        error = _run([sys.executable, "-m", "venv", str(CM_BIN.parent)])
+        if error:
+            return f"venv: {error}"
+    pip = [str(CM_BIN / "python"), "-m", "pip", "install", "--quiet",
+           "--disable-pip-version-check"]
+    if not (CM_BIN / "cryomigrate").exists():
+        error = _run([*pip, str(source)])
+    else:
+        error = _run([*pip, "--force-reinstall", "--no-deps", str(source)])
+    return f"install failed: {error}" if error else None
 
 
 def ensure_peers(names: list[str], reinstall: bool = False) -> dict[str, str]:

@@ -24,19 +24,21 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import PROFILERS, pip_install
+from peers import PROFILERS, install_cryomigrate, pip_install
 from pgadmin import PREFIX, Server
 from tools import (
+    CM_BIN,
     PEERS_DIR,
+    REPO_DIR,
     TOOLS,
     VENV_BIN,
     Cmd,
     base_env,
-    cryomigrate_env,
     cryomigrate_script,
 )
 
@@ -86,7 +88,7 @@ def xact_commits(server: Server, dbname: str) -> int:
 def cprofile(cmd: Cmd, name: str, top: int = 18) -> str:
     """cProfile the command; return the top functions by own time and by cumulative time."""
     prof = OUT / f"cprofile_{name}.prof"
-    argv = [sys.executable, "-m", "cProfile", "-o", str(prof), *cmd.argv]
+    argv = [str(CM_BIN / "python"), "-m", "cProfile", "-o", str(prof), *cmd.argv]
     run(Cmd(argv, cmd.cwd, cmd.env))
     text = io.StringIO()
     stats = pstats.Stats(str(prof), stream=text)
@@ -133,7 +135,7 @@ def importtime(cmd: Cmd, name: str) -> tuple[list[tuple[str, int]], int]:
     """``-X importtime``: (microseconds per top-level package, summed self time), total.
     ``cmd.argv`` is what follows the interpreter: a script and its arguments, or -c CODE."""
     log = OUT / f"importtime_{name}.txt"
-    argv = [sys.executable, "-X", "importtime", *cmd.argv]
+    argv = [str(CM_BIN / "python"), "-X", "importtime", *cmd.argv]
     run(Cmd(argv, cmd.cwd, cmd.env), stderr_to=log)
     per: Counter[str] = Counter()
     for line in log.read_text().splitlines():
@@ -149,12 +151,12 @@ def standalone_imports(cwd: Path) -> list[tuple[str, str]]:
     codes = ["pass", "import click", "import yaml", "import jinja2", "import pydantic",
              "import psycopg", "import cryomigrate.cli", "import cryomigrate.config",
              "import cryomigrate.api", "import cryomigrate.backends.postgres"]
-    env = base_env() | cryomigrate_env()
+    env = base_env()
     samples: dict[str, list[float]] = {c: [] for c in codes}
     for _ in range(7):
         for code in codes:
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, check=True,
+            subprocess.run([str(CM_BIN / "python"), "-c", code], cwd=cwd, env=env, check=True,
                            timeout=60, stdin=subprocess.DEVNULL)
             samples[code].append(time.perf_counter() - start)
     base = statistics.median(samples["pass"])
@@ -164,7 +166,7 @@ def standalone_imports(cwd: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def table(rows: list[tuple[str, ...]]) -> str:
+def table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
                      for r in rows)
@@ -180,6 +182,10 @@ def main() -> int:
         error = pip_install(PROFILERS)
         if error:
             print(f"py-spy could not be installed: {error}", file=sys.stderr)
+    error = install_cryomigrate(REPO_DIR)
+    if error:
+        print(f"cryomigrate could not be installed: {error}", file=sys.stderr)
+        return 2
     server = Server()
     server.drop_leftovers()
     work = Path(tempfile.mkdtemp(prefix="cm_bench_prof_"))

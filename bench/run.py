@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from peers import NPM_PACKAGES, PIP_PACKAGES, ensure_peers, version_of
+from peers import NPM_PACKAGES, PIP_PACKAGES, ensure_peers, install_cryomigrate, version_of
 from pgadmin import PREFIX, Server
 from tools import (
     BENCH_DIR,
@@ -52,7 +52,6 @@ from tools import (
     Tool,
     base_env,
     python_m_help,
-    shim_script,
 )
 
 PG, SQLITE, NONE = "postgresql", "sqlite", "-"
@@ -260,10 +259,6 @@ class Bench:
             plan.append((m, tool.help()))
         if any(t.role == OURS for t in tools):
             plan.append((Measurement(HELP, NONE, 0, "python -m cryomigrate"), python_m_help()))
-            shim = shim_script()
-            if shim is not None:
-                plan.append((Measurement(HELP, NONE, 0, "cryomigrate (PATH shim)"),
-                             Cmd([str(shim), "--help"], REPO_DIR)))
         self.interleaved(plan, warmup)
 
 
@@ -500,9 +495,10 @@ def machine_facts(server: Server, tools: list[Tool], ref: str) -> dict[str, Any]
 
 
 def snapshot(ref: str, dest: Path) -> Path:
-    """Export ``cryomigrate/`` as committed at ``ref``: the run then measures one commit."""
+    """Export the package as committed at ``ref``: the run then measures one commit."""
     dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(REPO_DIR), "archive", ref, "cryomigrate"],
+    archive = subprocess.run(["git", "-C", str(REPO_DIR), "archive", ref, "cryomigrate",
+                              "pyproject.toml", "README.md"],
                              capture_output=True, timeout=60, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, timeout=60, check=True)
     return dest
@@ -570,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     tool_errors: dict[str, str] = {}
     if args.no_install:
         for t in tools:
-            if t.binary is not None and not t.binary.exists():
+            if t.role != OURS and t.binary is not None and not t.binary.exists():
                 tool_errors[t.name] = f"not installed ({t.binary} missing)"
     else:
         tool_errors = ensure_peers(names, reinstall=args.reinstall)
@@ -583,6 +579,11 @@ def main(argv: list[str] | None = None) -> int:
         args.ref = "live"  # the caller chose the source
     if args.ref != "live":
         os.environ["CM_BENCH_SRC"] = str(snapshot(args.ref, work / "src"))
+    error = install_cryomigrate(Path(os.environ.get("CM_BENCH_SRC", REPO_DIR)))
+    if error:
+        for tool in tools:
+            if tool.role == OURS:
+                tool_errors[tool.name] = error
     facts = machine_facts(server, tools, args.ref)
     facts["repeat"], facts["warmup"] = args.repeat, args.warmup
     facts["cryomigrate_source"] = os.environ.get("CM_BENCH_SRC", str(REPO_DIR))

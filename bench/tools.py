@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
-import sys
-import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +18,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 PEERS_DIR = BENCH_DIR / ".peers"
 VENV_BIN = PEERS_DIR / "venv" / "bin"
+# cryomigrate gets a venv of its own, installed the way users install it (a wheel, with
+# bytecode), so it starts like the Python peers do from theirs: see bench/README.md.
+CM_BIN = PEERS_DIR / "cryomigrate-venv" / "bin"
 NPM_BIN = PEERS_DIR / "npm" / "node_modules" / ".bin"
 
 # Roles: the floor is what any tool must pay at least; peers are what users compare with.
@@ -161,32 +161,13 @@ def _cm_py_layout(root: Path, n: int) -> None:
 
 
 def cryomigrate_script() -> Path:
-    """The console script next to this interpreter, not a pyenv shim (measured separately)."""
-    return Path(sysconfig.get_path("scripts")) / "cryomigrate"
-
-
-def shim_script() -> Path | None:
-    """The first other ``cryomigrate`` on PATH (e.g. a pyenv shim: what typing the command
-    costs in a shell). pyenv puts the interpreter's own bin folder first in PATH for the
-    processes it starts, so the real script is skipped, not taken as the answer."""
-    real = cryomigrate_script().resolve()
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
-        found = shutil.which("cryomigrate", path=folder) if folder else None
-        if found and Path(found).resolve() != real:
-            return Path(found)
-    return None
-
-
-def cryomigrate_env() -> dict[str, str]:
-    """``CM_BENCH_SRC=/path/to/checkout`` runs that checkout's cryomigrate instead of the
-    editable install (PYTHONPATH wins over the editable finder): A/B-compare two commits."""
-    src = os.environ.get("CM_BENCH_SRC")
-    return {"PYTHONPATH": src} if src else {}
+    """The console script of the bench's own cryomigrate install."""
+    return CM_BIN / "cryomigrate"
 
 
 def _cm(root: Path, url: str, *args: str) -> Cmd:
     return Cmd([str(cryomigrate_script()), "--config", str(root / "environments.yaml"), *args,
-                "--env", "bench"], root, {"BENCH_DATABASE_URL": url, **cryomigrate_env()})
+                "--env", "bench"], root, {"BENCH_DATABASE_URL": url})
 
 
 def _cm_tool(name: str, label: str, layout: Callable[[Path, int], None]) -> Tool:
@@ -194,7 +175,7 @@ def _cm_tool(name: str, label: str, layout: Callable[[Path, int], None]) -> Tool
         name=name, role=OURS, label=label, layout=layout,
         apply=lambda root, urls: _cm(root, urls.libpq, "apply"),
         status=lambda root, urls: _cm(root, urls.libpq, "status"),
-        help=lambda: Cmd([str(cryomigrate_script()), "--help"], REPO_DIR, cryomigrate_env()),
+        help=lambda: Cmd([str(cryomigrate_script()), "--help"], REPO_DIR),
         binary=cryomigrate_script(),
         sqlite=lambda root, db: _cm(root, f"sqlite:///{db}", "apply"),
         sqlite_status=lambda root, db: _cm(root, f"sqlite:///{db}", "status"),
@@ -313,16 +294,18 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
          binary=NPM_BIN / "supabase"),
 ]}
 
-PYTHON_PASS = Cmd([sys.executable, "-c", "pass"], REPO_DIR)
+# The interpreter floor is the very interpreter (and venv) cryomigrate runs from.
+PYTHON_PASS = Cmd([str(CM_BIN / "python"), "-c", "pass"], REPO_DIR)
 
 
 def python_m_help() -> Cmd:
-    return Cmd([sys.executable, "-m", "cryomigrate", "--help"], REPO_DIR, cryomigrate_env())
+    return Cmd([str(CM_BIN / "python"), "-m", "cryomigrate", "--help"], REPO_DIR)
 
 
 def base_env() -> dict[str, str]:
     """The parent's environment without anything that could steer a tool elsewhere."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CRYOMIGRATE_", "PG", "DATABASE_URL", "PYTHONPROFILE"))}
+           if not k.startswith(("CRYOMIGRATE_", "PG", "DATABASE_URL", "PYTHONPROFILE",
+                                "PYTHONPATH", "PYTHONDONTWRITEBYTECODE"))}
     env["PGCONNECT_TIMEOUT"] = "10"
     return env
