@@ -66,7 +66,7 @@ _COLUMNS = "version, version_text, name, kind, checksum, state, applied_at, appl
 # DateStyle and TimeZone, and no driver type loading on the paths that only look.
 _UTC_TEXT = {
     "sqlite": "{column}",
-    "postgresql": """to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')""",
+    "postgresql": """to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"+00:00"')""",
 }
 
 
@@ -213,6 +213,8 @@ class Tracker:
 def _text_time(value: Any) -> str:
     """One spelling of a time: UTC, ISO 8601, milliseconds."""
     if isinstance(value, str):
+        if len(value) == 29 and value[10] == "T" and value.endswith("+00:00"):
+            return value  # already so spelled, as cryomigrate writes and reads it
         try:
             value = datetime.fromisoformat(value)
         except ValueError:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from cryomigrate import planner
@@ -17,7 +15,8 @@ STRICT = Policies()
 
 def file(version: int, text: str | None = None) -> MigrationFile:
     text = text or f"{version:03d}"
-    return MigrationFile(version, text, f"m{version}", "sql", Path(f"/m/{text}_m{version}.sql"))
+    return MigrationFile(version, text, f"m{version}", "sql", f"/m/{text}_m{version}.sql",
+                         f"{text}_m{version}.sql")
 
 
 def row(version: int, state: str = "applied", checksum: str = "sha256:same") -> HistoryRow:
