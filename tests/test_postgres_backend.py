@@ -91,6 +91,23 @@ def test_sql_apply_and_status_run_without_importing_psycopg(pg_project: Project)
     assert pg_project.query("SELECT count(*) FROM a") == [(1,)]
 
 
+def test_server_notices_stay_off_the_terminal(pg_project: Project) -> None:
+    # libpq prints notices to stderr unless told otherwise; "already exists, skipping"
+    # from cryomigrate's own CREATE TABLE IF NOT EXISTS must not reach a deploy log.
+    import subprocess
+    import sys
+
+    pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    assert pg_project.cli("apply").exit_code == 0
+    pg_project.add("002_b.sql", "CREATE TABLE IF NOT EXISTS a (id int);\n"
+                   "DO $$ BEGIN RAISE NOTICE 'from a migration'; END $$;\n")
+    done = subprocess.run([sys.executable, "-m", "cryomigrate", "--config",
+                           str(pg_project.config), "apply"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and "NOTICE" not in done.stdout, done.stderr
+
+
 def test_scripts_reach_the_server_as_utf8_whatever_the_url_says(pg_project: Project) -> None:
     pg_project.write_config(f"""
         environments:

@@ -30,6 +30,11 @@ _IDLE, _UNKNOWN = 0, 4
 # PQresultErrorField codes, the one-letter field names of the protocol.
 SQLSTATE, PRIMARY, DETAIL, HINT, POSITION = (ord(c) for c in "CMDHP")
 
+_NoticeProcessor = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p)
+# Server notices ("relation ... already exists, skipping") are not for the user's terminal,
+# where libpq's default processor would print them; dropped, as psycopg drops them.
+_IGNORE_NOTICE = _NoticeProcessor(lambda arg, message: None)
+
 
 def _find_library() -> str | None:
     spec = importlib.util.find_spec("psycopg_binary")
@@ -65,6 +70,7 @@ def _load() -> Any:
         ("PQclear", None, [p]), ("PQconninfoParse", p, [c, ctypes.POINTER(p)]),
         ("PQconninfoFree", None, [p]), ("PQfreemem", None, [p]), ("PQgetCancel", p, [p]),
         ("PQcancel", i, [p, c, i]), ("PQfreeCancel", None, [p]),
+        ("PQsetNoticeProcessor", p, [p, _NoticeProcessor, p]),
     ):
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
@@ -149,6 +155,7 @@ class Connection:
             message = one_line(_text(lib.PQerrorMessage(conn)))
             lib.PQfinish(conn)
             raise ConnectionFailed(f"cannot connect to PostgreSQL at {where}: {message}")
+        lib.PQsetNoticeProcessor(conn, _IGNORE_NOTICE, None)
         return cls(conn)
 
     def display_url(self) -> str:
