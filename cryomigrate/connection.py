@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cryomigrate import scripts, templating
-from cryomigrate.backends.base import Backend, Params, QueryResult
+from cryomigrate.backends.base import Backend, Params, QueryResult, Transaction
 
 
 class SqlQuery:
@@ -43,6 +43,7 @@ class MigrationConnection:
         self.vars = vars
         self.origin = origin
         self.transactional = transactional
+        self._transaction: Transaction | None = None  # the migration's own, while it runs
 
     @property
     def dialect(self) -> str:

@@ -65,7 +65,11 @@ class SqlMigration:
             if conn._notice is not None:
                 conn._notice(notice)
         script = self.apply_script if direction == "apply" else self.rollback_script
-        if script is not None and script.text.strip():
+        if script is None or not script.text.strip():
+            return
+        if conn._transaction is not None:
+            conn._transaction.defer_script(script)  # sent with the COMMIT: a round trip less
+        else:
             conn._backend.run_script(script)
 
     def preview(self, direction: Direction) -> str | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryomigrate.backends import Backend
+from cryomigrate.backends.base import ELAPSED_MS
 from cryomigrate.config import Environment
 from cryomigrate.connection import MigrationConnection
 from cryomigrate.errors import CryomigrateError, DirtyMigration, LockTimeout, MigrationFailed
@@ -75,7 +76,7 @@ class Runner:
         )
         started_at, clock = now(), time.perf_counter()
         try:
-            ran = (self._transactional(state.direction, migration, conn, started_at, clock)
+            ran = (self._transactional(state.direction, migration, conn, started_at)
                    if migration.transactional
                    else self._outside_transaction(state.direction, migration, conn, started_at,
                                                   clock))
@@ -101,24 +102,24 @@ class Runner:
         self._progress("done", run)
 
     def _transactional(self, direction: Direction, migration: Migration,
-                       conn: MigrationConnection, started_at: str, clock: float) -> bool:
+                       conn: MigrationConnection, started_at: str) -> bool:
         file = migration.file
         with self.backend.transaction(lock=True,
                                       first=self.tracker.select_one(file.version)) as tx:
             row = self.tracker.row_from(tx.first)
             if (row is not None) == (direction == "apply"):
                 return False  # another run got here first
+            conn._transaction = tx
             _execute(direction, migration, conn)
-            duration = _elapsed_ms(clock)
             if direction == "apply":
                 self.tracker.insert(version=file.version, version_text=file.version_text,
                                     name=file.name, kind=file.kind, checksum=migration.checksum,
-                                    state="applied", duration_ms=duration, tx=tx)
+                                    state="applied", duration_ms=ELAPSED_MS, tx=tx)
             else:
                 self.tracker.delete(file.version, file.version_text, tx=tx)
             self.tracker.journal(version_text=file.version_text, name=file.name,
                                  action=direction, outcome="ok", started_at=started_at,
-                                 duration_ms=duration, tx=tx)
+                                 duration_ms=ELAPSED_MS, tx=tx)
         return True
 
     def _outside_transaction(self, direction: Direction, migration: Migration,

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from cryomigrate.backends import Backend, QueryResult, Transaction
-from cryomigrate.backends.base import Params
+from cryomigrate.backends.base import Elapsed, Params
 from cryomigrate.errors import DatabaseError
 from cryomigrate.models import HistoryRow, JournalEntry
 
@@ -129,7 +129,7 @@ class Tracker:
         return self.row_from(self.backend.query(*self.select_one(version)))
 
     def insert(self, *, version: int, version_text: str, name: str, kind: str, checksum: str,
-               state: str, duration_ms: int, tx: Transaction | None = None) -> None:
+               state: str, duration_ms: int | Elapsed, tx: Transaction | None = None) -> None:
         p = self._p
         self._write(
             tx, "insert", version_text,
@@ -160,7 +160,7 @@ class Tracker:
                     f"DELETE FROM {self.history} WHERE version = {self._p}", (version,))
 
     def journal(self, *, version_text: str, name: str, action: str, outcome: str,
-                started_at: str, duration_ms: int, error: str | None = None,
+                started_at: str, duration_ms: int | Elapsed, error: str | None = None,
                 tx: Transaction | None = None) -> None:
         p = self._p
         sql = (f"INSERT INTO {self.journal_table} (version, name, action, outcome, environment, "

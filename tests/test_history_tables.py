@@ -28,6 +28,32 @@ def test_history_row_contents(project: Project) -> None:
         assert r[5] and r[6] and r[7] >= 0
 
 
+def test_durations_cover_the_migrations_work(project: Project) -> None:
+    # The history and journal rows travel with the script (and the COMMIT), before its
+    # duration is known: the backend fills it in. It must still cover the real work.
+    project.add("001_slow.py", """
+        import time
+
+
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE slow (id INTEGER)").execute()
+            time.sleep(0.12)
+    """)
+    slow_sql = ("SELECT pg_sleep(0.12);\n" if project.dialect == "postgresql" else
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                "WHERE x < 3000000) SELECT count(*) FROM c;\n")
+    project.add("002_slow.sql", slow_sql)
+    assert_clean_exit(project.cli("apply"), 0)
+    history = project.query("SELECT version, duration_ms FROM cryomigrate_history "
+                            "ORDER BY version")
+    journal = project.query("SELECT version, duration_ms FROM cryomigrate_history_journal "
+                            "ORDER BY id")
+    assert history[0][1] >= 120 and journal[0][1] >= 120, (history, journal)
+    assert history[1][1] >= (120 if project.dialect == "postgresql" else 1), history
+    assert abs(history[1][1] - journal[1][1]) <= 1, (history, journal)
+    assert all(d < 60_000 for _, d in history)
+
+
 def test_journal_row_contents(project: Project) -> None:
     project.add("001_bad.sql", "SELECT * FROM nowhere;")
     assert_clean_exit(project.cli("apply"), 1)

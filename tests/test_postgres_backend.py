@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import Project
 
 
@@ -89,6 +91,33 @@ def test_sql_apply_and_status_run_without_importing_psycopg(pg_project: Project)
         assert done.returncode == 0, done.stderr
         assert expected in done.stdout, done.stdout
     assert pg_project.query("SELECT count(*) FROM a") == [(1,)]
+
+
+def test_a_sql_migration_costs_two_round_trips(pg_project: Project,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # One message opens the transaction, takes the lock and reads the history row; one
+    # carries the script, the history and journal rows and the COMMIT. The last line of a
+    # script may be a comment with no newline: the rows sent after it must still run.
+    from cryomigrate.backends import libpq
+
+    messages: list[str] = []
+    send = libpq.Connection.execute
+
+    def counting(self: libpq.Connection, sql: str) -> list[libpq.Result]:
+        messages.append(sql)
+        return send(self, sql)
+
+    for i in range(1, 6):
+        pg_project.add(f"00{i}_t{i}.sql", f"CREATE TABLE t{i} (id int); -- no newline")
+    pg_project.add("006_t6.sql", "CREATE TABLE t6 (id int);\n-- the end")
+    monkeypatch.setattr(libpq.Connection, "execute", counting)
+    assert pg_project.cli("apply").exit_code == 0
+    monkeypatch.undo()
+    scripts = [m for m in messages if "CREATE TABLE t" in m]
+    assert len(scripts) == 6 and all(m.rstrip().endswith("COMMIT") for m in scripts)
+    per_migration = [m for m in messages if "pg_advisory_xact_lock" in m]
+    assert len(per_migration) == 7  # one per migration, one to create the history tables
+    assert pg_project.history() == [(f"00{i}", f"t{i}", "applied") for i in range(1, 7)]
 
 
 def test_server_notices_stay_off_the_terminal(pg_project: Project) -> None:

@@ -74,18 +74,38 @@ class Script:
 Check = Callable[[QueryResult], None]
 
 
+class Elapsed:
+    """The ``ELAPSED_MS`` parameter value: how long the transaction has run when the write
+    that holds it executes, measured by the backend (on a server, by the server)."""
+
+    def __repr__(self) -> str:
+        return "ELAPSED_MS"
+
+
+ELAPSED_MS = Elapsed()
+
+
 @dataclass
 class Transaction:
-    """An open transaction: the result of the query it was opened with, and writes to send
-    with its COMMIT.
+    """An open transaction: the result of the query it was opened with, and the work to
+    send with its COMMIT.
 
-    Deferring the history and journal rows to the commit, and reading the migration's
-    history row in the same message that opens the transaction and takes the lock, keeps a
-    migration at three round trips on a networked database (open, run, record+commit).
+    A SQL migration's script, its history and journal rows and the COMMIT travel in one
+    message, after the one that opened the transaction, took the lock and read the
+    migration's history row: two round trips per migration on a networked database.
+    Rows deferred this way cannot know how long the script will take, so they carry
+    ``ELAPSED_MS`` and the backend fills it in.
     """
 
     first: QueryResult = field(default_factory=QueryResult)
+    script: Script | None = None
     deferred: list[tuple[str, Params, Check | None]] = field(default_factory=list)
+
+    def defer_script(self, script: Script) -> None:
+        """Run ``script`` at COMMIT, before the deferred writes; its result is not needed."""
+        if self.script is not None:
+            raise DatabaseError("internal: one deferred script per transaction")
+        self.script = script
 
     def defer(self, sql: str, params: Params = None, check: Check | None = None) -> None:
         """Send ``sql`` just before COMMIT; ``check`` then inspects its result."""

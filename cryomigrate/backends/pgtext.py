@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from cryomigrate.backends.base import ELAPSED_MS, Elapsed
 
-def literal(value: int | str | None) -> str:
+# Milliseconds since the transaction began (now() is its start), rounded by the cast.
+_ELAPSED_SQL = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int"
+
+
+def literal(value: int | str | Elapsed | None) -> str:
     """An SQL literal; E'' keeps backslashes right whatever standard_conforming_strings says."""
     if value is None:
         return "NULL"
+    if isinstance(value, Elapsed):
+        return _ELAPSED_SQL
     if isinstance(value, int):
         return str(int(value))
     if "\x00" in value:
@@ -20,7 +27,7 @@ def literal(value: int | str | None) -> str:
 def bindable(params: Any) -> bool:
     """True for the plain values cryomigrate's own queries bind: ints, strings, NULL."""
     return isinstance(params, (list, tuple)) and all(
-        value is None or type(value) in (int, str) for value in params)
+        value is None or type(value) in (int, str) or value is ELAPSED_MS for value in params)
 
 
 def bind(sql: str, params: Any) -> str:

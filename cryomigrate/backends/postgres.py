@@ -96,7 +96,7 @@ class PostgresBackend:
         try:
             # Writes whose result must be checked are checked before COMMIT, so a failed
             # check still rolls back; unchecked writes ride along with the COMMIT itself.
-            results = self._batch(statements if checked else [*statements, "COMMIT"], "COMMIT")
+            results = self._finish(tx.script, statements if checked else [*statements, "COMMIT"])
             for (_, _, check), result in zip(tx.deferred, results, strict=False):
                 if check is not None:
                     check(_to_result(result))
@@ -105,6 +105,25 @@ class PostgresBackend:
         except BaseException:
             self._rollback()
             raise
+
+    def _finish(self, script: Script | None, statements: list[str]) -> list[Result]:
+        """The deferred script and writes in one message; the writes' results."""
+        if script is None:
+            return self._batch(statements, "COMMIT")
+        # A newline first: the script may end in a -- comment.
+        results = self._db.execute(script.text + "\n;\n" + "; ".join(statements))
+        written = len(results) - len(statements)
+        failed = results[-1] if results and results[-1].failed else None
+        if failed is None:
+            return results[written:]
+        if failed.error(SQLSTATE) is None:  # no answer from the server: connection trouble
+            raise _failure(self._db, failed, f"{script.origin} line {script.first_line}")
+        position = failed.error(POSITION)
+        in_script = (int(position) <= len(script.text) if position and position.isdigit()
+                     else len(results) <= len(script.statements))
+        if in_script:
+            raise _result_error(failed, script, len(results) - 1, script.text)
+        raise _failure(self._db, failed, "COMMIT")
 
     def _batch(self, statements: list[str], where: str | None) -> list[Result]:
         """Several statements in one simple-query message: one round trip."""

@@ -10,12 +10,14 @@ timeout. Scripts are executed statement by statement and never through
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from cryomigrate.backends import ConnectOptions
 from cryomigrate.backends.base import (
+    ELAPSED_MS,
     Params,
     QueryError,
     QueryResult,
@@ -95,12 +97,18 @@ class SqliteBackend:
                     f"{self._lock_wait_ms / 1000:g}s (raise --lock-wait to wait longer)"
                 ) from exc
             raise QueryError(f"SQLite error: {exc}") from exc
+        started = time.perf_counter()
         try:
             tx = Transaction(self.query(*first) if first else QueryResult())
             yield tx
-            # In-process, so deferred writes cost no round trip: run them and their checks
+            # In-process, so deferred work costs no round trip: run it, and the checks,
             # before COMMIT, where a failed check still rolls everything back.
+            if tx.script is not None:
+                self.run_script(tx.script)
+            elapsed = round((time.perf_counter() - started) * 1000)
             for sql, params, check in tx.deferred:
+                if isinstance(params, (list, tuple)):
+                    params = [elapsed if value is ELAPSED_MS else value for value in params]
                 result = self.query(sql, params)
                 if check is not None:
                     check(result)
