@@ -120,6 +120,46 @@ def test_a_sql_migration_costs_two_round_trips(pg_project: Project,
     assert pg_project.history() == [(f"00{i}", f"t{i}", "applied") for i in range(1, 7)]
 
 
+def test_copy_from_stdin_fails_cleanly_and_copy_to_stdout_runs(pg_project: Project) -> None:
+    # libpq hands out COPY results forever unless the client ends the COPY: the run must
+    # fail with a message (or, for COPY TO STDOUT, drain and go on), never hang.
+    import subprocess
+    import sys
+
+    pg_project.add("001_t.sql", "CREATE TABLE t (id int);\nCOPY (SELECT 1) TO STDOUT;\n"
+                   "INSERT INTO t VALUES (1);\n")
+    pg_project.add("002_copy.sql", "INSERT INTO t VALUES (2);\nCOPY t FROM STDIN;\n")
+    done = subprocess.run([sys.executable, "-m", "cryomigrate", "--config",
+                           str(pg_project.config), "apply"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "002_copy.sql line 2" in done.stderr and "COPY" in done.stderr, done.stderr
+    assert pg_project.history() == [("001", "t", "applied")]
+    assert pg_project.query("SELECT id FROM t") == [(1,)]
+
+
+def test_python_parameters_bind_as_psycopg_would(pg_project: Project) -> None:
+    # A negative number after a minus sign must not start a -- comment; placeholders are
+    # psycopg's (%s, %(name)s, %%), and anything else fails instead of being rewritten.
+    pg_project.add("001_acct.py", """
+def apply(conn, environment):
+    conn.sql("CREATE TABLE acct (id int, balance int)").execute()
+    conn.sql("INSERT INTO acct VALUES (1, 10), (2, 10)").execute()
+    done = conn.sql("UPDATE acct SET balance = balance-%s WHERE id = %s", (-5, 1)).execute()
+    assert done.rowcount == 1, done.rowcount
+    assert conn.sql("SELECT '100%%' AS p, %(n)s AS n", {"n": -1}).execute().data == [
+        {"p": "100%", "n": -1}]
+""")
+    pg_project.add("002_bad.py", """
+def apply(conn, environment):
+    conn.sql("SELECT '50% sure', %s", (1,)).execute()
+""")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 1, result.output
+    assert "002_bad.py" in result.output and "unsupported placeholder" in result.output
+    assert pg_project.query("SELECT id, balance FROM acct ORDER BY id") == [(1, 15), (2, 10)]
+
+
 def test_server_notices_stay_off_the_terminal(pg_project: Project) -> None:
     # libpq prints notices to stderr unless told otherwise; "already exists, skipping"
     # from cryomigrate's own CREATE TABLE IF NOT EXISTS must not reach a deploy log.

@@ -25,7 +25,8 @@ from cryomigrate.errors import ConfigError, ConnectionFailed
 from cryomigrate.redact import redact
 
 _CONNECTION_OK = 0
-TUPLES_OK, COMMAND_OK, FATAL_ERROR = 2, 1, 7
+TUPLES_OK, FATAL_ERROR = 2, 7
+_COPY_OUT, _COPY_IN, _COPY_BOTH = 3, 4, 8
 _IDLE, _UNKNOWN = 0, 4
 # PQresultErrorField codes, the one-letter field names of the protocol.
 SQLSTATE, PRIMARY, DETAIL, HINT, POSITION = (ord(c) for c in "CMDHP")
@@ -39,10 +40,14 @@ _IGNORE_NOTICE = _NoticeProcessor(lambda arg, message: None)
 def _find_library() -> str | None:
     spec = importlib.util.find_spec("psycopg_binary")
     if spec is not None and spec.origin:
-        libs = os.path.join(os.path.dirname(os.path.dirname(spec.origin)), "psycopg_binary.libs")
-        bundled = sorted(glob.glob(os.path.join(libs, "libpq-*.so*")))
-        if bundled:
-            return bundled[0]
+        package = os.path.dirname(spec.origin)
+        # Where the wheels bundle it: Linux (auditwheel), macOS (delocate), Windows.
+        for pattern in (os.path.join(package + ".libs", "libpq-*.so*"),
+                        os.path.join(package, ".dylibs", "libpq*.dylib"),
+                        os.path.join(package + ".libs", "libpq*.dll")):
+            bundled = sorted(glob.glob(pattern))
+            if bundled:
+                return bundled[0]
     import ctypes.util  # slow (it may run ldconfig); only without psycopg-binary
 
     return ctypes.util.find_library("pq")
@@ -71,6 +76,7 @@ def _load() -> Any:
         ("PQconninfoFree", None, [p]), ("PQfreemem", None, [p]), ("PQgetCancel", p, [p]),
         ("PQcancel", i, [p, c, i]), ("PQfreeCancel", None, [p]),
         ("PQsetNoticeProcessor", p, [p, _NoticeProcessor, p]),
+        ("PQputCopyEnd", i, [p, c]), ("PQgetCopyData", i, [p, ctypes.POINTER(p), i]),
     ):
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
@@ -164,27 +170,23 @@ class Connection:
                 f"{_text(lib.PQport(conn))}/{_text(lib.PQdb(conn))}")
 
     def execute(self, sql: str) -> list[Result]:
-        """Send ``sql`` (any number of statements) as one message; every result, in order.
+        """Send ``sql`` (any number of statements) as one message; its results, in order.
 
-        The server stops at the first failing statement, so a failure is the last result.
-        Waiting happens in ``select``, where Ctrl-C is delivered: it cancels the statement
+        The server stops at the first failing statement, so a failure is the last result
+        (what libpq adds after it, such as "server closed the connection", is dropped).
+        Waiting happens in ``poll``, where Ctrl-C is delivered: it cancels the statement
         on the server before it propagates.
         """
         lib, conn = _LIB, self._conn
         if not conn:
             return [Result.lost("the connection is closed")]
+        if "\x00" in sql:
+            return [Result.lost("the SQL holds a NUL character, which PostgreSQL cannot take")]
         if not lib.PQsendQuery(conn, sql.encode()):
             return [Result.lost(_text(lib.PQerrorMessage(conn)))]
         results: list[Result] = []
         try:
-            while True:
-                while lib.PQisBusy(conn):
-                    select.select([lib.PQsocket(conn)], [], [])
-                    if not lib.PQconsumeInput(conn):
-                        break  # the connection broke: PQgetResult reports it
-                res = lib.PQgetResult(conn)
-                if not res:
-                    return results
+            while (res := self._next()) is not None:
                 try:
                     results.append(Result(res))
                 finally:
@@ -192,6 +194,42 @@ class Connection:
         except BaseException:
             self._cancel()
             raise
+        for index, result in enumerate(results):
+            if result.failed:
+                return results[:index + 1]
+        return results
+
+    def _next(self) -> int | None:
+        """The next PGresult once it has arrived, or None after the last.
+
+        A migration has no client-side stream for COPY: COPY FROM STDIN is refused and
+        COPY TO STDOUT drained, where libpq would otherwise hand out COPY results forever.
+        """
+        lib, conn = _LIB, self._conn
+        poller = None
+        while lib.PQisBusy(conn):
+            if poller is None:
+                poller = select.poll()  # not select(): it cannot watch descriptors >= 1024
+                poller.register(lib.PQsocket(conn), select.POLLIN)
+            poller.poll()
+            if not lib.PQconsumeInput(conn):
+                break  # the connection broke: PQgetResult reports it
+        res: int | None = lib.PQgetResult(conn)
+        if not res:
+            return None
+        status = lib.PQresultStatus(res)
+        if status in (_COPY_IN, _COPY_BOTH):
+            lib.PQclear(res)
+            lib.PQputCopyEnd(conn, b"cryomigrate sends no COPY data; load rows with INSERT, "
+                                   b"or COPY from a file the server can read")
+            return self._next()
+        if status == _COPY_OUT:
+            lib.PQclear(res)
+            buffer = ctypes.c_void_p()
+            while lib.PQgetCopyData(conn, ctypes.byref(buffer), 0) > 0:
+                lib.PQfreemem(buffer)
+            return self._next()
+        return res
 
     def _cancel(self) -> None:
         """Stop the running statement and drain its results, so the connection is usable."""
@@ -200,10 +238,7 @@ class Connection:
         if cancel:
             lib.PQcancel(cancel, ctypes.create_string_buffer(256), 256)
             lib.PQfreeCancel(cancel)
-        while True:
-            res = lib.PQgetResult(conn)
-            if not res:
-                return
+        while (res := self._next()) is not None:
             lib.PQclear(res)
 
     @property

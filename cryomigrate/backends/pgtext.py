@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from cryomigrate.backends.base import ELAPSED_MS, Elapsed
+from cryomigrate.backends.base import Elapsed, QueryError
 
 # Milliseconds since the transaction began (now() is its start), rounded by the cast.
 _ELAPSED_SQL = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int"
@@ -17,24 +19,54 @@ def literal(value: int | str | Elapsed | None) -> str:
     if isinstance(value, Elapsed):
         return _ELAPSED_SQL
     if isinstance(value, int):
-        return str(int(value))
+        # A leading space keeps "balance-%s" with -5 from becoming the comment "--5".
+        return str(int(value)) if value >= 0 else f" {int(value)}"
     if "\x00" in value:
         raise ValueError("PostgreSQL text cannot contain NUL characters")
     quoted = value.replace("\\", "\\\\").replace("'", "''")
     return f"E'{quoted}'" if "\\" in value else f"'{quoted}'"
 
 
-def bindable(params: Any) -> bool:
-    """True for the plain values cryomigrate's own queries bind: ints, strings, NULL."""
-    return isinstance(params, (list, tuple)) and all(
-        value is None or type(value) in (int, str) or value is ELAPSED_MS for value in params)
+_PLACEHOLDER = re.compile(r"%(?:\(([^)]*)\))?(.?)", re.DOTALL)
 
 
-def bind(sql: str, params: Any) -> str:
-    """``sql`` with its ``%s`` placeholders replaced by literals of ``params``."""
-    if not bindable(params):
-        raise TypeError("only int, str and None values can be bound here")
-    return sql % tuple(literal(value) for value in params)
+def bind(sql: str, params: Sequence[Any] | Mapping[str, Any],
+         render: Callable[[Any], str] = literal) -> str:
+    """``sql`` with its placeholders replaced by ``render``ed literals of ``params``.
+
+    The placeholders are psycopg's: ``%s`` with a sequence, ``%(name)s`` with a mapping,
+    and ``%%`` for a literal ``%``; anything else is an error, never a silent rewrite.
+    """
+    named = isinstance(params, Mapping)
+    parts: list[str] = []
+    position = used = 0
+    for match in _PLACEHOLDER.finditer(sql):
+        parts.append(sql[position:match.start()])
+        position = match.end()
+        name, kind = match.group(1), match.group(2)
+        if kind == "%" and name is None:
+            parts.append("%")
+            continue
+        if kind != "s":
+            raise QueryError(f"unsupported placeholder {match.group(0)!r} in {one_line(sql)!r}: "
+                             "use %s or %(name)s, and %% for a literal %")
+        if (name is not None) != named:
+            raise QueryError(f"{one_line(sql)!r}: %s placeholders take a sequence of values, "
+                             "%(name)s placeholders a mapping; do not mix them")
+        if isinstance(params, Mapping):
+            if name not in params:
+                raise QueryError(f"{one_line(sql)!r}: no value for placeholder %({name})s")
+            parts.append(render(params[name]))
+        else:
+            if used >= len(params):
+                raise QueryError(f"{one_line(sql)!r}: more placeholders than the "
+                                 f"{len(params)} values given")
+            parts.append(render(params[used]))
+            used += 1
+    if not named and used != len(params):
+        raise QueryError(f"{one_line(sql)!r}: {len(params)} values for {used} placeholders")
+    parts.append(sql[position:])
+    return "".join(parts)
 
 
 def one_line(text: str) -> str:

@@ -19,7 +19,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from cryomigrate.backends import ConnectOptions, pgtext
-from cryomigrate.backends.base import Params, QueryError, QueryResult, Script, Transaction
+from cryomigrate.backends.base import (
+    Elapsed,
+    Params,
+    QueryError,
+    QueryResult,
+    Script,
+    Transaction,
+)
 from cryomigrate.backends.libpq import (
     DETAIL,
     HINT,
@@ -30,7 +37,7 @@ from cryomigrate.backends.libpq import (
     Connection,
     Result,
 )
-from cryomigrate.backends.pgtext import bind, bindable, literal, one_line
+from cryomigrate.backends.pgtext import bind, literal, one_line
 from cryomigrate.errors import LockTimeout
 
 _LOCK_NOT_AVAILABLE = "55P03"
@@ -155,6 +162,9 @@ class PostgresBackend:
                     f"after {opts.lock_wait_ms / 1000:g}s (raise --lock-wait to wait longer)"
                 ) from None
             raise
+        except BaseException:  # Ctrl-C while waiting for the lock
+            self._rollback()
+            raise
         return _to_result(results[-1]) if first is not None else QueryResult()
 
     def _rollback(self) -> None:
@@ -178,24 +188,18 @@ class PostgresBackend:
 
 
 def _inline(sql: str, params: Params) -> str:
-    """``sql`` with ``params`` bound client-side, so several statements go in one message.
+    """``sql`` with ``params`` bound client-side, so several statements go in one message."""
+    return sql if params is None else bind(sql, params, _render)
 
-    cryomigrate's own rows hold only ints and strings, quoted here; other values (dates,
+
+def _render(value: Any) -> str:
+    """cryomigrate's own rows hold only ints and strings, quoted here; other values (dates,
     UUIDs, decimals, JSON from a Python migration) are rendered by psycopg's adapters."""
-    if params is None:
-        return sql
-    if bindable(params):
-        return bind(sql, params)
+    if value is None or type(value) in (int, str) or isinstance(value, Elapsed):
+        return literal(value)
     from psycopg.sql import Literal
 
-    def render(value: Any) -> str:
-        if value is None or type(value) in (int, str):
-            return literal(value)
-        return Literal(value).as_bytes(None).decode()
-
-    if isinstance(params, dict):
-        return sql % {key: render(value) for key, value in params.items()}
-    return sql % tuple(render(value) for value in params)
+    return Literal(value).as_bytes(None).decode()
 
 
 def _to_result(res: Result) -> QueryResult:
