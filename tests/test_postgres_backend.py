@@ -56,6 +56,23 @@ def rollback(conn, environment):
     assert pg_project.query("SELECT note, price::text FROM rich") == [("by name", "1.50")]
 
 
+def test_python_migrations_see_times_in_the_session_time_zone(pg_project: Project) -> None:
+    import psycopg
+
+    dbname = pg_project.url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_project.url, autocommit=True) as conn:
+        conn.execute(f"ALTER ROLE postgres IN DATABASE {dbname} "  # type: ignore[arg-type]
+                     "SET TimeZone = 'America/New_York'")
+    pg_project.add("001_tz.py", """
+def apply(conn, environment):
+    at = conn.sql("SELECT '2024-01-01 02:00+00'::timestamptz AS at").execute().data[0]["at"]
+    assert (at.date().isoformat(), at.hour, at.utcoffset().total_seconds()) == (
+        "2023-12-31", 21, -5 * 3600), at
+""")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 0, result.output
+
+
 def test_history_times_read_the_same_whatever_the_session_settings(pg_project: Project) -> None:
     # applied_at is read back as UTC text, so a role with another DateStyle or TimeZone
     # (set by a DBA, or by Supabase) sees the same status and history as everyone else.

@@ -76,7 +76,8 @@ def _load() -> Any:
         ("PQconninfoFree", None, [p]), ("PQfreemem", None, [p]), ("PQgetCancel", p, [p]),
         ("PQcancel", i, [p, c, i]), ("PQfreeCancel", None, [p]),
         ("PQsetNoticeProcessor", p, [p, _NoticeProcessor, p]),
-        ("PQputCopyEnd", i, [p, c]), ("PQgetCopyData", i, [p, ctypes.POINTER(p), i]),
+        ("PQparameterStatus", c, [p, c]), ("PQputCopyEnd", i, [p, c]),
+        ("PQgetCopyData", i, [p, ctypes.POINTER(p), i]),
     ):
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
@@ -240,6 +241,11 @@ class Connection:
             lib.PQfreeCancel(cancel)
         while (res := self._next()) is not None:
             lib.PQclear(res)
+
+    def parameter(self, name: str) -> str | None:
+        """A setting the server reports to every client (TimeZone, DateStyle, ...)."""
+        value = _LIB.PQparameterStatus(self._conn, name.encode()) if self._conn else None
+        return _text(value) or None
 
     @property
     def idle(self) -> bool:

@@ -13,9 +13,11 @@ failed, and so the line of the file to report.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timezone, tzinfo
 from typing import Any
 
 from cryomigrate.backends import ConnectOptions, pgtext
@@ -45,6 +47,7 @@ _ACTIVE_SQL_TRANSACTION = "25001"
 # Column types read without psycopg: integers (int2, int4, int8, oid), bool, and text-like
 # types (text, varchar, char, name). Anything else is loaded by psycopg's own loaders.
 _INTS, _BOOL, _TEXTS = frozenset({20, 21, 23, 26}), 16, frozenset({25, 1043, 1042, 19})
+_TIMESTAMPTZ = 1184
 
 
 class PostgresBackend:
@@ -66,7 +69,7 @@ class PostgresBackend:
         results = self._db.execute(_inline(sql, params))
         if results and results[-1].failed:
             raise _failure(self._db, results[-1], None)
-        return _to_result(results[-1]) if results else QueryResult()
+        return _to_result(results[-1], self._db) if results else QueryResult()
 
     def run_script(self, script: Script) -> QueryResult:
         if self._db.idle:
@@ -87,7 +90,7 @@ class PostgresBackend:
                                f"{script.file_line(first_index)}")
             statement = min(first_index + len(results) - 1, len(script.statements) - 1)
             raise _result_error(res, script, statement, text)
-        return _to_result(results[-1]) if results else QueryResult()
+        return _to_result(results[-1], self._db) if results else QueryResult()
 
     @contextmanager
     def transaction(self, *, lock: bool = True, first: tuple[str, Params] | None = None
@@ -202,10 +205,10 @@ def _render(value: Any) -> str:
     return Literal(value).as_bytes(None).decode()
 
 
-def _to_result(res: Result) -> QueryResult:
+def _to_result(res: Result, db: Connection | None = None) -> QueryResult:
     if res.status != TUPLES_OK:
         return QueryResult([], res.command_tuples if res.command_tuples is not None else -1)
-    names, load = res.names, _loader(res.types)
+    names, load = res.names, _loader(res.types, db)
     return QueryResult([dict(zip(names, load(row), strict=False)) for row in res.rows],
                        len(res.rows))
 
@@ -213,7 +216,7 @@ def _to_result(res: Result) -> QueryResult:
 Row = Sequence[bytes | None]
 
 
-def _loader(types: list[int]) -> Callable[[Row], Sequence[Any]]:
+def _loader(types: list[int], db: Connection | None) -> Callable[[Row], Sequence[Any]]:
     """Turn a row of text values into Python values by column type."""
     if all(t in _INTS or t in _TEXTS or t == _BOOL for t in types):
         def plain(row: Row) -> list[Any]:
@@ -225,7 +228,29 @@ def _loader(types: list[int]) -> Callable[[Row], Sequence[Any]]:
 
     transformer = Transformer()
     transformer.set_loader_types(types, Format.TEXT)
-    return transformer.load_sequence
+    zoned = [i for i, t in enumerate(types) if t == _TIMESTAMPTZ]
+    if not zoned or db is None:
+        return transformer.load_sequence
+    # Without a connection psycopg gives timestamptz values in UTC; with one, in the
+    # session's TimeZone, which is what .date() or .hour in a data migration expects.
+    zone = _zone(db.parameter("TimeZone"))
+
+    def in_session_zone(row: Row) -> list[Any]:
+        values = list(transformer.load_sequence(row))
+        for i in zoned:
+            with contextlib.suppress(AttributeError, OverflowError):
+                values[i] = values[i].astimezone(zone)
+        return values
+    return in_session_zone
+
+
+def _zone(name: str | None) -> tzinfo:
+    from zoneinfo import ZoneInfo
+
+    try:
+        return ZoneInfo(name) if name else timezone.utc
+    except (ValueError, OSError):  # an offset such as <+03>-03 that zoneinfo cannot read
+        return timezone.utc
 
 
 def _set_local(name: str, ms: int | None) -> str:
