@@ -37,7 +37,10 @@ def bind(sql: str, params: Sequence[Any] | Mapping[str, Any],
     The placeholders are psycopg's: ``%s`` with a sequence, ``%(name)s`` with a mapping,
     and ``%%`` for a literal ``%``; anything else is an error, never a silent rewrite.
     """
-    named = isinstance(params, Mapping)
+    # (list, tuple) first: the isinstance check against the Mapping ABC is slow.
+    mapping = None if isinstance(params, (list, tuple)) or not isinstance(params, Mapping) \
+        else params
+    sequence: Sequence[Any] = () if mapping is not None else params  # type: ignore[assignment]
     parts: list[str] = []
     position = used = 0
     for match in _PLACEHOLDER.finditer(sql):
@@ -50,21 +53,21 @@ def bind(sql: str, params: Sequence[Any] | Mapping[str, Any],
         if kind != "s":
             raise QueryError(f"unsupported placeholder {match.group(0)!r} in {one_line(sql)!r}: "
                              "use %s or %(name)s, and %% for a literal %")
-        if (name is not None) != named:
+        if (name is not None) != (mapping is not None):
             raise QueryError(f"{one_line(sql)!r}: %s placeholders take a sequence of values, "
                              "%(name)s placeholders a mapping; do not mix them")
-        if isinstance(params, Mapping):
-            if name not in params:
+        if mapping is not None:
+            if name not in mapping:
                 raise QueryError(f"{one_line(sql)!r}: no value for placeholder %({name})s")
-            parts.append(render(params[name]))
+            parts.append(render(mapping[name]))
         else:
-            if used >= len(params):
+            if used >= len(sequence):
                 raise QueryError(f"{one_line(sql)!r}: more placeholders than the "
-                                 f"{len(params)} values given")
-            parts.append(render(params[used]))
+                                 f"{len(sequence)} values given")
+            parts.append(render(sequence[used]))
             used += 1
-    if not named and used != len(params):
-        raise QueryError(f"{one_line(sql)!r}: {len(params)} values for {used} placeholders")
+    if mapping is None and used != len(sequence):
+        raise QueryError(f"{one_line(sql)!r}: {len(sequence)} values for {used} placeholders")
     parts.append(sql[position:])
     return "".join(parts)
 
