@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import Project
@@ -175,6 +177,35 @@ def apply(conn, environment):
     assert result.exit_code == 1, result.output
     assert "002_bad.py" in result.output and "unsupported placeholder" in result.output
     assert pg_project.query("SELECT id, balance FROM acct ORDER BY id") == [(1, 15), (2, 10)]
+
+
+def test_ctrl_c_stops_a_connect_that_hangs(tmp_path: Path) -> None:
+    # A server that accepts the connection but never answers: libpq would wait out
+    # connect_timeout (here 30 s) inside one C call. Ctrl-C must end the run at once.
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(5)
+        port = silent.getsockname()[1]
+        (tmp_path / "migrations").mkdir()
+        (tmp_path / "migrations" / "001_a.sql").write_text("SELECT 1;\n")
+        (tmp_path / "environments.yaml").write_text(
+            "environments:\n  development:\n    database: postgresql://postgres@127.0.0.1:"
+            f"{port}/x?connect_timeout=30&sslmode=disable\n")
+        run = subprocess.Popen([sys.executable, "-m", "cryomigrate", "--config",
+                                str(tmp_path / "environments.yaml"), "apply"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        started = time.monotonic()
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=20)
+    assert time.monotonic() - started < 5, err
+    assert run.returncode != 0 and "Traceback" not in err, err
 
 
 def test_server_notices_stay_off_the_terminal(pg_project: Project) -> None:

@@ -18,6 +18,8 @@ import glob
 import importlib.util
 import os
 import select
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from cryomigrate.backends.pgtext import one_line
@@ -153,7 +155,7 @@ class Connection:
                  ("dbname", url), ("client_encoding", "UTF8")]
         keys = (ctypes.c_char_p * (len(pairs) + 1))(*[k.encode() for k, _ in pairs], None)
         values = (ctypes.c_char_p * (len(pairs) + 1))(*[v.encode() for _, v in pairs], None)
-        conn = lib.PQconnectdbParams(keys, values, 1)
+        conn = _interruptible(lambda: lib.PQconnectdbParams(keys, values, 1))
         if not conn:
             raise ConnectionFailed("cannot connect to PostgreSQL: out of memory")
         if lib.PQstatus(conn) != _CONNECTION_OK:
@@ -260,6 +262,16 @@ class Connection:
         if self._conn:
             _LIB.PQfinish(self._conn)
             self._conn = 0
+
+
+def _interruptible(connect: Callable[[], int]) -> int:
+    """Run a blocking connect in a thread, so Ctrl-C is not held up until connect_timeout
+    (libpq's non-blocking connect would leave that timeout to us, per host)."""
+    done: list[int] = []
+    thread = threading.Thread(target=lambda: done.append(connect()), daemon=True)
+    thread.start()
+    thread.join()  # interruptible: KeyboardInterrupt leaves the thread to finish alone
+    return done[0] if done else 0
 
 
 def _check_url(lib: Any, url: str) -> None:
