@@ -27,7 +27,7 @@ from cryomigrate.errors import ConfigError, ConnectionFailed
 from cryomigrate.redact import redact
 
 _CONNECTION_OK = 0
-TUPLES_OK, FATAL_ERROR = 2, 7
+TUPLES_OK, _BAD_RESPONSE, FATAL_ERROR = 2, 5, 7
 _COPY_OUT, _COPY_IN, _COPY_BOTH = 3, 4, 8
 _IDLE, _UNKNOWN = 0, 4
 # PQresultErrorField codes, the one-letter field names of the protocol.
@@ -118,7 +118,8 @@ class Result:
             # NULL reads as b"" too; only then is the isnull call needed.
             self.rows = [[get(res, r, f) or (None if isnull(res, r, f) else b"")
                           for f in fields] for r in range(lib.PQntuples(res))]
-        elif self.status == FATAL_ERROR:
+        elif self.status in (FATAL_ERROR, _BAD_RESPONSE):
+            self.status = FATAL_ERROR  # a reply libpq could not understand fails the same way
             self._errors = {code: _text(lib.PQresultErrorField(res, code)) or None
                             for code in (SQLSTATE, PRIMARY, DETAIL, HINT, POSITION)}
             self._errors[0] = _text(lib.PQresultErrorMessage(res))
@@ -132,8 +133,9 @@ class Result:
         return self._errors.get(code)
 
     @classmethod
-    def lost(cls, message: str) -> Result:
-        """A failure with no result from the server: the connection itself broke."""
+    def local(cls, message: str) -> Result:
+        """A failure with no result from the server: a broken connection, or SQL that
+        cannot be sent."""
         result = cls.__new__(cls)
         result.status, result.names, result.types, result.rows = FATAL_ERROR, [], [], []
         result.command_tuples = None
@@ -182,11 +184,11 @@ class Connection:
         """
         lib, conn = _LIB, self._conn
         if not conn:
-            return [Result.lost("the connection is closed")]
+            return [Result.local("the connection is closed")]
         if "\x00" in sql:
-            return [Result.lost("the SQL holds a NUL character, which PostgreSQL cannot take")]
+            return [Result.local("the SQL holds a NUL character, which PostgreSQL cannot take")]
         if not lib.PQsendQuery(conn, sql.encode()):
-            return [Result.lost(_text(lib.PQerrorMessage(conn)))]
+            return [Result.local(_text(lib.PQerrorMessage(conn)))]
         results: list[Result] = []
         try:
             while (res := self._next()) is not None:
