@@ -115,14 +115,15 @@ def split(sql: str) -> list[Statement]:
     statements: list[Statement] = []
     start: int | None = None  # offset of the current statement's first token
     words: list[str] = []
+    previous = ""  # the word before, to tell BEGIN ATOMIC
     parens = blocks = 0
     pos = 0
 
     def finish(end: int) -> None:
-        nonlocal start, words, parens, blocks
+        nonlocal start, words, parens, blocks, previous
         if start is not None:
             statements.append(Statement(sql, start, end, lexer.line_of(start), tuple(words)))
-        start, words, parens, blocks = None, [], 0, 0
+        start, words, parens, blocks, previous = None, [], 0, 0, ""
 
     while True:
         match = _TOKEN.search(sql, pos)
@@ -158,13 +159,17 @@ def split(sql: str) -> list[Statement]:
             upper = token.upper()
             if len(words) < _LEADING_WORDS:
                 words.append(upper)
-            # Block bodies only exist in CREATE statements (BEGIN ATOMIC, SQLite triggers);
-            # elsewhere a leading BEGIN is transaction control and CASE ... END is an expression.
+            # Block bodies only exist in CREATE statements: BEGIN ATOMIC, and a SQLite
+            # trigger's BEGIN ... END. Elsewhere a leading BEGIN is transaction control,
+            # CASE ... END is an expression, and "AS begin" is just a name.
             if words[0] == "CREATE" and parens == 0:
-                if upper == "BEGIN" or (upper == "CASE" and blocks):
+                if ((upper == "ATOMIC" and previous == "BEGIN")
+                        or (upper == "BEGIN" and "TRIGGER" in words)
+                        or (upper == "CASE" and blocks)):
                     blocks += 1
                 elif upper == "END" and blocks:
                     blocks -= 1
+            previous = upper
     finish(len(sql))
     return statements
 

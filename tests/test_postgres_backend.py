@@ -71,8 +71,21 @@ def apply(conn, environment):
     assert (at.date().isoformat(), at.hour, at.utcoffset().total_seconds()) == (
         "2023-12-31", 21, -5 * 3600), at
 """)
+    pg_project.add("002_posix_offset.py", """
+def apply(conn, environment):
+    conn.sql("SET LOCAL TIME ZONE INTERVAL '+03:00' HOUR TO MINUTE").execute()
+    at = conn.sql("SELECT '2024-01-01 02:00+00'::timestamptz AS at").execute().data[0]["at"]
+    assert at.timestamp() == 1704074400, at  # zoneinfo cannot read <+03>-03: UTC, as psycopg
+""")
+    pg_project.add("003_str_params.py", """
+def apply(conn, environment):
+    conn.sql("SELECT %s", "not a tuple").execute()
+""")
     result = pg_project.cli("apply")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
+    assert "003_str_params.py" in result.output and "parameters must be a sequence" in \
+        result.output, result.output
+    assert [row[0] for row in pg_project.history()] == ["001", "002"]
 
 
 def test_history_times_read_the_same_whatever_the_session_settings(pg_project: Project) -> None:
@@ -206,6 +219,29 @@ def test_ctrl_c_stops_a_connect_that_hangs(tmp_path: Path) -> None:
         _, err = run.communicate(timeout=20)
     assert time.monotonic() - started < 5, err
     assert run.returncode != 0 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(("ending", "phrase"), [
+    ("INSERT INTO t VALUES ('never closed);\n", "unfinished statement, string"),
+    ("SELECT 1 +\n", "unfinished statement, string"),
+    ('SELECT "never closed;\n', "unfinished statement, string"),
+    ("SELECT 1; /* never closed\n", 'unterminated /* comment at or near "/* never closed..."'),
+    ("SELECT $$ never closed;\n", "unterminated dollar-quoted string"),
+])
+def test_a_script_that_never_finishes_is_reported_at_its_end(pg_project: Project,
+                                                            ending: str, phrase: str) -> None:
+    # The script travels with its history row and COMMIT; a string or statement it leaves
+    # open swallows them, and the error must still name the script, not the COMMIT.
+    pg_project.add("001_t.sql", "CREATE TABLE t (v text);\n")
+    pg_project.add("002_open.sql", "INSERT INTO t VALUES ('fine');\n" + ending)
+    result = pg_project.cli("apply")
+    assert result.exit_code == 1, result.output
+    assert "002_open.sql line 2" in result.output, result.output
+    assert phrase in result.output, result.output
+    assert "COMMIT" not in result.output and "INSERT INTO" not in result.output.split(
+        "002_open.sql line 2")[1], result.output
+    assert pg_project.history() == [("001", "t", "applied")]
+    assert pg_project.query("SELECT count(*) FROM t") == [(0,)]
 
 
 def test_server_notices_stay_off_the_terminal(pg_project: Project) -> None:

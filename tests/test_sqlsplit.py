@@ -55,6 +55,14 @@ def test_sqlite_trigger_body_is_one_statement() -> None:
     assert len(split(sql)) == 2
 
 
+def test_a_name_begin_in_a_create_statement_opens_no_block() -> None:
+    # "AS begin" used to open a block that swallowed the rest of the script, so a COMMIT
+    # after it was neither split off nor stripped, and ran on the server.
+    sql = "CREATE VIEW v AS SELECT 1 AS begin;\nCOMMIT;\nSELECT 1;"
+    assert texts(sql) == ["CREATE VIEW v AS SELECT 1 AS begin;", "COMMIT;", "SELECT 1;"]
+    assert split(sql)[1].control == "commit"
+
+
 def test_statement_lines() -> None:
     sql = "\n-- header\nSELECT 1;\n\nSELECT\n  2;\n"
     assert [s.line for s in split(sql)] == [3, 5]

@@ -270,10 +270,28 @@ def _interruptible(connect: Callable[[], int]) -> int:
     """Run a blocking connect in a thread, so Ctrl-C is not held up until connect_timeout
     (libpq's non-blocking connect would leave that timeout to us, per host)."""
     done: list[int] = []
-    thread = threading.Thread(target=lambda: done.append(connect()), daemon=True)
+    abandoned: list[bool] = []
+    lock = threading.Lock()  # the connection is closed once, by whichever side is last
+
+    def run() -> None:
+        conn = connect()
+        with lock:
+            if not abandoned:
+                done.append(conn)
+            elif conn:
+                _LIB.PQfinish(conn)
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    thread.join()  # interruptible: KeyboardInterrupt leaves the thread to finish alone
-    return done[0] if done else 0
+    try:
+        thread.join()  # interruptible: Ctrl-C is delivered here
+    except BaseException:
+        with lock:
+            abandoned.append(True)
+            if done and done[0]:
+                _LIB.PQfinish(done[0])
+        raise
+    return done[0]
 
 
 def _check_url(lib: Any, url: str) -> None:

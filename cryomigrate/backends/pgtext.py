@@ -9,7 +9,9 @@ from typing import Any
 from cryomigrate.backends.base import Elapsed, QueryError
 
 # Milliseconds since the transaction began (now() is its start), rounded by the cast.
-_ELAPSED_SQL = "(extract(epoch FROM clock_timestamp() - now()) * 1000)::int"
+# Qualified: the script that ran just before, in the same transaction, may set search_path.
+_ELAPSED_SQL = ("(extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)"
+                "::pg_catalog.int4")
 
 
 def literal(value: int | str | Elapsed | None) -> str:
@@ -22,7 +24,7 @@ def literal(value: int | str | Elapsed | None) -> str:
         # A leading space keeps "balance-%s" with -5 from becoming the comment "--5".
         return str(int(value)) if value >= 0 else f" {int(value)}"
     if "\x00" in value:
-        raise ValueError("PostgreSQL text cannot contain NUL characters")
+        raise QueryError("PostgreSQL text cannot hold a NUL character (\\x00)")
     quoted = value.replace("\\", "\\\\").replace("'", "''")
     return f"E'{quoted}'" if "\\" in value else f"'{quoted}'"
 
@@ -37,6 +39,10 @@ def bind(sql: str, params: Sequence[Any] | Mapping[str, Any],
     The placeholders are psycopg's: ``%s`` with a sequence, ``%(name)s`` with a mapping,
     and ``%%`` for a literal ``%``; anything else is an error, never a silent rewrite.
     """
+    if not isinstance(params, (list, tuple)) and (
+            isinstance(params, (str, bytes)) or not isinstance(params, (Sequence, Mapping))):
+        raise QueryError(f"{one_line(sql)!r}: parameters must be a sequence (for %s) or a "
+                         f"mapping (for %(name)s), not {type(params).__name__}")
     # (list, tuple) first: the isinstance check against the Mapping ABC is slow.
     mapping = None if isinstance(params, (list, tuple)) or not isinstance(params, Mapping) \
         else params

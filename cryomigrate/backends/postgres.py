@@ -44,6 +44,10 @@ from cryomigrate.errors import LockTimeout
 
 _LOCK_NOT_AVAILABLE = "55P03"
 _ACTIVE_SQL_TRANSACTION = "25001"
+_SYNTAX_ERROR = "42601"
+# Between a deferred script and the rows sent after it: a newline first, for a script that
+# ends in a -- comment.
+_AFTER_SCRIPT = "\n;\n"
 # Column types read without psycopg: integers (int2, int4, int8, oid), bool, and text-like
 # types (text, varchar, char, name). Anything else is loaded by psycopg's own loaders.
 _INTS, _BOOL, _TEXTS = frozenset({20, 21, 23, 26}), 16, frozenset({25, 1043, 1042, 19})
@@ -101,9 +105,9 @@ class PostgresBackend:
         except BaseException:
             self._rollback()
             raise
-        statements = [_inline(sql, params) for sql, params, _ in tx.deferred]
         checked = any(check is not None for _, _, check in tx.deferred)
         try:
+            statements = [_inline(sql, params) for sql, params, _ in tx.deferred]
             # Writes whose result must be checked are checked before COMMIT, so a failed
             # check still rolls back; unchecked writes ride along with the COMMIT itself.
             results = self._finish(tx.script, statements if checked else [*statements, "COMMIT"])
@@ -120,17 +124,23 @@ class PostgresBackend:
         """The deferred script and writes in one message; the writes' results."""
         if script is None:
             return self._batch(statements, "COMMIT")
-        # A newline first: the script may end in a -- comment.
-        results = self._db.execute(script.text + "\n;\n" + "; ".join(statements))
+        tail = _AFTER_SCRIPT + "; ".join(statements)
+        results = self._db.execute(script.text + tail)
         written = len(results) - len(statements)
         failed = results[-1] if results and results[-1].failed else None
         if failed is None:
             return results[written:]
-        if failed.error(SQLSTATE) is None:  # no answer from the server: connection trouble
-            raise _failure(self._db, failed, f"{script.origin} line {script.first_line}")
+        sqlstate = failed.error(SQLSTATE)
+        if sqlstate is None:  # no answer from the server: connection trouble
+            raise _failure(self._db, failed, f"{script.origin} (sent with its history row: "
+                           "both were committed or neither; `cryomigrate status` tells which)")
         position = failed.error(POSITION)
-        in_script = (int(position) <= len(script.text) if position and position.isdigit()
-                     else len(results) <= len(script.statements))
+        if position and position.isdigit():
+            # cryomigrate's own writes always parse: a syntax error past the script is the
+            # script's, which never finished its last statement, string or comment.
+            in_script = int(position) <= len(script.text) or sqlstate == _SYNTAX_ERROR
+        else:
+            in_script = len(results) <= len(script.statements)
         if in_script:
             raise _result_error(failed, script, len(results) - 1, script.text)
         raise _failure(self._db, failed, "COMMIT")
@@ -249,7 +259,7 @@ def _zone(name: str | None) -> tzinfo:
 
     try:
         return ZoneInfo(name) if name else timezone.utc
-    except (ValueError, OSError):  # an offset such as <+03>-03 that zoneinfo cannot read
+    except (KeyError, ValueError, OSError):  # a POSIX offset such as <+03>-03, as psycopg
         return timezone.utc
 
 
@@ -270,6 +280,13 @@ def _result_error(res: Result, script: Script, index: int, sent: str) -> QueryEr
     sqlstate = res.error(SQLSTATE)
     position = res.error(POSITION)
     offset = int(position) - 1 if position and position.isdigit() else None
+    primary = res.error(PRIMARY) or "error"
+    if _AFTER_SCRIPT in primary:  # "at or near" quoting the rest of the message
+        primary = " ".join(primary[:primary.index(_AFTER_SCRIPT)].split()) + '..."'
+    if offset is not None and offset >= len(sent.rstrip()):
+        offset = max(0, len(sent.rstrip()) - 1)
+        primary = (primary.split(" at or near ")[0] + " at the end of the script: it ends "
+                   "inside an unfinished statement, string, quoted identifier or comment")
     if offset is not None and sent is script.text:
         index = script.index_at(offset)  # the server's position is the surest guide
     line = script.file_line(index) if script.statements else script.first_line
@@ -280,8 +297,7 @@ def _result_error(res: Result, script: Script, index: int, sent: str) -> QueryEr
         error_line = start + sent[:offset].count("\n")
         if error_line != line:
             where += f" (error at line {error_line})"
-    message = _compose(sqlstate, res.error(PRIMARY) or "error", res.error(DETAIL),
-                       res.error(HINT))
+    message = _compose(sqlstate, primary, res.error(DETAIL), res.error(HINT))
     return QueryError(f"{script.origin} {where}: {message}", sqlstate=sqlstate, line=line)
 
 

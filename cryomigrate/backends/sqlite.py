@@ -88,6 +88,7 @@ class SqliteBackend:
     @contextmanager
     def transaction(self, *, lock: bool = True, first: tuple[str, Params] | None = None
                     ) -> Iterator[Transaction]:
+        started = time.perf_counter()  # durations include the lock wait, as on PostgreSQL
         try:
             self._db.execute("BEGIN IMMEDIATE" if lock else "BEGIN")
         except sqlite3.OperationalError as exc:
@@ -97,7 +98,6 @@ class SqliteBackend:
                     f"{self._lock_wait_ms / 1000:g}s (raise --lock-wait to wait longer)"
                 ) from exc
             raise QueryError(f"SQLite error: {exc}") from exc
-        started = time.perf_counter()
         try:
             tx = Transaction(self.query(*first) if first else QueryResult())
             yield tx
