@@ -4,6 +4,9 @@ Shared by SQL migrations and by ``conn.sql`` in Python migrations, so both treat
 user's own ``BEGIN; ... COMMIT;`` the same way: inside a transactional migration it is
 recognised, not sent, and reported as a notice, because a user's ``COMMIT`` would end
 cryomigrate's transaction and break the migration's atomicity.
+
+The splitter is imported only where a split is needed: its regexes take ~7 ms to compile,
+and most scripts need none.
 """
 
 from __future__ import annotations
@@ -14,9 +17,6 @@ from dataclasses import dataclass
 
 from cryomigrate.backends.base import Script
 from cryomigrate.errors import MigrationFileError
-
-# sqlsplit is imported where a split is needed: its regexes take ~7 ms to compile, and
-# most scripts need no split at all.
 
 _MARKER = re.compile(r"^[ \t]*--[ \t]*cryomigrate:([A-Za-z_-]+)[ \t]*\r?$", re.MULTILINE)
 _KNOWN_MARKERS = ("apply", "rollback", "no-transaction")
