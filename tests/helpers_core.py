@@ -77,12 +77,14 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def config_with(project: Project, body: str) -> None:
+def config_with(project: Project, body: str = "", *, history_table: str | None = None
+                ) -> None:
     """Write a config whose development database is the project's, plus ``body`` lines
-    (indented as keys of the development environment)."""
+    (indented as keys of the development environment) and, if given, ``history_table``."""
     extra = textwrap.indent(textwrap.dedent(body).strip("\n"), "    ")
+    top = f"history_table: {history_table}\n" if history_table else ""
     project.config.write_text(
-        "environments:\n  development:\n"
+        f"{top}environments:\n  development:\n"
         f"    database: {project.url}\n{extra}\n", encoding="utf-8")
 
 

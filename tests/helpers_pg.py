@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import Project
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLI_TIMEOUT = 120.0
@@ -68,6 +71,18 @@ def finish(process: subprocess.Popen[str], timeout: float = CLI_TIMEOUT) -> Comp
 def run(config: Path, *args: str, env: dict[str, str] | None = None,
         timeout: float = CLI_TIMEOUT) -> Completed:
     return finish(spawn(config, *args, env=env), timeout)
+
+
+def finish_all_ok(processes: list[subprocess.Popen[str]]) -> None:
+    """Wait for every process, then assert that each one exited 0."""
+    results = [finish(p) for p in processes]
+    for result in results:
+        assert result.returncode == 0, result.output
+
+
+def run_at_once(config: Path, runs: int, *args: str) -> None:
+    """Start ``runs`` copies of ``cryomigrate ARGS`` together; every one must exit 0."""
+    finish_all_ok([spawn(config, *args) for _ in range(runs)])
 
 
 def status_states(config: Path, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -123,6 +138,36 @@ CREATE TABLE effects (version INTEGER NOT NULL);
 -- cryomigrate:rollback
 DROP TABLE effects;
 """
+
+
+def assert_each_effect_once(project: Project, count: int) -> None:
+    """Table effects has ``count`` rows and no version twice: no migration ran twice."""
+    assert project.query("SELECT version, count(*) FROM effects GROUP BY version "
+                         "HAVING count(*) <> 1") == []
+    assert project.query("SELECT count(*) FROM effects") == [(count,)]
+
+
+@contextlib.contextmanager
+def run_held_inside_gate(config: Path) -> Iterator[None]:
+    """For the whole block, an ``apply`` sits inside the gated migration 001 (GATED_PY with
+    n=1), holding the run lock; then it is released and must finish with exit 0."""
+    holder = spawn(config, "apply", env={"CM_GATE_SECONDS": "60"})
+    try:
+        wait_until((config.parent / "inside_1").exists, 60, "the first run to enter 001",
+                   holder)
+        yield
+    finally:
+        (config.parent / "release").touch()
+        first = finish(holder)
+    assert first.returncode == 0, first.output
+
+
+def sigkill_inside_gate(config: Path) -> None:
+    """Start ``apply`` and SIGKILL it while it is inside the gated migration 001."""
+    process = spawn(config, "apply", env={"CM_GATE_SECONDS": "60"})
+    wait_until((config.parent / "inside_1").exists, 60, "the run to enter 001", process)
+    os.kill(process.pid, signal.SIGKILL)
+    finish(process, timeout=30)
 
 
 # ---------------------------------------------------------------------------------------

@@ -201,11 +201,12 @@ def test_variable_of_another_environment_is_not_resolved(sqlite_project: Project
 
 # --- every class of bad input: exit 2, file + key path + line, nothing written --------
 
-def _assert_bad_config(project: Project, text: str, *needles: str) -> None:
+def _assert_bad_config(project: Project, text: str, *needles: str,
+                       env: dict[str, str] | None = None) -> None:
     project.write_config(text)
     add_tables(project, "001_t1")
     for command in (("apply",), ("status",), ("validate",)):
-        result = project.cli(*command)
+        result = project.cli(*command, env=env)
         assert_clean_exit(result, 2)
         assert result.stdout == "" or "Traceback" not in result.stdout
         assert str(project.config) in result.stderr, result.stderr
@@ -271,18 +272,12 @@ def test_bad_duration_is_rejected(sqlite_project: Project) -> None:
 
 
 def test_bad_duration_from_variable_is_rejected(sqlite_project: Project) -> None:
-    sqlite_project.write_config("""
+    _assert_bad_config(sqlite_project, """
         environments:
           development:
             database: sqlite:///app.db
             lock_timeout: ${CM_TEST_TIMEOUT}
-    """)
-    add_tables(sqlite_project, "001_t1")
-    result = sqlite_project.cli("apply", env={"CM_TEST_TIMEOUT": "soon"})
-    assert_clean_exit(result, 2)
-    assert "environments.development.lock_timeout" in result.stderr
-    assert "soon" in result.stderr
-    assert not (sqlite_project.root / "app.db").exists()
+    """, "environments.development.lock_timeout", "soon", env={"CM_TEST_TIMEOUT": "soon"})
 
 
 def test_bad_url_scheme_is_rejected(sqlite_project: Project) -> None:
@@ -294,16 +289,11 @@ def test_bad_url_scheme_is_rejected(sqlite_project: Project) -> None:
 
 
 def test_bad_url_scheme_from_variable_is_rejected(sqlite_project: Project) -> None:
-    sqlite_project.write_config("""
+    _assert_bad_config(sqlite_project, """
         environments:
           development:
             database: ${CM_TEST_URL}
-    """)
-    add_tables(sqlite_project, "001_t1")
-    result = sqlite_project.cli("apply", env={"CM_TEST_URL": "oracle://db/x"})
-    assert_clean_exit(result, 2)
-    assert "environments.development.database" in result.stderr
-    assert "oracle" in result.stderr
+    """, "environments.development.database", "oracle", env={"CM_TEST_URL": "oracle://db/x"})
 
 
 def test_missing_database_is_rejected(sqlite_project: Project) -> None:

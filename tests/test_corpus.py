@@ -28,6 +28,7 @@ import pytest
 
 from tests import helpers_pg as h
 from tests.conftest import PG_ADMIN_URL, PgDatabase, Project, corpus_dir
+from tests.helpers_core import config_with
 
 _NAME = re.compile(r"^(\d+)_(.+)$")
 _GOOSE = {
@@ -93,14 +94,6 @@ def convert_goose(source: Path, files: list[str], dest: Path) -> None:
             else:
                 converted.append(line)
         (dest / target_name(filename.removesuffix(".sql"))).write_bytes(b"\n".join(converted))
-
-
-def _use_history(project: Project, table: str | None = None) -> None:
-    # A history table outside public, so "public is empty" means exactly that.
-    history = f"history_table: {table}\n" if table else ""
-    project.config.write_text(
-        f"{history}environments:\n  development:\n    database: {project.url}\n",
-        encoding="utf-8")
 
 
 def _states(project: Project) -> dict[str, str]:
@@ -214,7 +207,8 @@ def test_docs_rs_apply_rollback_everything_and_reapply(
         pg_project: Project, corpus: Path, manifest: dict[str, dict[str, Any]]) -> None:
     entry = manifest["docs.rs"]
     project = pg_project
-    _use_history(project, "cryomigrate_meta.history")
+    # A history table outside public, so "public is empty" means exactly that.
+    config_with(project, history_table="cryomigrate_meta.history")
     convert_pairs(corpus / entry["dir"], entry["apply_order"], project.migrations)
     assert (project.migrations / "20240309082057_release_status_view_sql.sql").exists()
     count = len(entry["apply_order"])
@@ -242,7 +236,7 @@ def test_openfga_goose_with_create_index_concurrently(
         pg_project: Project, corpus: Path, manifest: dict[str, dict[str, Any]]) -> None:
     entry = manifest["openfga"]
     project = pg_project
-    _use_history(project, "cryomigrate_meta.history")
+    config_with(project, history_table="cryomigrate_meta.history")
     convert_goose(corpus / entry["dir"], entry["apply_order"], project.migrations)
     assert entry["no_transaction"] == ["006_add_collate_index.sql"]
     count = len(entry["apply_order"])

@@ -52,14 +52,9 @@ def _effect_migrations(project: Project, count: int) -> None:
 def test_six_concurrent_applies_apply_every_migration_exactly_once(project: Project) -> None:
     count, runs = 25, 6
     _effect_migrations(project, count)
-    processes = [h.spawn(project.config, "apply", "--lock-wait", "120") for _ in range(runs)]
-    results = [h.finish(p) for p in processes]
-    for result in results:
-        assert result.returncode == 0, result.output
+    h.run_at_once(project.config, runs, "apply", "--lock-wait", "120")
 
-    assert project.query("SELECT version, count(*) FROM effects GROUP BY version "
-                         "HAVING count(*) <> 1") == []
-    assert project.query("SELECT count(*) FROM effects") == [(count,)]
+    h.assert_each_effect_once(project, count)
     history = project.history()
     assert [row[0] for row in history] == [f"{n:03d}" for n in range(count + 1)]
     assert {row[2] for row in history} == {"applied"}
@@ -241,10 +236,7 @@ def test_statement_timeout_fails_and_leaves_migration_pending(pg_project: Projec
 def test_lock_wait_expiry_exits_5_while_another_run_holds_the_lock(project: Project) -> None:
     project.add("000_effects.sql", h.EFFECTS_SQL)
     project.add("001_gated.py", textwrap.dedent(h.GATED_PY.format(n=1)))
-    holder = h.spawn(project.config, "apply", env={"CM_GATE_SECONDS": "60"})
-    try:
-        h.wait_until((project.root / "inside_1").exists, 60, "the first run to enter 001",
-                     holder)
+    with h.run_held_inside_gate(project.config):
         started = time.monotonic()
         waiter = h.run(project.config, "apply", "--lock-wait", "1", timeout=60)
         elapsed = time.monotonic() - started
@@ -252,10 +244,6 @@ def test_lock_wait_expiry_exits_5_while_another_run_holds_the_lock(project: Proj
         assert "--lock-wait" in waiter.stderr, waiter.output
         assert "Traceback" not in waiter.stderr, waiter.output
         assert elapsed < 20, f"--lock-wait 1 took {elapsed:.1f}s"
-    finally:
-        (project.root / "release").touch()
-        first = h.finish(holder)
-    assert first.returncode == 0, first.output
     assert project.query("SELECT count(*) FROM effects") == [(1,)]
     assert set(h.status_states(project.config).values()) == {"applied"}
 
@@ -378,12 +366,8 @@ def test_concurrent_applies_wait_for_a_non_transactional_migration(project: Proj
         time.sleep(1.5)
     finally:
         (project.root / "release").touch()
-    results = [h.finish(p) for p in [first, *others]]
-    for result in results:
-        assert result.returncode == 0, result.output
-    assert project.query("SELECT version, count(*) FROM effects GROUP BY version "
-                         "HAVING count(*) <> 1") == []
-    assert project.query("SELECT count(*) FROM effects") == [(count,)]
+    h.finish_all_ok([first, *others])
+    h.assert_each_effect_once(project, count)
     assert set(h.status_states(project.config).values()) == {"applied"}
 
 
@@ -392,10 +376,7 @@ def test_sigkill_inside_a_non_transactional_migration_leaves_it_dirty(
     project.add("000_effects.sql", h.EFFECTS_SQL)
     project.add("001_outside.py", textwrap.dedent(OUTSIDE_PY.format(n=1)))
     project.add("002_after.sql", "CREATE TABLE t2 (id INTEGER);\n")
-    process = h.spawn(project.config, "apply", env={"CM_GATE_SECONDS": "60"})
-    h.wait_until((project.root / "inside_1").exists, 60, "the run to enter 001", process)
-    os.kill(process.pid, signal.SIGKILL)
-    h.finish(process, timeout=30)
+    h.sigkill_inside_gate(project.config)
 
     # What it did outside a transaction stays; the history says so by "dirty".
     assert "t1" in project.tables() and "t2" not in project.tables()
@@ -447,12 +428,8 @@ def test_concurrent_rollbacks_roll_back_every_migration_exactly_once(project: Pr
     count, runs = 10, 4
     _effect_migrations(project, count)
     assert h.run(project.config, "apply").returncode == 0
-    processes = [h.spawn(project.config, "rollback", "--target", "0", "--lock-wait", "120")
-                 for _ in range(runs)]
-    results = [h.finish(p) for p in processes]
-    for result in results:
-        # A second rollback of one migration would fail on its DROP TABLE.
-        assert result.returncode == 0, result.output
+    # Each must exit 0: a second rollback of one migration would fail on its DROP TABLE.
+    h.run_at_once(project.config, runs, "rollback", "--target", "0", "--lock-wait", "120")
     assert project.query("SELECT count(*) FROM effects") == [(0,)]
     assert not {f"t{n}" for n in range(1, count + 1)} & project.tables()
     journal = project.query("SELECT version, count(*) FROM cryomigrate_history_journal "
@@ -482,17 +459,10 @@ def test_lock_wait_is_not_cut_short_by_a_server_statement_timeout(
               f"ALTER DATABASE {pg_database.name} SET statement_timeout = '1s'")
     project.add("000_effects.sql", h.EFFECTS_SQL)
     project.add("001_gated.py", textwrap.dedent(h.GATED_PY.format(n=1)))
-    holder = h.spawn(project.config, "apply", env={"CM_GATE_SECONDS": "60"})
-    try:
-        h.wait_until((project.root / "inside_1").exists, 60, "the first run to enter 001",
-                     holder)
+    with h.run_held_inside_gate(project.config):
         started = time.monotonic()
         waiter = h.run(project.config, "apply", "--lock-wait", "3", timeout=60)
         elapsed = time.monotonic() - started
-    finally:
-        (project.root / "release").touch()
-        first = h.finish(holder)
-    assert first.returncode == 0, first.output
     assert waiter.returncode == 5, waiter.output
     assert elapsed >= 2.5, f"gave up after {elapsed:.1f}s although --lock-wait was 3"
 

@@ -67,12 +67,7 @@ def test_journal_row_contents(project: Project) -> None:
 
 
 def test_custom_history_table(project: Project) -> None:
-    project.write_config(f"""
-        history_table: schema_log
-        environments:
-          development:
-            database: {project.url}
-    """)
+    config_with(project, history_table="schema_log")
     add_tables(project, "001_t1")
     assert_clean_exit(project.cli("apply"), 0)
     assert {"schema_log", "schema_log_journal", "t1"} <= project.tables()
@@ -81,12 +76,7 @@ def test_custom_history_table(project: Project) -> None:
 
 
 def test_schema_qualified_history_table_postgres(pg_project: Project) -> None:
-    pg_project.write_config(f"""
-        history_table: ops.migrations
-        environments:
-          development:
-            database: {pg_project.url}
-    """)
+    config_with(pg_project, history_table="ops.migrations")
     add_tables(pg_project, "001_t1")
     assert_clean_exit(pg_project.cli("status"), 0)
     assert pg_project.query("SELECT 1 FROM pg_namespace WHERE nspname = 'ops'") == []
@@ -96,12 +86,7 @@ def test_schema_qualified_history_table_postgres(pg_project: Project) -> None:
 
 
 def test_schema_qualified_history_table_sqlite_is_exit_2(sqlite_project: Project) -> None:
-    sqlite_project.write_config("""
-        history_table: ops.migrations
-        environments:
-          development:
-            database: sqlite:///app.db
-    """)
+    config_with(sqlite_project, history_table="ops.migrations")
     add_tables(sqlite_project, "001_t1")
     result = sqlite_project.cli("apply")
     assert_clean_exit(result, 2)

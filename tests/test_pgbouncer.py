@@ -152,14 +152,9 @@ def test_concurrent_applies_through_pooler_never_apply_twice(
             -- cryomigrate:rollback
             DELETE FROM effects WHERE version = {n};
         """)
-    processes = [h.spawn(pooled.config, "apply", "--lock-wait", "120") for _ in range(runs)]
-    results = [h.finish(p) for p in processes]
-    for result in results:
-        assert result.returncode == 0, result.output
+    h.run_at_once(pooled.config, runs, "apply", "--lock-wait", "120")
 
-    assert pooled.query("SELECT version, count(*) FROM effects GROUP BY version "
-                        "HAVING count(*) <> 1") == []
-    assert pooled.query("SELECT count(*) FROM effects") == [(count,)]
+    h.assert_each_effect_once(pooled, count)
     journal = pooled.query("SELECT version, count(*) FROM cryomigrate_history_journal "
                            "WHERE action = 'apply' GROUP BY version ORDER BY version")
     assert journal == [(f"{n:03d}", 1) for n in range(count + 1)]
@@ -205,17 +200,10 @@ def test_lock_wait_expiry_through_pooler(pooled: Project, bouncer: Bouncer) -> N
     """A run blocked behind another through the pooler still gives up with exit 5."""
     pooled.add("000_effects.sql", h.EFFECTS_SQL)
     pooled.add("001_gated.py", textwrap.dedent(h.GATED_PY.format(n=1)))
-    holder = h.spawn(pooled.config, "apply", env={"CM_GATE_SECONDS": "60"})
-    try:
-        h.wait_until((pooled.root / "inside_1").exists, 60, "the first run to enter 001",
-                     holder)
+    with h.run_held_inside_gate(pooled.config):
         waiter = h.run(pooled.config, "apply", "--lock-wait", "1", timeout=60)
         assert waiter.returncode == 5, waiter.output
         assert "--lock-wait" in waiter.stderr
-    finally:
-        (pooled.root / "release").touch()
-        first = h.finish(holder)
-    assert first.returncode == 0, first.output
     assert pooled.query("SELECT count(*) FROM effects") == [(1,)]
 
 
@@ -224,15 +212,9 @@ def test_sigkill_through_pooler_leaves_no_lock_or_open_transaction(
         pooled: Project, bouncer: Bouncer, pg_database: PgDatabase) -> None:
     """A run killed inside a migration: pgbouncer drops or resets the server connection,
     so its transaction, table and lock are gone and a later run completes."""
-    import os
-    import signal
-
     pooled.add("000_effects.sql", h.EFFECTS_SQL)
     pooled.add("001_gated.py", textwrap.dedent(h.GATED_PY.format(n=1)))
-    process = h.spawn(pooled.config, "apply", env={"CM_GATE_SECONDS": "60"})
-    h.wait_until((pooled.root / "inside_1").exists, 60, "the run to enter 001", process)
-    os.kill(process.pid, signal.SIGKILL)
-    h.finish(process, timeout=30)
+    h.sigkill_inside_gate(pooled.config)
 
     def settled() -> bool:
         try:

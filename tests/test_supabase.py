@@ -17,6 +17,7 @@ import pytest
 
 from tests import helpers_pg as h
 from tests.conftest import PG_ADMIN_URL, PgDatabase, Project, corpus_dir
+from tests.helpers_core import config_with
 
 USER_PREFERENCES = """
     -- Per-user preferences, owned by auth.users
@@ -132,12 +133,7 @@ def test_user_preferences_apply_and_rollback(supabase: Project) -> None:
 
 def test_schema_qualified_history_table_creates_its_schema(pg_project: Project) -> None:
     project = pg_project
-    project.write_config(f"""
-        history_table: ops.history
-        environments:
-          development:
-            database: {project.url}
-    """)
+    config_with(project, history_table="ops.history")
     project.add("001_create_a.sql", """
         -- cryomigrate:apply
         CREATE TABLE a (id INTEGER);
@@ -181,12 +177,7 @@ def test_schema_qualified_history_table_creates_its_schema(pg_project: Project) 
 def test_schema_qualified_history_table_in_existing_schema(pg_project: Project) -> None:
     project = pg_project
     h.execute(project.url, "CREATE SCHEMA ops; CREATE TABLE ops.keep (id INTEGER)")
-    project.write_config(f"""
-        history_table: ops.history
-        environments:
-          development:
-            database: {project.url}
-    """)
+    config_with(project, history_table="ops.history")
     project.add("001_create_a.sql", "CREATE TABLE a (id INTEGER);\n")
     applied = project.cli("apply")
     assert applied.exit_code == 0, applied.output
@@ -197,12 +188,7 @@ def test_schema_qualified_history_table_in_existing_schema(pg_project: Project) 
 def test_schema_qualified_history_table_is_an_input_error_on_sqlite(tmp_path: Path) -> None:
     project = Project(tmp_path, "sqlite:///app.db", "sqlite")
     project.migrations.mkdir()
-    project.write_config("""
-        history_table: ops.history
-        environments:
-          development:
-            database: sqlite:///app.db
-    """)
+    config_with(project, history_table="ops.history")
     project.add("001_create_a.sql", "CREATE TABLE a (id INTEGER);\n")
     result = project.cli("apply")
     assert result.exit_code == 2, result.output
@@ -213,18 +199,11 @@ def test_concurrent_first_runs_create_the_qualified_history_table_once(
         pg_project: Project) -> None:
     """Several runs on a fresh database race to create schema ops and its tables."""
     project = pg_project
-    project.write_config(f"""
-        history_table: ops.history
-        environments:
-          development:
-            database: {project.url}
-    """)
+    config_with(project, history_table="ops.history")
     project.add("000_effects.sql", h.EFFECTS_SQL)
     for n in range(1, 6):
         project.add(f"{n:03d}_effect_{n}.sql", f"INSERT INTO effects (version) VALUES ({n});\n")
-    processes = [h.spawn(project.config, "apply", "--lock-wait", "60") for _ in range(4)]
-    for result in [h.finish(p) for p in processes]:
-        assert result.returncode == 0, result.output
+    h.run_at_once(project.config, 4, "apply", "--lock-wait", "60")
     assert project.query("SELECT version, count(*) FROM effects GROUP BY 1 ORDER BY 1") == [
         (n, 1) for n in range(1, 6)]
     assert project.query("SELECT count(*) FROM ops.history") == [(6,)]
