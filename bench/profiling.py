@@ -33,13 +33,13 @@ from peers import PROFILERS, install_cryomigrate, pip_install
 from pgadmin import PREFIX, Server
 from tools import (
     CM_BIN,
+    CM_SCRIPT,
     PEERS_DIR,
     REPO_DIR,
     TOOLS,
     VENV_BIN,
     Cmd,
     base_env,
-    cryomigrate_script,
 )
 
 OUT = PEERS_DIR / "profiles"
@@ -125,7 +125,7 @@ def _short(frame: str) -> str:
     if not match:
         return frame
     func, path = match.groups()
-    for marker in ("site-packages/", "/lib/python3.11/", "/work/main/"):
+    for marker in ("site-packages/", "/lib/python3.11/", str(REPO_DIR) + "/"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{func} ({path})"
@@ -192,7 +192,7 @@ def main() -> int:
     cm, floor = TOOLS["cryomigrate-sql"], TOOLS["floor"]
     cm.layout(work / "cm", n)
     floor.layout(work / "floor", n)
-    script = str(cryomigrate_script())
+    script = str(CM_SCRIPT)
     applied_db = ""
     try:
         print(f"# cryomigrate profile, N={n} .sql migrations, PostgreSQL "

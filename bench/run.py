@@ -45,13 +45,13 @@ from tools import (
     FLOOR,
     OURS,
     PEER,
+    PYTHON_M_HELP,
     PYTHON_PASS,
     REPO_DIR,
     TOOLS,
     Cmd,
     Tool,
     base_env,
-    python_m_help,
 )
 
 PG, SQLITE, NONE = "postgresql", "sqlite", "-"
@@ -248,17 +248,17 @@ class Bench:
             (Measurement(HELP, NONE, 0, "python -c pass"), PYTHON_PASS)]
         seen: set[tuple[str, ...]] = set()
         for tool in tools:
-            if tool.help is None or tuple(tool.help().argv) in seen:
+            if tool.help is None or tuple(tool.help.argv) in seen:
                 continue  # both cryomigrate variants share one --help
-            seen.add(tuple(tool.help().argv))
+            seen.add(tuple(tool.help.argv))
             m = Measurement(HELP, NONE, 0, "cryomigrate" if tool.role == OURS else tool.name)
             if tool.name in self.tool_errors:
                 m.error = self.tool_errors[tool.name]
                 self.record(m)
                 continue
-            plan.append((m, tool.help()))
+            plan.append((m, tool.help))
         if any(t.role == OURS for t in tools):
-            plan.append((Measurement(HELP, NONE, 0, "python -m cryomigrate"), python_m_help()))
+            plan.append((Measurement(HELP, NONE, 0, "python -m cryomigrate"), PYTHON_M_HELP))
         self.interleaved(plan, warmup)
 
 
@@ -448,15 +448,15 @@ def render(results: list[Measurement], extra: dict[str, dict[str, float | None]]
 
 
 def describe_source(ref: str) -> str:
-    """Which cryomigrate was measured: a commit, the working tree, or CM_BENCH_SRC."""
+    """Which cryomigrate was measured: a commit, CM_BENCH_SRC, or the working tree."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(REPO_DIR), *args], capture_output=True,
                               text=True, timeout=30, check=False).stdout.strip()
 
-    if ref != "live":
-        return f"git {git('rev-parse', '--short', ref) or ref} (exported)"
     if os.environ.get("CM_BENCH_SRC"):
         return f"CM_BENCH_SRC={os.environ['CM_BENCH_SRC']}"
+    if ref != "live":
+        return f"git {git('rev-parse', '--short', ref) or ref} (exported)"
     dirty = git("status", "--porcelain", "--", "cryomigrate")
     return f"git {git('rev-parse', '--short', 'HEAD')}" + (
         " + uncommitted changes (working tree)" if dirty else " (working tree)")
@@ -575,18 +575,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     work = Path(tempfile.mkdtemp(prefix="cm_bench_"))
-    if os.environ.get("CM_BENCH_SRC"):
-        args.ref = "live"  # the caller chose the source
-    if args.ref != "live":
-        os.environ["CM_BENCH_SRC"] = str(snapshot(args.ref, work / "src"))
-    error = install_cryomigrate(Path(os.environ.get("CM_BENCH_SRC", REPO_DIR)))
+    chosen = os.environ.get("CM_BENCH_SRC")
+    source = (Path(chosen) if chosen else REPO_DIR if args.ref == "live"
+              else snapshot(args.ref, work / "src"))
+    error = install_cryomigrate(source)
     if error:
         for tool in tools:
             if tool.role == OURS:
                 tool_errors[tool.name] = error
     facts = machine_facts(server, tools, args.ref)
     facts["repeat"], facts["warmup"] = args.repeat, args.warmup
-    facts["cryomigrate_source"] = os.environ.get("CM_BENCH_SRC", str(REPO_DIR))
     bench = Bench(args, server, work)
     bench.tool_errors = tool_errors
     started = time.perf_counter()

@@ -95,7 +95,7 @@ class Tool:
     layout: Callable[[Path, int], None]
     apply: Callable[[Path, Urls], Cmd]
     status: Callable[[Path, Urls], Cmd] | None
-    help: Callable[[], Cmd] | None  # built when run, so CM_BENCH_SRC set by run.py applies
+    help: Cmd | None
     binary: Path | None  # what must exist for the tool to count as installed
     sqlite: Callable[[Path, Path], Cmd] | None = None  # apply on SQLite (cryomigrate only)
     sqlite_status: Callable[[Path, Path], Cmd] | None = None
@@ -160,13 +160,11 @@ def _cm_py_layout(root: Path, n: int) -> None:
                f"    conn.sql({drop_sql(i).strip()!r}).execute()\n")
 
 
-def cryomigrate_script() -> Path:
-    """The console script of the bench's own cryomigrate install."""
-    return CM_BIN / "cryomigrate"
+CM_SCRIPT = CM_BIN / "cryomigrate"  # the console script of the bench's own install
 
 
 def _cm(root: Path, url: str, *args: str) -> Cmd:
-    return Cmd([str(cryomigrate_script()), "--config", str(root / "environments.yaml"), *args,
+    return Cmd([str(CM_SCRIPT), "--config", str(root / "environments.yaml"), *args,
                 "--env", "bench"], root, {"BENCH_DATABASE_URL": url})
 
 
@@ -175,8 +173,8 @@ def _cm_tool(name: str, label: str, layout: Callable[[Path, int], None]) -> Tool
         name=name, role=OURS, label=label, layout=layout,
         apply=lambda root, urls: _cm(root, urls.libpq, "apply"),
         status=lambda root, urls: _cm(root, urls.libpq, "status"),
-        help=lambda: Cmd([str(cryomigrate_script()), "--help"], REPO_DIR),
-        binary=cryomigrate_script(),
+        help=Cmd([str(CM_SCRIPT), "--help"], REPO_DIR),
+        binary=CM_SCRIPT,
         sqlite=lambda root, db: _cm(root, f"sqlite:///{db}", "apply"),
         sqlite_status=lambda root, db: _cm(root, f"sqlite:///{db}", "status"),
     )
@@ -276,21 +274,21 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
     Tool("alembic", PEER, "Alembic, op.execute, transaction_per_migration", _alembic_layout,
          apply=lambda root, urls: _alembic(root, urls, "upgrade", "head"),
          status=lambda root, urls: _alembic(root, urls, "current"),
-         help=lambda: Cmd([str(VENV_BIN / "alembic"), "--help"], REPO_DIR),
+         help=Cmd([str(VENV_BIN / "alembic"), "--help"], REPO_DIR),
          binary=VENV_BIN / "alembic"),
     Tool("yoyo", PEER, "yoyo-migrations, .sql + .rollback.sql", _yoyo_layout,
          apply=lambda root, urls: _yoyo(root, urls, "apply", "--batch"),
          status=lambda root, urls: _yoyo(root, urls, "list"),
-         help=lambda: Cmd([str(VENV_BIN / "yoyo"), "--help"], REPO_DIR), binary=VENV_BIN / "yoyo"),
+         help=Cmd([str(VENV_BIN / "yoyo"), "--help"], REPO_DIR), binary=VENV_BIN / "yoyo"),
     Tool("dbmate", PEER, "dbmate (npm binary), -- migrate:up/down", _dbmate_layout,
          apply=lambda root, urls: _dbmate(root, urls, "migrate"),
          status=lambda root, urls: _dbmate(root, urls, "status"),
-         help=lambda: Cmd([str(NPM_BIN / "dbmate"), "--help"], REPO_DIR),
+         help=Cmd([str(NPM_BIN / "dbmate"), "--help"], REPO_DIR),
          binary=NPM_BIN / "dbmate"),
     Tool("supabase", PEER, "Supabase CLI, migration up --db-url", _supabase_layout,
          apply=lambda root, urls: _supabase(root, urls, "migration", "up"),
          status=lambda root, urls: _supabase(root, urls, "migration", "list"),
-         help=lambda: Cmd([str(NPM_BIN / "supabase"), "--help"], REPO_DIR),
+         help=Cmd([str(NPM_BIN / "supabase"), "--help"], REPO_DIR),
          binary=NPM_BIN / "supabase"),
 ]}
 
@@ -298,8 +296,7 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
 PYTHON_PASS = Cmd([str(CM_BIN / "python"), "-c", "pass"], REPO_DIR)
 
 
-def python_m_help() -> Cmd:
-    return Cmd([str(CM_BIN / "python"), "-m", "cryomigrate", "--help"], REPO_DIR)
+PYTHON_M_HELP = Cmd([str(CM_BIN / "python"), "-m", "cryomigrate", "--help"], REPO_DIR)
 
 
 def base_env() -> dict[str, str]:
