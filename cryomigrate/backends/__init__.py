@@ -36,8 +36,7 @@ def open_backend(url: str, options: ConnectOptions) -> Backend:
     if scheme in ("postgresql", "postgres"):
         from cryomigrate.backends.postgres import PostgresBackend
 
-        backend: Backend = PostgresBackend.connect(url, options)
-        return backend
+        return PostgresBackend.connect(url, options)
     raise ConfigError(
         f"unsupported database URL scheme '{scheme or url}': use sqlite:///file.db, "
         "postgresql://... or postgres://..."

@@ -55,9 +55,6 @@ class Script:
     def statements(self) -> tuple[str, ...]:
         return tuple(s.text for s in self._parts())
 
-    @property
-    def statement_lines(self) -> tuple[int, ...]:
-        return tuple(s.line for s in self._parts())
 
     def file_line(self, index: int) -> int:
         parts = self._parts()
@@ -76,7 +73,8 @@ Check = Callable[[QueryResult], None]
 
 class Elapsed:
     """The ``ELAPSED_MS`` parameter value: how long the transaction has run when the write
-    that holds it executes, measured by the backend (on a server, by the server)."""
+    that holds it executes, measured by the backend (on a server, by the server). Valid in
+    the sequence parameters of ``Transaction.defer``, the only place it is needed."""
 
     def __repr__(self) -> str:
         return "ELAPSED_MS"

@@ -43,10 +43,10 @@ def _find_library() -> str | None:
     spec = importlib.util.find_spec("psycopg_binary")
     if spec is not None and spec.origin:
         package = os.path.dirname(spec.origin)
-        # Where the wheels bundle it: Linux (auditwheel), macOS (delocate), Windows.
+        # Where the wheels bundle it: Linux (auditwheel), macOS (delocate). Not Windows:
+        # waiting uses poll(), which Windows lacks.
         for pattern in (os.path.join(package + ".libs", "libpq-*.so*"),
-                        os.path.join(package, ".dylibs", "libpq*.dylib"),
-                        os.path.join(package + ".libs", "libpq*.dll")):
+                        os.path.join(package, ".dylibs", "libpq*.dylib")):
             bundled = sorted(glob.glob(pattern))
             if bundled:
                 return bundled[0]
@@ -161,8 +161,8 @@ class Connection:
         if not conn:
             raise ConnectionFailed("cannot connect to PostgreSQL: out of memory")
         if lib.PQstatus(conn) != _CONNECTION_OK:
-            where = (f"host {_text(lib.PQhost(conn))}, port {_text(lib.PQport(conn))}, "
-                     f"database {_text(lib.PQdb(conn))}, user {_text(lib.PQuser(conn))}")
+            host, port, dbname, user = _endpoint(conn)
+            where = f"host {host}, port {port}, database {dbname}, user {user}"
             message = one_line(_text(lib.PQerrorMessage(conn)))
             lib.PQfinish(conn)
             raise ConnectionFailed(f"cannot connect to PostgreSQL at {where}: {message}")
@@ -170,9 +170,8 @@ class Connection:
         return cls(conn)
 
     def display_url(self) -> str:
-        lib, conn = _LIB, self._conn
-        return (f"postgresql://{_text(lib.PQuser(conn))}@{_text(lib.PQhost(conn))}:"
-                f"{_text(lib.PQport(conn))}/{_text(lib.PQdb(conn))}")
+        host, port, dbname, user = _endpoint(self._conn)
+        return f"postgresql://{user}@{host}:{port}/{dbname}"
 
     def execute(self, sql: str) -> list[Result]:
         """Send ``sql`` (any number of statements) as one message; its results, in order.
@@ -292,6 +291,13 @@ def _interruptible(connect: Callable[[], int]) -> int:
                 _LIB.PQfinish(done[0])
         raise
     return done[0]
+
+
+def _endpoint(conn: int) -> tuple[str, str, str, str]:
+    """Host, port, database and user as libpq resolved them (never the password)."""
+    lib = _LIB
+    return (_text(lib.PQhost(conn)), _text(lib.PQport(conn)), _text(lib.PQdb(conn)),
+            _text(lib.PQuser(conn)))
 
 
 def _check_url(lib: Any, url: str) -> None:

@@ -1,4 +1,4 @@
-"""SQL literals for PostgreSQL's simple-query protocol, shared by both PostgreSQL paths."""
+"""SQL text for PostgreSQL's simple-query protocol: literals, bound placeholders, quoting."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ _PLACEHOLDER = re.compile(r"%(?:\(([^)]*)\))?(.?)", re.DOTALL)
 
 
 def bind(sql: str, params: Sequence[Any] | Mapping[str, Any],
-         render: Callable[[Any], str] = literal) -> str:
+         render: Callable[[Any], str]) -> str:
     """``sql`` with its placeholders replaced by ``render``ed literals of ``params``.
 
     The placeholders are psycopg's: ``%s`` with a sequence, ``%(name)s`` with a mapping,
