@@ -131,15 +131,15 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{config_path}: cannot be read: {exc}") from exc
     content = text.encode("utf-8")
-    cached = configcache.load(content)
+    cached = configcache.load(config_path, content)
     if cached is not None:
         lines = {tuple(entry[:-1]): int(entry[-1]) for entry in cached["lines"]}
         return Config(config_path, cached["data"], lines)
     from cryomigrate.configschema import validate
 
     data, lines = validate(text, config_path)
-    configcache.store(content, {"data": data,
-                                "lines": [[*key, line] for key, line in lines.items()]})
+    configcache.store(config_path, content, {
+        "data": data, "lines": [[*key, line] for key, line in lines.items()]})
     return Config(config_path, data, lines)
 
 

@@ -1,10 +1,12 @@
-"""A cache of validated configurations, keyed by the file's exact bytes.
+"""A cache of validated configurations, one entry per configuration file.
 
 Parsing YAML and validating it with pydantic costs ~150 ms of imports, more than
 everything else a no-op ``apply`` does on SQLite. The result depends only on the file's
-bytes and on cryomigrate's own schema code, so it is cached by a hash of both: an edited
-file, or an upgraded cryomigrate, simply misses. ``${VAR}`` references are stored
-unresolved (they are resolved per run), so no secret from the environment is written.
+bytes and on cryomigrate's own config code, so an entry holds a hash of both and is used
+only while that hash still matches: an edited file, or an upgraded cryomigrate, simply
+misses and overwrites its entry. ``${VAR}`` references are stored unresolved (they are
+resolved per run), so no secret from the environment is written; what the file itself
+spells out (a literal password, say) is copied as it is, under the user's 0700 folder.
 Any problem with the cache directory just means no cache.
 """
 
@@ -28,39 +30,47 @@ def _directory() -> Path:
 
 
 def _key(content: bytes) -> str:
-    schema = Path(__file__).with_name("configschema.py")
-    try:
-        stamp = f"{schema.stat().st_mtime_ns}:{schema.stat().st_size}"
-    except OSError:
-        stamp = "?"
-    digest = hashlib.sha256(f"{_FORMAT}:{stamp}:".encode() + content)
-    return digest.hexdigest()
+    stamps = []
+    for module in ("config.py", "configschema.py"):
+        try:
+            stat = Path(__file__).with_name(module).stat()
+            stamps.append(f"{stat.st_mtime_ns}:{stat.st_size}")
+        except OSError:
+            stamps.append("?")
+    return hashlib.sha256(f"{_FORMAT}:{':'.join(stamps)}:".encode() + content).hexdigest()
 
 
-def load(content: bytes) -> dict[str, Any] | None:
+def _entry(path: Path) -> Path:
+    name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+    return _directory() / f"config-{name}.json"
+
+
+def load(path: Path, content: bytes) -> dict[str, Any] | None:
     if os.environ.get("CRYOMIGRATE_NO_CACHE"):
         return None
     try:
-        data = json.loads((_directory() / f"config-{_key(content)}.json").read_text("utf-8"))
+        entry = json.loads(_entry(path).read_text("utf-8"))
     except (OSError, ValueError):
         return None
+    if not isinstance(entry, dict) or entry.get("key") != _key(content):
+        return None
+    data = entry.get("value")
     return data if isinstance(data, dict) else None
 
 
-def store(content: bytes, data: dict[str, Any]) -> None:
+def store(path: Path, content: bytes, data: dict[str, Any]) -> None:
     if os.environ.get("CRYOMIGRATE_NO_CACHE"):
         return
-    directory = _directory()
-    target = directory / f"config-{_key(content)}.json"
+    target = _entry(path)
     temporary = target.with_suffix(f".{os.getpid()}.tmp")
     try:
-        text = json.dumps(data)
-        if json.loads(text) != data:
+        text = json.dumps({"key": _key(content), "value": data})
+        if json.loads(text)["value"] != data:
             return  # YAML values JSON cannot keep exactly (dates, integer keys): no cache
     except (TypeError, ValueError):
         return
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, target)
     except OSError:

@@ -21,6 +21,20 @@ from click.testing import CliRunner, Result
 
 from cryomigrate.cli import main
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_config_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests (and the processes they start) cache configs in a folder of their own, never
+    in the user's ~/.cache."""
+    previous = os.environ.get("CRYOMIGRATE_CACHE_DIR")
+    os.environ["CRYOMIGRATE_CACHE_DIR"] = str(tmp_path_factory.mktemp("config-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CRYOMIGRATE_CACHE_DIR", None)
+    else:
+        os.environ["CRYOMIGRATE_CACHE_DIR"] = previous
+
+
 PG_ADMIN_URL = os.environ.get("CRYOMIGRATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -320,3 +320,33 @@ def test_bad_pooler_value_is_rejected(sqlite_project: Project) -> None:
             database: sqlite:///app.db
             pooler: statement
     """, "environments.development.pooler", ":4")
+
+
+# --- the cache of validated configurations ---------------------------------------------
+
+def test_config_cache_serves_repeat_runs_and_follows_every_edit(
+        two_envs: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CRYOMIGRATE_CACHE_DIR", str(cache))
+    assert_clean_exit(two_envs.cli("status"), 0)  # a miss: validated, then stored
+    # A repeat run is served from the cache: pydantic and PyYAML are never imported.
+    code = ("import sys\nfrom cryomigrate.cli import main\ntry:\n    main()\nexcept SystemExit "
+            "as e:\n    assert e.code == 0, e.code\n"
+            "assert 'pydantic' not in sys.modules and 'yaml' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code, "--config", str(two_envs.config),
+                           "status", "--env", "staging"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    # An edit is never served stale: a new mistake is reported at its own line...
+    two_envs.write_config(TWO_ENVS + "        databse: typo\n")
+    broken = two_envs.cli("apply", "--env", "staging")
+    assert_clean_exit(broken, 2)
+    assert "environments.yaml:6: environments.staging.databse" in broken.stderr, broken.stderr
+    # ...and a fixed file takes effect at once.
+    two_envs.write_config(TWO_ENVS.replace("staging.db", "elsewhere.db"))
+    assert_clean_exit(two_envs.cli("apply", "--env", "staging"), 0)
+    assert _applied_in(two_envs, "elsewhere.db") and not _applied_in(two_envs, "staging.db")
+    assert len(list(cache.glob("config-*.json"))) == 1  # one entry per file, not per edit
