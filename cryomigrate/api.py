@@ -97,6 +97,7 @@ def _run(direction: Direction, project: Project, plan: Planner, *, dry_run: bool
     env = project.env
     with connect(env, read_only=True, lock_wait=lock_wait) as (_, tracker):
         files, warnings = _plan_past_dirty(project, tracker, plan, lock_wait)
+        tables_exist = tracker.ready
     _warn(progress, warnings)
     migrations = [_load(f, env, reversible=direction == "rollback") for f in files]
     if dry_run:
@@ -108,6 +109,7 @@ def _run(direction: Direction, project: Project, plan: Planner, *, dry_run: bool
     from cryomigrate.runner import Runner
 
     with connect(env, lock_wait=lock_wait) as (backend, tracker):
+        tracker.ready = tables_exist
         result = Runner(backend, tracker, env, progress, lock_wait).run(direction, migrations)
     return _with_notices(result, warnings)
 
@@ -121,10 +123,15 @@ def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wai
     session state may survive a transaction pooler). So a dirty row is treated like a
     held lock: wait up to ``lock_wait`` for it to clear, then stop with its advice.
     """
-    sums = checksums(project.files)
+    sums: dict[int, str] = {}
     deadline = time.monotonic() + lock_wait
     while True:
-        found = planner.entries(project.files, tracker.read_all(), sums)
+        history = tracker.read_all()
+        # Only applied files are compared with their rows; pending ones are read once,
+        # when they are loaded to run.
+        sums |= checksums([f for f in project.files if f.version in history
+                           and f.version not in sums])
+        found = planner.entries(project.files, history, sums)
         try:
             return plan(found)
         except DirtyMigration:
@@ -233,7 +240,8 @@ def _load(file: MigrationFile, env: Environment, *, reversible: bool) -> Migrati
 def _preview(env: Environment, direction: Direction, migrations: Sequence[Migration],
              warnings: list[str]) -> RunResult:
     runs = tuple(
-        MigrationRun(m.file.version_text, m.file.name, m.file.kind, 0, m.preview(direction))
+        MigrationRun(m.file.version_text, m.file.name, m.file.kind, 0, m.preview(direction),
+                     m.description)
         for m in migrations
     )
     return RunResult(env.name, direction, True, runs, tuple(warnings))
@@ -250,8 +258,6 @@ def _warn(progress: Progress | None, warnings: list[str]) -> None:
     if progress is not None:
         for warning in warnings:
             progress("warning", warning)
-
-
 
 
 def validate(environment: str | None = None, *, config: PathLike = None) -> ValidateResult:

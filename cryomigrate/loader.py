@@ -97,8 +97,11 @@ class PythonMigration:
         return None
 
 
-def load(file: MigrationFile, *, environment: str, vars: dict[str, Any]) -> Migration:
-    content = file.read_bytes()
+def load(file: MigrationFile, *, environment: str, vars: dict[str, Any],
+         content: bytes | None = None) -> Migration:
+    """``content`` is the file's bytes when the caller has read them already."""
+    if content is None:
+        content = file.read_bytes()
     checksum = checksum_of(content)
     text = _decode(file, content)
     if file.kind == "python":
@@ -147,13 +150,13 @@ def _sql_description(text: str) -> str:
 def _load_python(file: MigrationFile, checksum: str, source: str) -> PythonMigration:
     # A name unique to the file's path: two projects with 001_initial.py in one process
     # must not find each other's module in sys.modules.
-    module_name = f"cryomigrate_migration_{checksum[7:19]}_{abs(hash(str(file.path)))}"
+    module_name = f"cryomigrate_migration_{checksum[7:19]}_{abs(hash(file.path))}"
     spec = importlib.util.spec_from_file_location(module_name, file.path)
     if spec is None or spec.loader is None:
         raise MigrationFileError(f"{file.label}: cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     try:
-        code = compile(source, str(file.path), "exec")
+        code = compile(source, file.path, "exec")
     except SyntaxError as exc:
         raise MigrationFileError(
             f"{file.label} line {exc.lineno}: Python syntax error: {exc.msg}"
@@ -181,5 +184,5 @@ def _load_python(file: MigrationFile, checksum: str, source: str) -> PythonMigra
 
 
 def _line_in(exc: BaseException, file: MigrationFile) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(file.path)]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == file.path]
     return f" line {frames[-1].lineno}" if frames else ""

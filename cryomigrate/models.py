@@ -63,12 +63,14 @@ class MigrationRun:
     kind: str
     duration_ms: int
     sql: str | None = None
+    description: str = ""  # a Python module's docstring line, a SQL file's first comment
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "version": self.version,
             "name": self.name,
             "kind": self.kind,
+            "description": self.description,
             "duration_ms": self.duration_ms,
         }
         if self.sql is not None:

@@ -39,7 +39,8 @@ def render_run(result: Any) -> str:
         lines = [f"Dry run in {result.environment}: would have {verb} "
                  f"{_plural(len(result.migrations), 'migration')}; nothing was changed."]
         for m in result.migrations:
-            lines.append(f"\n-- {m.version}_{m.name} ({m.kind})")
+            about = f": {m.description}" if m.description else ""
+            lines.append(f"\n-- {m.version}_{m.name} ({m.kind}){about}")
             if m.sql is not None:
                 lines.append(m.sql or "-- (no statements)")
             elif m.kind == "python":

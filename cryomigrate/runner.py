@@ -47,7 +47,7 @@ class Runner:
     def run(self, direction: Direction, migrations: Sequence[Migration]) -> RunResult:
         state = _Run(direction)
         try:
-            if migrations:
+            if migrations and not self.tracker.ready:
                 with self.backend.transaction(lock=True):
                     self.tracker.ensure_tables()
             for migration in migrations:
@@ -97,7 +97,8 @@ class Runner:
             self._progress("skip", migration)
             return
         run = MigrationRun(migration.file.version_text, migration.file.name,
-                           migration.file.kind, _elapsed_ms(clock))
+                           migration.file.kind, _elapsed_ms(clock),
+                           description=migration.description)
         state.done.append(run)
         self._progress("done", run)
 

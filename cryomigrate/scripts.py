@@ -33,27 +33,26 @@ def prepare(sql: str, *, origin: str, first_line: int = 1, transactional: bool =
 
     statements = split(sql)
     text = sql
-    if transactional:
-        controls = [s for s in statements if s.control]
-        for statement in controls:
-            line = first_line + statement.line - 1
-            if statement.control == "prepare":
-                raise MigrationFileError(
-                    f"{origin} line {line}: PREPARE TRANSACTION would hand the migration's "
-                    "transaction to two-phase commit and leave it uncommitted; remove it"
-                )
-            if statement.control == "rollback":
-                raise MigrationFileError(
-                    f"{origin} line {line}: a top-level {statement.words[0]} would undo the "
-                    "migration's own transaction; remove it (a failing migration is rolled "
-                    "back for you) or mark the file -- cryomigrate:no-transaction"
-                )
-            if notice is not None:
-                notice(f"{origin} line {line}: {' '.join(statement.words[:1])} not sent; "
-                       "the migration already runs in one transaction")
-        if controls:
-            text = blank_out(sql, controls)
-            statements = [s for s in statements if not s.control]
+    controls = [s for s in statements if s.control]
+    for statement in controls:
+        line = first_line + statement.line - 1
+        if statement.control == "prepare":
+            raise MigrationFileError(
+                f"{origin} line {line}: PREPARE TRANSACTION would hand the migration's "
+                "transaction to two-phase commit and leave it uncommitted; remove it"
+            )
+        if statement.control == "rollback":
+            raise MigrationFileError(
+                f"{origin} line {line}: a top-level {statement.words[0]} would undo the "
+                "migration's own transaction; remove it (a failing migration is rolled "
+                "back for you) or mark the file -- cryomigrate:no-transaction"
+            )
+        if notice is not None:
+            notice(f"{origin} line {line}: {' '.join(statement.words[:1])} not sent; "
+                   "the migration already runs in one transaction")
+    if controls:
+        text = blank_out(sql, controls)
+        statements = [s for s in statements if not s.control]
     return Script(origin, text, first_line, statements)
 
 

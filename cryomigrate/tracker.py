@@ -90,7 +90,9 @@ class Tracker:
         self.history = backend.quote_table(table)
         self.journal_table = backend.quote_table(table + "_journal")
         self._p = backend.placeholder
-        self._ready = False
+        # The tables are known to exist (read, or created, on this or an earlier
+        # connection): no CREATE TABLE IF NOT EXISTS, and no transaction for it, per run.
+        self.ready = False
         utc = _UTC_TEXT[backend.dialect]
         self._select = _COLUMNS.replace(
             "applied_at", utc.format(column="applied_at") + " AS applied_at")
@@ -101,18 +103,18 @@ class Tracker:
 
     def ensure_tables(self) -> None:
         """Create both tables if missing; callers hold the run lock so creation cannot race."""
-        if self._ready:
+        if self.ready:
             return
         dialect = self.backend.dialect
         self.backend.ensure_schema(self._table_name)
         self.backend.query(_HISTORY_DDL[dialect].format(table=self.history))
         self.backend.query(_JOURNAL_DDL[dialect].format(table=self.journal_table))
-        self._ready = True
+        self.ready = True
 
     def read_all(self) -> dict[int, HistoryRow]:
         if not self.exists():
             return {}
-        self._ready = True
+        self.ready = True
         rows = self.backend.query(f"SELECT {self._select} FROM {self.history}").data
         return {int(row["version"]): _history_row(row) for row in rows}
 
@@ -124,9 +126,6 @@ class Tracker:
     @staticmethod
     def row_from(result: QueryResult) -> HistoryRow | None:
         return _history_row(result.data[0]) if result.data else None
-
-    def read_one(self, version: int) -> HistoryRow | None:
-        return self.row_from(self.backend.query(*self.select_one(version)))
 
     def insert(self, *, version: int, version_text: str, name: str, kind: str, checksum: str,
                state: str, duration_ms: int | Elapsed, tx: Transaction | None = None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cryomigrate import planner
 from cryomigrate.config import Config, Environment, load_config
-from cryomigrate.discovery import MigrationFile, checksums, scan
+from cryomigrate.discovery import MigrationFile, checksum_of, scan
 from cryomigrate.errors import ConnectionFailed, InputError, StateBlocked
 from cryomigrate.loader import load
 from cryomigrate.models import Finding, ValidateResult
@@ -20,7 +20,7 @@ def validate(config_path: PathLike = None, environment: str | None = None) -> Va
     config = load_config(config_path)
     env = config.environment(environment)
     files = scan(env.migrations_dir)
-    findings = _check_files(config, files)
+    findings, sums = _check_files(config, files)
 
     def result() -> ValidateResult:
         return ValidateResult(env.name, len(files), config.environment_names, tuple(findings))
@@ -28,36 +28,41 @@ def validate(config_path: PathLike = None, environment: str | None = None) -> Va
     errors = [f.message for f in findings if f.level == "error"]
     if errors:
         raise InputError(f"{len(errors)} problem(s): " + "; ".join(errors), result=result())
-    findings.extend(_check_database(env, files))
+    findings.extend(_check_database(env, files, sums))
     blocked = [f.message for f in findings if f.level == "error"]
     if blocked:
         raise StateBlocked("; ".join(blocked), result=result())
     return result()
 
 
-def _check_files(config: Config, files: list[MigrationFile]) -> list[Finding]:
+def _check_files(config: Config, files: list[MigrationFile]
+                 ) -> tuple[list[Finding], dict[int, str]]:
+    """Findings, and each readable file's checksum: every file is read once."""
     findings: list[Finding] = []
+    sums: dict[int, str] = {}
     environments = [config.environment(name, strict_vars=False)
                     for name in config.environment_names]
     for file in files:
-        # Only templates differ per environment; everything else is checked once.
-        for env in environments if file.kind == "template" else environments[:1]:
-            try:
-                load(file, environment=env.name, vars=env.vars)
-            except InputError as exc:
-                findings.append(Finding("error", str(exc)))
-                break
-    return findings
+        try:
+            content = file.read_bytes()
+            sums[file.version] = checksum_of(content)
+            # Only templates differ per environment; everything else is checked once.
+            for env in environments if file.kind == "template" else environments[:1]:
+                load(file, environment=env.name, vars=env.vars, content=content)
+        except InputError as exc:
+            findings.append(Finding("error", str(exc)))
+    return findings, sums
 
 
-def _check_database(env: Environment, files: list[MigrationFile]) -> list[Finding]:
+def _check_database(env: Environment, files: list[MigrationFile], sums: dict[int, str]
+                    ) -> list[Finding]:
     try:
         with connect(env, read_only=True) as (_, tracker):
             history = tracker.read_all()
     except ConnectionFailed as exc:
         return [Finding("info", f"database checks skipped, it is not reachable: {exc}")]
     findings = []
-    for entry in planner.entries(files, history, checksums(files)):
+    for entry in planner.entries(files, history, sums):
         try:
             warning = planner.check_entry(entry, env.policies)
         except StateBlocked as exc:

@@ -208,6 +208,45 @@ def test_failed_apply_json_has_error_and_partial_result(project: Project) -> Non
     assert "002_bad.sql" in result.stderr
 
 
+def test_failed_rollback_json_has_error_and_partial_result(project: Project) -> None:
+    # DESIGN §6: a failed run's JSON still lists what it did ("rolled_back"), plus "error".
+    project.add("001_t1.sql", "-- cryomigrate:apply\nCREATE TABLE t1 (id INTEGER);\n"
+                "-- cryomigrate:rollback\nSELECT * FROM nowhere;\n")
+    project.add("002_t2.sql", "-- cryomigrate:apply\nCREATE TABLE t2 (id INTEGER);\n"
+                "-- cryomigrate:rollback\nDROP TABLE t2;\n")
+    assert_clean_exit(project.cli("apply"), 0)
+    result = project.cli("rollback", "--format", "json", "--yes")
+    document = assert_json_error(result, 1)
+    assert [m["version"] for m in document["rolled_back"]] == ["002"]
+    assert "001_t1.sql" in document["error"]["message"]
+    assert [row[0] for row in project.history()] == ["001"]
+
+
+def test_descriptions_come_from_docstrings_and_first_comments(project: Project) -> None:
+    # DESIGN §2.1: a Python module's docstring line is the migration's description; a SQL
+    # file's first comment line serves the same purpose. Dry runs and JSON show them.
+    project.add("001_people.py", '''
+        """Create the people table.
+
+        More words that are not the description.
+        """
+
+
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE people (id INTEGER)").execute()
+    ''')
+    project.add("002_pets.sql", "-- Pets belong to people\nCREATE TABLE pets (id INTEGER);\n")
+    project.add("003_plain.sql", "CREATE TABLE plain (id INTEGER);\n")
+    preview = project.cli("apply", "--dry-run")
+    assert_clean_exit(preview, 0)
+    assert "-- 001_people (python): Create the people table." in preview.stdout
+    assert "-- 002_pets (sql): Pets belong to people" in preview.stdout
+    assert "-- 003_plain (sql)\n" in preview.stdout
+    document = json_doc(project.cli("apply", "--format", "json"))
+    assert [m["description"] for m in document["applied"]] == [
+        "Create the people table.", "Pets belong to people", ""]
+
+
 @pytest.mark.parametrize("command", ["status", "apply", "rollback", "validate", "history",
                                      "repair"])
 def test_config_error_in_json_is_one_document(sqlite_project: Project, command: str) -> None:
