@@ -17,7 +17,7 @@ from typing import Any
 
 from cryomigrate import configcache
 from cryomigrate.errors import ConfigError
-from cryomigrate.redact import register_secret
+from cryomigrate.redact import register_secret, register_url
 
 CONFIG_NAME = "environments.yaml"
 DEFAULT_ENVIRONMENT = "development"
@@ -220,7 +220,7 @@ def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Envir
             raise ConfigError(f"{config.where(where)}: {'.'.join(where)}: {exc}") from None
 
     database = str(data["database"])
-    _register_url_password(database)
+    register_url(database)
     if "${" not in database:  # validate leaves other environments' secrets unresolved
         checked("database", check_url)
     return Environment(
@@ -235,15 +235,3 @@ def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Envir
         policies=Policies(**{k: v for k, v in data["policies"].items() if v is not None}),
         vars=data["vars"],
     )
-
-
-def _register_url_password(url: str) -> None:
-    match = re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:([^/?#\s]*)@", url)
-    if match:
-        from urllib.parse import unquote
-
-        # An unencoded @ splits the password where a driver parses it: mask every piece.
-        for secret in {match[1], unquote(match[1]), *match[1].split("@")}:
-            register_secret(secret)
-    for found in re.finditer(r"(?i)\bpassword=([^&\s]+)", url):
-        register_secret(found[1])

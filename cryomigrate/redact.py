@@ -24,6 +24,19 @@ def register_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
+def register_url(url: str) -> None:
+    """Remember the password a database URL carries, in every spelling it may show up in."""
+    match = _URL_PASSWORD.search(url)
+    if match:
+        from urllib.parse import unquote
+
+        # An unencoded @ splits the password where a driver parses it: mask every piece.
+        for secret in {match["pw"], unquote(match["pw"]), *match["pw"].split("@")}:
+            register_secret(secret)
+    for found in _KEYWORD_PASSWORD.finditer(url):
+        register_secret(found["pw"])
+
+
 def redact(text: str) -> str:
     text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{_MASK}@", text)
     text = _KEYWORD_PASSWORD.sub(lambda m: f"{m['head']}{_MASK}", text)
