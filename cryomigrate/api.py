@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # loading and running are imported only when there is work to
     from cryomigrate.runner import Progress
 
 Version = str | int | None
-_DIRTY_POLL_S = 0.2
 
 
 def get_migration_status(environment: str | None = None, *, config: PathLike = None
@@ -137,7 +136,7 @@ def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wai
         except DirtyMigration:
             if time.monotonic() >= deadline:
                 raise
-            time.sleep(_DIRTY_POLL_S)
+            time.sleep(planner.DIRTY_POLL_S)
 
 
 def get_history(environment: str | None = None, *, config: PathLike = None,

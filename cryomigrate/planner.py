@@ -122,6 +122,17 @@ def _check_drift(all_entries: Sequence[Entry], policies: Policies) -> list[str]:
     return warnings
 
 
+# A dirty row is waited for like the lock: re-checked this often until --lock-wait runs out.
+DIRTY_POLL_S = 0.2
+
+
+def settle_dirty(version_text: str) -> str:
+    """The two ways a person settles a dirty migration, once they know what the database
+    holds; every message about a dirty migration ends with them."""
+    return (f"`cryomigrate repair --mark-applied {version_text}` or "
+            f"`cryomigrate repair --mark-pending {version_text}`")
+
+
 def check_entry(entry: Entry, policies: Policies) -> str | None:
     """Raise StateBlocked if ``entry`` stops apply and rollback; a warning if only allowed."""
     state = entry.state
@@ -129,8 +140,7 @@ def check_entry(entry: Entry, policies: Policies) -> str | None:
         raise DirtyMigration(
             f"{entry.label} is dirty: a run stopped inside this non-transactional "
             "migration, so the database may hold part of it. Check what it holds, then run "
-            f"`cryomigrate repair --mark-applied {entry.version_text}` or "
-            f"`cryomigrate repair --mark-pending {entry.version_text}`"
+            + settle_dirty(entry.version_text)
         )
     if state == "missing":
         raise StateBlocked(

@@ -21,10 +21,10 @@ from cryomigrate.connection import MigrationConnection
 from cryomigrate.errors import CryomigrateError, DirtyMigration, LockTimeout, MigrationFailed
 from cryomigrate.loader import Direction, Migration
 from cryomigrate.models import MigrationRun, RunResult
+from cryomigrate.planner import DIRTY_POLL_S, settle_dirty
 from cryomigrate.tracker import Tracker, now
 
 Progress = Callable[[str, Any], None]
-_DIRTY_POLL_S = 0.2
 
 
 @dataclass
@@ -133,8 +133,7 @@ class Runner:
         except MigrationFailed as exc:
             raise MigrationFailed(
                 f"{exc} -- it ran outside a transaction, so it is now marked dirty; check "
-                f"what the database holds, then run `cryomigrate repair --mark-applied "
-                f"{file.version_text}` or `--mark-pending {file.version_text}`"
+                f"what the database holds, then run {settle_dirty(file.version_text)}"
             ) from exc
         with self.backend.transaction(lock=True) as tx:
             duration = _elapsed_ms(clock)
@@ -176,10 +175,9 @@ class Runner:
                 raise DirtyMigration(
                     f"{file.label} is marked dirty: a run stopped inside it (or is still "
                     "running it after --lock-wait); once no run is active, check the database "
-                    f"and run `cryomigrate repair --mark-applied {file.version_text}` or "
-                    f"`cryomigrate repair --mark-pending {file.version_text}`"
+                    f"and run {settle_dirty(file.version_text)}"
                 )
-            time.sleep(_DIRTY_POLL_S)
+            time.sleep(DIRTY_POLL_S)
 
     def _journal_failure(self, direction: Direction, migration: Migration, started_at: str,
                          clock: float, exc: CryomigrateError) -> None:
