@@ -83,6 +83,12 @@ class DirtyMigration(StateBlocked):
 class LockTimeout(CryomigrateError):
     exit_code = 5
 
+    @classmethod
+    def waited(cls, holder: str, wait_ms: int) -> LockTimeout:
+        """``holder`` says who holds the lock; the message ends with how to wait longer."""
+        return cls(f"{holder}; gave up after {wait_ms / 1000:g}s "
+                   "(raise --lock-wait to wait longer)")
+
 
 class ConnectionFailed(CryomigrateError):
     exit_code = 6

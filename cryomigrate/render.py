@@ -49,19 +49,19 @@ def render_run(result: Any) -> str:
     if not result.migrations and not result.skipped:
         return f"Nothing to do in {result.environment}: the database is up to date." \
             if result.action == "apply" else f"Nothing to roll back in {result.environment}."
-    total = sum(m.duration_ms for m in result.migrations)
-    return (f"{verb.capitalize()} {_plural(len(result.migrations), 'migration')} in "
-            f"{result.environment} ({total} ms).")
+    return _done(result) + "."
 
 
 def render_stopped(result: Any) -> str:
     """What a failed run had done before it stopped; empty when it had done nothing."""
-    if not result.migrations:
-        return ""
+    return _done(result) + " before the failure." if result.migrations else ""
+
+
+def _done(result: Any) -> str:
     verb = "Applied" if result.action == "apply" else "Rolled back"
     total = sum(m.duration_ms for m in result.migrations)
     return (f"{verb} {_plural(len(result.migrations), 'migration')} in {result.environment} "
-            f"({total} ms) before the failure.")
+            f"({total} ms)")
 
 
 def render_history(result: Any) -> str:

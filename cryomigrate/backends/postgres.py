@@ -170,10 +170,9 @@ class PostgresBackend:
         except QueryError as exc:
             self._rollback()
             if exc.sqlstate == _LOCK_NOT_AVAILABLE:
-                raise LockTimeout(
-                    f"another cryomigrate run holds the lock on {self.display_url}; gave up "
-                    f"after {opts.lock_wait_ms / 1000:g}s (raise --lock-wait to wait longer)"
-                ) from None
+                raise LockTimeout.waited(
+                    f"another cryomigrate run holds the lock on {self.display_url}",
+                    opts.lock_wait_ms) from None
             raise
         except BaseException:  # Ctrl-C while waiting for the lock
             self._rollback()

@@ -93,10 +93,8 @@ class SqliteBackend:
             self._db.execute("BEGIN IMMEDIATE" if lock else "BEGIN")
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
-                raise LockTimeout(
-                    f"another run holds the write lock on {self._path}; gave up after "
-                    f"{self._lock_wait_ms / 1000:g}s (raise --lock-wait to wait longer)"
-                ) from exc
+                raise LockTimeout.waited(f"another run holds the write lock on {self._path}",
+                                         self._lock_wait_ms) from exc
             raise QueryError(f"SQLite error: {exc}") from exc
         try:
             tx = Transaction(self.query(*first) if first else QueryResult())
