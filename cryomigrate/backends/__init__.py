@@ -22,7 +22,6 @@ class ConnectOptions:
     lock_wait_ms: int = 60_000
     lock_timeout_ms: int | None = None
     statement_timeout_ms: int | None = None
-    pooler: str | None = None
     read_only: bool = False
     lock_name: str = "cryomigrate_history"  # runs sharing a history table share a lock
 
