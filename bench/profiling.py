@@ -206,10 +206,10 @@ def main() -> int:
             db = f"{PREFIX}prof_{label.split()[0]}"
             server.create(db)
             cmd = tool.apply(root, server.urls(db))
-            before = xact_commits(server, db)
             wall, cpu, _ = run(cmd)
             server.drop(db)
-            server.create(db)
+            server.create(db)  # the counts below are of this second run, on a fresh database
+            before = xact_commits(server, db)
             counts = strace_counts(cmd, f"cold_{label.split()[0]}")
             commits = xact_commits(server, db) - before
             rows.append((f"{label} cold apply", f"{wall:.2f}", f"{cpu:.2f}",
