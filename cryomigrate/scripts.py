@@ -3,23 +3,42 @@
 Shared by SQL migrations and by ``conn.sql`` in Python migrations, so both treat a
 user's own ``BEGIN; ... COMMIT;`` the same way: inside a transactional migration it is
 recognised, not sent, and reported as a notice, because a user's ``COMMIT`` would end
-cryomigrate's transaction and break the migration's atomicity.
+cryomigrate's transaction and break the migration's atomicity. The Script remembers what
+was dropped, so that a failure later in the file can say so.
 
-The splitter is imported only where a split is needed: its regexes take ~7 ms to compile,
-and most scripts need none.
+A SQL file is checked before anything runs for what would silently change its meaning:
+a near-miss section marker (``-- cryomigrate: rollback``) would turn rollback SQL into
+apply SQL, and psql-only input (``\\set``, ``COPY ... FROM stdin``) cannot be sent to a
+server at all. Markers are recognised exactly (see ``_MARKER_LINE``): a ``--`` comment on
+a line of its own, spaces or tabs allowed around it and after ``--``, the name in lower
+case; any other comment that mentions ``cryomigrate:`` is an error, while the same text
+in a string or dollar-quoted body is data.
+
+The lexer is imported only where a file needs it: cheap regexes first decide whether a
+text mentions anything worth lexing, and most scripts need no split at all.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryomigrate.backends.base import Script
 from cryomigrate.errors import MigrationFileError
 
-_MARKER = re.compile(r"^[ \t]*--[ \t]*cryomigrate:([A-Za-z_-]+)[ \t]*\r?$", re.MULTILINE)
-_KNOWN_MARKERS = ("apply", "rollback", "no-transaction")
+if TYPE_CHECKING:
+    from cryomigrate.sqlsplit import Region, Statement
+
+MARKERS = ("apply", "rollback", "no-transaction")
+_MENTION = re.compile(r"(?i)cryomigrate[ \t]*:")
+_MARKER_LINE = re.compile(r"[ \t]*--[ \t]*cryomigrate:(apply|rollback|no-transaction)[ \t]*\r?")
+_KNOWN = ", ".join(f"-- cryomigrate:{name}" for name in MARKERS)
+_LINE_BACKSLASH = re.compile(r"(?m)^[ \t]*\\")
+_STDIN = re.compile(r"(?i)\bstdin\b")
+_COPY_FROM_STDIN = re.compile(r"(?i)(?:^|;)\s*(COPY\b[^;]*?\bFROM\s+STDIN)\b")
 # Every transaction-control statement starts with one of these words; a script without
 # any of them needs no split before it is sent.
 _CONTROL_WORD = re.compile(r"(?i)\b(?:begin|start|commit|end|rollback|abort|prepare)\b")
@@ -32,28 +51,50 @@ def prepare(sql: str, *, origin: str, first_line: int = 1, transactional: bool =
     from cryomigrate.sqlsplit import blank_out, split
 
     statements = split(sql)
-    text = sql
     controls = [s for s in statements if s.control]
-    for statement in controls:
-        line = first_line + statement.line - 1
-        if statement.control == "prepare":
-            raise MigrationFileError(
-                f"{origin} line {line}: PREPARE TRANSACTION would hand the migration's "
-                "transaction to two-phase commit and leave it uncommitted; remove it"
-            )
-        if statement.control == "rollback":
-            raise MigrationFileError(
-                f"{origin} line {line}: a top-level {statement.words[0]} would undo the "
-                "migration's own transaction; remove it (a failing migration is rolled "
-                "back for you) or mark the file -- cryomigrate:no-transaction"
-            )
+    if not controls:
+        return Script(origin, sql, first_line, statements)
+    dropped = tuple((first_line + s.line - 1, _control_words(s)) for s in controls)
+    for statement, (line, words) in zip(controls, dropped, strict=True):
+        _refuse_control(statement, origin, line)
         if notice is not None:
-            notice(f"{origin} line {line}: {' '.join(statement.words[:1])} not sent; "
+            notice(f"{origin} line {line}: {words} not sent; "
                    "the migration already runs in one transaction")
-    if controls:
-        text = blank_out(sql, controls)
-        statements = [s for s in statements if not s.control]
-    return Script(origin, text, first_line, statements)
+    return Script(origin, blank_out(sql, controls), first_line,
+                  [s for s in statements if not s.control], dropped_control=dropped)
+
+
+def _control_words(statement: Statement) -> str:
+    return " ".join(statement.words[:2] if statement.words[0] == "START" else
+                    statement.words[:1])
+
+
+def _refuse_control(statement: Statement, origin: str, line: int) -> None:
+    """Transaction control that cannot simply be left out of a transactional migration."""
+    if statement.control == "prepare":
+        raise MigrationFileError(
+            f"{origin} line {line}: PREPARE TRANSACTION would hand the migration's "
+            "transaction to two-phase commit and leave it uncommitted; remove it"
+        )
+    if statement.control == "rollback":
+        raise MigrationFileError(
+            f"{origin} line {line}: a top-level {statement.words[0]} would undo the "
+            "migration's own transaction; remove it (a failing migration is rolled "
+            "back for you) or mark the file -- cryomigrate:no-transaction"
+        )
+
+
+def dropped_control_advice(script: Script) -> str:
+    """What to add to the message of a statement failing in a script whose own transaction
+    control was not sent: its ``BEGIN ... COMMIT`` no longer scopes anything."""
+    where = ", ".join(f"{words} at line {line}" for line, words in script.dropped_control)
+    return (
+        f"note: {script.origin}'s own transaction control was not sent ({where}), because "
+        "the migration already runs in one transaction; whatever the file scoped to its "
+        "own transaction (SET LOCAL, set_config(..., true)) now lasts to the end of the "
+        "file. If the file relies on its own BEGIN/COMMIT, mark it "
+        "-- cryomigrate:no-transaction"
+    )
 
 
 @dataclass(frozen=True)
@@ -67,48 +108,132 @@ class Sections:
     transactional: bool
 
 
+@dataclass(frozen=True)
+class _Marker:
+    name: str
+    line: int
+    start: int  # where its line starts
+    end: int  # just after its newline, where its section's text starts
+
+
 def parse_sections(text: str, origin: str) -> Sections:
-    markers = list(_MARKER.finditer(text))
+    markers = check_text(text, origin)
     transactional = True
-    apply_text, apply_line = text, 1
-    rollback_text: str | None = None
-    rollback_line = 0
     sections: dict[str, tuple[str, int]] = {}
     for index, marker in enumerate(markers):
-        name = marker[1].lower()
-        line = text.count("\n", 0, marker.start()) + 1
-        if name not in _KNOWN_MARKERS:
-            raise MigrationFileError(
-                f"{origin} line {line}: unknown marker 'cryomigrate:{marker[1]}'; "
-                f"known markers: {', '.join('cryomigrate:' + m for m in _KNOWN_MARKERS)}"
-            )
-        if name == "no-transaction":
+        if marker.name == "no-transaction":
             if sections:
                 raise MigrationFileError(
-                    f"{origin} line {line}: -- cryomigrate:no-transaction must come before "
-                    "the first section marker"
+                    f"{origin} line {marker.line}: -- cryomigrate:no-transaction must come "
+                    "before the first section marker"
                 )
             transactional = False
             continue
-        if name in sections:
-            raise MigrationFileError(f"{origin} line {line}: a second -- cryomigrate:{name}")
-        end = markers[index + 1].start() if index + 1 < len(markers) else len(text)
-        body_start = marker.end() + 1 if marker.end() < len(text) else marker.end()
-        sections[name] = (text[body_start:end], line + 1)
-    if sections:
-        first = min(m.start() for m in markers if m[1].lower() != "no-transaction")
-        preamble = _MARKER.sub("", text[:first])
-        if not _only_line_comments(preamble) and _has_statements(preamble):
+        if marker.name in sections:
             raise MigrationFileError(
-                f"{origin}: SQL before the first -- cryomigrate:apply marker; move it into "
-                "the apply section"
-            )
-        if "apply" not in sections:
-            raise MigrationFileError(f"{origin}: has sections but no -- cryomigrate:apply")
-        apply_text, apply_line = sections["apply"]
-        if "rollback" in sections:
-            rollback_text, rollback_line = sections["rollback"]
-    return Sections(apply_text, apply_line, rollback_text, rollback_line, transactional)
+                f"{origin} line {marker.line}: a second -- cryomigrate:{marker.name}")
+        end = markers[index + 1].start if index + 1 < len(markers) else len(text)
+        sections[marker.name] = (text[marker.end : end], marker.line + 1)
+    if not sections:
+        return Sections(text, 1, None, 0, transactional)
+    first = min(m.start for m in markers if m.name != "no-transaction")
+    preamble = text[:first]
+    if not _only_line_comments(preamble) and _has_statements(preamble):
+        raise MigrationFileError(
+            f"{origin}: SQL before the first -- cryomigrate:apply marker; move it into "
+            "the apply section"
+        )
+    if "apply" not in sections:
+        raise MigrationFileError(f"{origin}: has sections but no -- cryomigrate:apply")
+    rollback_text, rollback_line = sections.get("rollback", (None, 0))
+    return Sections(*sections["apply"], rollback_text, rollback_line, transactional)
+
+
+def check_text(text: str, origin: str) -> list[_Marker]:
+    """The section markers of a SQL file; raises for near-miss markers and psql-only input.
+
+    Cheap regexes decide first whether there is anything to look at; only then is the
+    text lexed, so that a marker or a backslash in a string or dollar-quoted body is data.
+    """
+    mention, backslash, stdin = (_MENTION.search(text), _LINE_BACKSLASH.search(text),
+                                 _STDIN.search(text))
+    if not (mention or backslash or stdin):
+        return []
+    from cryomigrate.sqlsplit import regions
+
+    found = regions(text)
+    problems: list[tuple[int, str]] = []
+    markers = _markers(text, origin, found, problems) if mention else []
+    if stdin:
+        problems += _copy_from_stdin(text, origin, found)
+    if backslash:
+        problems += _meta_commands(text, origin, found)
+    if problems:
+        raise MigrationFileError("; ".join(message for _, message in sorted(problems)))
+    return markers
+
+
+def _markers(text: str, origin: str, found: list[Region],
+             problems: list[tuple[int, str]]) -> list[_Marker]:
+    from cryomigrate.sqlsplit import line_of
+
+    markers: list[_Marker] = []
+    for region in found:
+        mention = region.kind == "comment" and _MENTION.search(text, region.start, region.end)
+        if not mention:
+            continue
+        line = line_of(text, mention.start())
+        line_start = text.rfind("\n", 0, region.start) + 1
+        exact = _MARKER_LINE.fullmatch(text, line_start, region.end)
+        if text.startswith("/*", region.start):
+            why = "a /* */ comment mentions cryomigrate:, but markers are -- line comments"
+        elif text[line_start : region.start].strip():
+            why = "a marker must be on a line of its own, not after SQL"
+        elif exact is None:
+            shown = text[region.start : region.end].strip()
+            why = f"unknown marker {shown[:60]!r}"
+        else:
+            markers.append(_Marker(exact[1], line, line_start,
+                                   min(region.end + 1, len(text))))
+            continue
+        problems.append((line, (
+            f"{origin} line {line}: {why}; the markers are exactly {_KNOWN}, each on a "
+            "line of its own (any other comment mentioning cryomigrate: is refused, so that "
+            "a near miss never runs rollback SQL as apply SQL)")))
+    return markers
+
+
+def _copy_from_stdin(text: str, origin: str, found: list[Region]) -> list[tuple[int, str]]:
+    from cryomigrate.sqlsplit import code_only, line_of
+
+    problems = []
+    for match in _COPY_FROM_STDIN.finditer(code_only(text, found)):
+        line = line_of(text, match.start(1))
+        problems.append((line, (
+            f"{origin} line {line}: COPY ... FROM stdin is not SQL: psql only (psql sends "
+            "the data rows that follow it); write the rows as INSERT statements")))
+    return problems
+
+
+def _meta_commands(text: str, origin: str, found: list[Region]) -> list[tuple[int, str]]:
+    from cryomigrate.sqlsplit import line_of
+
+    starts = [region.start for region in found]
+    problems = []
+    for match in _LINE_BACKSLASH.finditer(text):
+        at = match.end() - 1
+        index = bisect.bisect_right(starts, at) - 1
+        if index >= 0 and found[index].end > at:
+            continue  # inside a string, comment or dollar-quoted body: data
+        command = text[at : at + 20].split(None, 1)[0]
+        if command == "\\.":
+            continue  # the end of COPY data, reported with its COPY
+        line = line_of(text, at)
+        problems.append((line, (
+            f"{origin} line {line}: {command} is a psql meta-command, not SQL: psql only; "
+            "cryomigrate sends the file to the server, which cannot run it; remove it or "
+            "write it as SQL")))
+    return problems
 
 
 def _only_line_comments(text: str) -> bool:

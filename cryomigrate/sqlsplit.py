@@ -14,10 +14,15 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
 
 _TOKEN = re.compile(r"--|/\*|[';\"()$`]|[A-Za-z_][A-Za-z0-9_$]*")
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
-_IDENT_CHAR = re.compile(r"[A-Za-z0-9_$\u0080-\uffff]")
+# Non-ASCII is written as a negated ASCII class: a \u0080-\uffff range makes re build a
+# bitmap of the whole BMP, which made importing this module cost more than using it.
+_DOLLAR_TAG = re.compile(r"\$((?:[A-Za-z_]|[^\x00-\x7f])(?:[A-Za-z0-9_]|[^\x00-\x7f])*)?\$")
+_IDENT_CHAR = re.compile(r"[A-Za-z0-9_$]|[^\x00-\x7f]")
+_QUOTE_OR_COMMENT = re.compile(r"--|/\*|['\"`$]")
 _LEADING_WORDS = 3
 
 
@@ -63,7 +68,10 @@ def transaction_control(words: tuple[str, ...]) -> str | None:
 class _Lexer:
     def __init__(self, sql: str) -> None:
         self.sql = sql
-        self.newlines = [i for i, ch in enumerate(sql) if ch == "\n"]
+
+    @cached_property
+    def newlines(self) -> list[int]:
+        return [m.start() for m in re.finditer("\n", self.sql)]
 
     def line_of(self, offset: int) -> int:
         return bisect.bisect_right(self.newlines, offset - 1) + 1
@@ -184,5 +192,67 @@ def blank_out(sql: str, statements: list[Statement]) -> str:
         parts.append(sql[pos : statement.start])
         parts.append(re.sub(r"[^\n]", " ", statement.text))
         pos = statement.end
+    parts.append(sql[pos:])
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A stretch of ``sql`` that is not code: a comment, or a string, quoted identifier or
+    dollar-quoted body. A ``--`` comment ends before its newline."""
+
+    kind: Literal["comment", "quoted"]
+    start: int
+    end: int
+
+
+def regions(sql: str) -> list[Region]:
+    """The comments and quoted stretches of ``sql``, in order.
+
+    What a checker needs to tell SQL from data: ``-- cryomigrate:rollback`` or ``\\set`` in
+    a dollar-quoted body or a string is data, in a comment or at a line's start it is not.
+    """
+    lexer = _Lexer(sql)
+    found: list[Region] = []
+    pos = 0
+    while True:
+        match = _QUOTE_OR_COMMENT.search(sql, pos)
+        if match is None:
+            return found
+        token, start = match.group(), match.start()
+        if token == "--":
+            newline = sql.find("\n", start)
+            end = len(sql) if newline < 0 else newline
+            found.append(Region("comment", start, end))
+        elif token == "/*":
+            end = lexer.skip_block_comment(match.end())
+            found.append(Region("comment", start, end))
+        elif token == "$":
+            tag = _DOLLAR_TAG.match(sql, start)
+            if tag is None or (start and _IDENT_CHAR.match(sql[start - 1])):
+                pos = match.end()  # $1, or part of a name like a$b
+                continue
+            closing = sql.find(tag.group(), tag.end())
+            end = len(sql) if closing < 0 else closing + len(tag.group())
+            found.append(Region("quoted", start, end))
+        else:
+            end = lexer.skip_quoted(match.end(), token)
+            found.append(Region("quoted", start, end))
+        pos = end
+
+
+def line_of(sql: str, offset: int) -> int:
+    """The 1-based line of character ``offset``."""
+    return sql.count("\n", 0, offset) + 1
+
+
+def code_only(sql: str, found: list[Region]) -> str:
+    """``sql`` with every region blanked (newlines kept), so a regex sees only code."""
+    parts: list[str] = []
+    pos = 0
+    for region in found:
+        parts.append(sql[pos : region.start])
+        parts.append(re.sub(r"[^\n]", " ", sql[region.start : region.end]))
+        pos = region.end
     parts.append(sql[pos:])
     return "".join(parts)

@@ -34,15 +34,19 @@ class Script:
     ``first_line`` is the line of ``text`` in the migration file, so a failing statement
     can be reported at its line in the file the user edits. Statements are split out of
     ``text`` only when asked for: a networked backend sends the text whole and needs them
-    only to place an error.
+    only to place an error. ``dropped_control`` lists the user's own transaction control
+    that was blanked out, as (file line, words such as ``BEGIN``), so that a failure can
+    say the file's ``BEGIN ... COMMIT`` no longer scoped anything.
     """
 
     def __init__(self, origin: str, text: str, first_line: int = 1,
-                 statements: Sequence[Statement] | None = None) -> None:
+                 statements: Sequence[Statement] | None = None, *,
+                 dropped_control: tuple[tuple[int, str], ...] = ()) -> None:
         self.origin = origin
         self.text = text
         self.first_line = first_line
         self._statements = statements
+        self.dropped_control = dropped_control
 
     def _parts(self) -> Sequence[Statement]:
         if self._statements is None:
