@@ -4,6 +4,10 @@ Each command parses options, calls one library function and renders its result. 
 module is the one place where errors become exit codes and where text leaves the process,
 so every line goes through the redactor. The library is imported inside the commands:
 ``cryomigrate --help`` must not pay for pydantic, jinja2 or a database driver.
+
+Every failure, whatever raised it (a ``CryomigrateError``, a bad option value, Ctrl-C),
+ends the same way: one paragraph on stderr and, with ``--format json``, exactly one JSON
+document with ``"error": {"code", "message"}`` on stdout.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import click
 
 from cryomigrate import __version__
 from cryomigrate.errors import CryomigrateError
+from cryomigrate.options import Count, Version, common_options, lock_wait_option
 from cryomigrate.redact import redact
 from cryomigrate.render import (
     render_history,
@@ -26,7 +31,9 @@ from cryomigrate.render import (
     render_validate,
 )
 
-
+# The shell's convention for a process ended by SIGINT (128 + 2), so scripts can tell a
+# person's Ctrl-C from a migration failing (1).
+EXIT_INTERRUPTED = 130
 def out(text: str = "") -> None:
     click.echo(redact(text))
 
@@ -36,37 +43,104 @@ def err(text: str) -> None:
 
 
 class _Group(click.Group):
+    """Runs a command and turns whatever stopped it into one exit code and one report."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # A bad option value is found while click parses the command, before the command
+        # knows its --format and --env: read them from the raw arguments so that even
+        # that error is reported as JSON, for the right environment.
+        state = ctx.ensure_object(dict)
+        state["format"] = _raw_option(args, "--format") or "text"
+        state["environment"] = _raw_option(args, "--env")
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except CryomigrateError as exc:
-            _report(ctx, exc)
-            ctx.exit(exc.exit_code)
+            _fail(ctx, exc.exit_code, str(exc), exc.result)
+        except click.UsageError as exc:
+            _fail(ctx, exc.exit_code, _usage_message(exc), None, hint=_help_hint(exc))
+        except (KeyboardInterrupt, click.Abort):
+            # click.prompt turns Ctrl-C (and end of input) at the confirmation into Abort.
+            _fail(ctx, EXIT_INTERRUPTED, _INTERRUPTED, _progress_so_far(ctx))
 
 
-def _report(ctx: click.Context, exc: CryomigrateError) -> None:
+_INTERRUPTED = ("interrupted (Ctrl-C): migrations finished before it stay done; run "
+                "`cryomigrate status` to see where it stopped")
+
+
+def _fail(ctx: click.Context, code: int, message: str, result: Any, *, hint: str = "") -> None:
+    """Report a failure once (JSON document or partial text, then stderr) and exit."""
     state = ctx.ensure_object(dict)
     if state.get("format") == "json":
-        result = exc.result
         document: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else {}
         document.setdefault("environment", _environment_name(state.get("environment")))
-        document["error"] = {"code": exc.exit_code, "message": str(exc)}
+        document["error"] = {"code": code, "message": message}
         out(json.dumps(document, indent=2, default=str))
-    elif exc.result is not None and state.get("render_partial"):
-        text = state["render_partial"](exc.result)
+    elif result is not None and state.get("render_partial"):
+        text = state["render_partial"](result)
         if text:
             out(text)
-    err(f"error: {exc}")
+    # One paragraph: a blank line inside a driver's message would split it in two.
+    lines = [line for line in f"error: {message}".splitlines() if line.strip()]
+    err("\n".join([*lines, hint] if hint else lines))
+    ctx.exit(code)
+
+
+def _usage_message(exc: click.UsageError) -> str:
+    """``--target: '5x' is not a migration version``: the option as the user typed it."""
+    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter) \
+            and exc.param is not None:
+        param = exc.param
+        name = param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+        return f"{name}: {exc.message}"
+    return exc.format_message()
+
+
+def _help_hint(exc: click.UsageError) -> str:
+    if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+        return ""  # the message already names the option and what it takes
+    path = exc.ctx.command_path if exc.ctx is not None else "cryomigrate"
+    return f"see `{path} --help`"
+
+
+def _raw_option(args: Sequence[str], name: str) -> str | None:
+    """The last value given for ``name`` (``--name V`` or ``--name=V``), as click takes it."""
+    found = None
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith(name + "="):
+            found = arg[len(name) + 1:]
+    return found
+
+
+def _progress_so_far(ctx: click.Context) -> Any:
+    """What an interrupted run had finished, from its progress events; None if no run."""
+    state = ctx.ensure_object(dict)
+    if state.get("action") is None:
+        return None
+    from cryomigrate.models import RunResult
+
+    return RunResult(_environment_name(state.get("environment")), state["action"], False,
+                     tuple(state.get("done", ())), skipped=tuple(state.get("skipped", ())))
 
 
 def _environment_name(option: str | None) -> str:
-    """The environment a failed command was for, even when it failed before choosing one."""
+    """The environment a failed command was for, even when it failed before choosing one.
+
+    The only copy of this rule outside config.py, which does not expose it yet; see
+    ``Config.environment``.
+    """
     import os
 
     from cryomigrate.config import DEFAULT_ENVIRONMENT
 
     return option or os.environ.get("CRYOMIGRATE_ENV") or DEFAULT_ENVIRONMENT
 
+
+# --- running a command ------------------------------------------------------------------
 
 def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
@@ -91,33 +165,25 @@ def _confirmer(yes: bool, verb: str) -> bool | Callable[[str, Sequence[str]], bo
     return ask
 
 
-def _progress(fmt: str, verb: str) -> Callable[[str, Any], None]:
+def _progress(ctx: click.Context, fmt: str, verb: str) -> Callable[[str, Any], None]:
+    """Print each step as it happens, and keep what finished for an interrupted run."""
+    state = ctx.ensure_object(dict)
+    done: list[Any] = state.setdefault("done", [])
+    skipped: list[str] = state.setdefault("skipped", [])
+
     def progress(event: str, payload: Any) -> None:
         if event in ("notice", "warning"):
             err(f"{event}: {payload}")
-        elif event == "done" and fmt == "text":
-            label = f"{payload.version}_{payload.name}"
-            out(f"  {verb}  {label:<40} {payload.kind:<9} {payload.duration_ms:>6} ms")
-        elif event == "skip" and fmt == "text":
-            out(f"  skipped  {payload.file.label}: another run did it first")
+        elif event == "done":
+            done.append(payload)
+            if fmt == "text":
+                label = f"{payload.version}_{payload.name}"
+                out(f"  {verb}  {label:<40} {payload.kind:<9} {payload.duration_ms:>6} ms")
+        elif event == "skip":
+            skipped.append(payload.file.label)
+            if fmt == "text":
+                out(f"  skipped  {payload.file.label}: another run did it first")
     return progress
-
-
-def env_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--env", "env", metavar="NAME",
-                        help="Environment from environments.yaml (default: $CRYOMIGRATE_ENV "
-                             "or development).")(f)
-
-
-def format_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-                        show_default=True, help="Output format.")(f)
-
-
-def lock_wait_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--lock-wait", type=click.FloatRange(min=0), default=60.0,
-                        show_default=True, metavar="SECONDS",
-                        help="How long to wait for another run's lock before giving up.")(f)
 
 
 def _begin(ctx: click.Context, fmt: str, env: str | None) -> None:
@@ -135,6 +201,8 @@ def _emit(fmt: str, result: Any, text: Callable[[Any], str]) -> None:
             out(rendered)
 
 
+# --- the commands -----------------------------------------------------------------------
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config", metavar="PATH", envvar="CRYOMIGRATE_CONFIG",
               help="environments.yaml to use (default: nearest one upwards).")
@@ -146,8 +214,7 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 
 @main.command()
-@env_option
-@format_option
+@common_options
 @click.pass_context
 def status(ctx: click.Context, env: str | None, fmt: str) -> None:
     """Show every migration: applied, pending, modified, missing or dirty."""
@@ -159,12 +226,12 @@ def status(ctx: click.Context, env: str | None, fmt: str) -> None:
 
 
 @main.command()
-@env_option
-@click.option("--target", metavar="VERSION", help="Apply up to and including this version.")
+@click.option("--target", type=Version(), metavar="VERSION",
+              help="Apply up to and including this version.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and its SQL; change nothing.")
 @click.option("--yes", is_flag=True, help="Confirm for environments that require it.")
 @lock_wait_option
-@format_option
+@common_options
 @click.pass_context
 def apply(ctx: click.Context, env: str | None, target: str | None, dry_run: bool, yes: bool,
           lock_wait: float, fmt: str) -> None:
@@ -172,21 +239,21 @@ def apply(ctx: click.Context, env: str | None, target: str | None, dry_run: bool
     from cryomigrate import api
 
     _begin(ctx, fmt, env)
-    ctx.obj["render_partial"] = render_stopped
+    ctx.obj.update(action="apply", render_partial=render_stopped)
     result = api.apply_migrations(target, env, config=ctx.obj["config"], dry_run=dry_run,
                                   confirm=_confirmer(yes, "apply"), lock_wait=lock_wait,
-                                  progress=_progress(fmt, "applied"))
+                                  progress=_progress(ctx, fmt, "applied"))
     _emit(fmt, result, render_run)
 
 
 @main.command()
-@env_option
-@click.option("--target", metavar="VERSION", help="Roll back everything above this version.")
-@click.option("--steps", type=click.IntRange(min=1), help="Roll back the newest N migrations.")
+@click.option("--target", type=Version(), metavar="VERSION",
+              help="Roll back everything above this version.")
+@click.option("--steps", type=Count(), help="Roll back the newest N migrations.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and its SQL; change nothing.")
 @click.option("--yes", is_flag=True, help="Confirm for environments that require it.")
 @lock_wait_option
-@format_option
+@common_options
 @click.pass_context
 def rollback(ctx: click.Context, env: str | None, target: str | None, steps: int | None,
              dry_run: bool, yes: bool, lock_wait: float, fmt: str) -> None:
@@ -195,17 +262,17 @@ def rollback(ctx: click.Context, env: str | None, target: str | None, steps: int
 
     _begin(ctx, fmt, env)
     if target is not None and steps is not None:
-        raise click.UsageError("use --target or --steps, not both")
-    ctx.obj["render_partial"] = render_stopped
+        raise click.UsageError("use --target or --steps, not both", ctx)
+    ctx.obj.update(action="rollback", render_partial=render_stopped)
     result = api.rollback_migrations(target, env, steps=steps, config=ctx.obj["config"],
                                      dry_run=dry_run, confirm=_confirmer(yes, "roll back"),
-                                     lock_wait=lock_wait, progress=_progress(fmt, "rolled back"))
+                                     lock_wait=lock_wait,
+                                     progress=_progress(ctx, fmt, "rolled back"))
     _emit(fmt, result, render_run)
 
 
 @main.command()
-@env_option
-@format_option
+@common_options
 @click.pass_context
 def validate(ctx: click.Context, env: str | None, fmt: str) -> None:
     """Check files, names, templates for every environment, the config and the database."""
@@ -219,8 +286,7 @@ def validate(ctx: click.Context, env: str | None, fmt: str) -> None:
 @main.command()
 @click.argument("name")
 @click.option("--sql", is_flag=True, help="Create a .sql migration instead of a .py one.")
-@env_option
-@format_option
+@common_options
 @click.pass_context
 def new(ctx: click.Context, name: str, sql: bool, env: str | None, fmt: str) -> None:
     """Create the next-numbered migration file NAME."""
@@ -232,9 +298,8 @@ def new(ctx: click.Context, name: str, sql: bool, env: str | None, fmt: str) -> 
 
 
 @main.command()
-@env_option
-@click.option("--limit", type=click.IntRange(min=1), help="Show only the newest N entries.")
-@format_option
+@click.option("--limit", type=Count(), help="Show only the newest N entries.")
+@common_options
 @click.pass_context
 def history(ctx: click.Context, env: str | None, limit: int | None, fmt: str) -> None:
     """Show the journal of every apply, rollback, baseline and repair, newest first."""
@@ -245,10 +310,9 @@ def history(ctx: click.Context, env: str | None, limit: int | None, fmt: str) ->
 
 
 @main.command()
-@click.argument("version")
-@env_option
+@click.argument("version", type=Version())
 @lock_wait_option
-@format_option
+@common_options
 @click.pass_context
 def baseline(ctx: click.Context, version: str, env: str | None, lock_wait: float,
              fmt: str) -> None:
@@ -262,11 +326,12 @@ def baseline(ctx: click.Context, version: str, env: str | None, lock_wait: float
 
 
 @main.command()
-@env_option
-@click.option("--mark-applied", metavar="VERSION", help="Record VERSION as applied.")
-@click.option("--mark-pending", metavar="VERSION", help="Remove VERSION from the history.")
+@click.option("--mark-applied", type=Version(), metavar="VERSION",
+              help="Record VERSION as applied.")
+@click.option("--mark-pending", type=Version(), metavar="VERSION",
+              help="Remove VERSION from the history.")
 @lock_wait_option
-@format_option
+@common_options
 @click.pass_context
 def repair(ctx: click.Context, env: str | None, mark_applied: str | None,
            mark_pending: str | None, lock_wait: float, fmt: str) -> None:

@@ -87,6 +87,8 @@ class RunResult:
     dry_run: bool
     migrations: tuple[MigrationRun, ...]
     notices: tuple[str, ...] = ()
+    # File names (``005_add_x.sql``) of planned migrations that a concurrent run applied
+    # or rolled back first, so this run left them alone.
     skipped: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,8 +97,15 @@ class RunResult:
             "environment": self.environment,
             "dry_run": self.dry_run,
             key: [m.to_dict() for m in self.migrations],
+            "skipped": [_skipped(label) for label in self.skipped],
             "notices": list(self.notices),
         }
+
+
+def _skipped(label: str) -> dict[str, str]:
+    """``005_add_x.sql`` -> version ``005``, name ``add_x``: the keys a run's list uses."""
+    version, _, rest = label.partition("_")
+    return {"version": version, "name": rest.split(".", 1)[0], "file": label}
 
 
 @dataclass(frozen=True)

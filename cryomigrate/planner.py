@@ -6,7 +6,7 @@ tested directly with plain values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryomigrate.config import Policies
@@ -71,12 +71,40 @@ def to_status(entry: Entry) -> MigrationStatus:
 
 
 def resolve_target(target: int | None, all_entries: Sequence[Entry]) -> int | None:
+    """``target`` if it is a point in the numbering: a version, or a gap between two.
+
+    A gap is a position like any other (Flyway and goose read a target the same way):
+    apply goes up to and including the last version below it, rollback undoes every
+    version above it. Past the newest version there is nothing to stop at, so such a
+    target is refused as the typo it most likely is, rather than meaning "everything".
+    """
     if target is None or target == 0:
         return target
-    if not any(e.version == target for e in all_entries):
-        known = ", ".join(e.version_text for e in all_entries[-5:]) or "none"
-        raise InputError(f"no migration has version {target} (latest versions: {known})")
+    if not all_entries:
+        raise InputError(f"no migration has version {target}: there are no migrations yet")
+    if target > all_entries[-1].version:
+        known = ", ".join(e.version_text for e in all_entries[-5:])
+        raise InputError(f"no migration has version {spell(target, all_entries)} "
+                         f"(latest versions: {known})")
     return target
+
+
+def spell(version: int, all_entries: Sequence[Entry]) -> str:
+    """``version`` as the migration files spell it: ``1`` is ``001`` in a folder of 001_x.
+
+    A version with an entry keeps its own spelling; one without (a gap, a typo) takes the
+    zero padding the folder uses, so a message never shows ``1`` beside ``001_x.sql``.
+    """
+    for entry in all_entries:
+        if entry.version == version:
+            return entry.version_text
+    return pad(version, [e.version_text for e in all_entries])
+
+
+def pad(version: int, spellings: Iterable[str]) -> str:
+    """``version`` zero-padded as wide as the widest zero-padded spelling in ``spellings``."""
+    width = max((len(text) for text in spellings if text.startswith("0")), default=0)
+    return f"{version:0{width}d}"
 
 
 def plan_apply(all_entries: Sequence[Entry], target: int | None,
@@ -106,7 +134,7 @@ def plan_rollback(all_entries: Sequence[Entry], target: int | None, steps: int |
     applied = [e for e in reversed(all_entries) if e.row is not None]
     if steps is not None:
         if steps < 1:
-            raise InputError("--steps must be 1 or more")
+            raise InputError("the number of steps to roll back must be 1 or more")
         return applied[:steps], warnings
     if target is not None:
         return [e for e in applied if e.version > target], warnings

@@ -53,15 +53,17 @@ def render_run(result: Any) -> str:
 
 
 def render_stopped(result: Any) -> str:
-    """What a failed run had done before it stopped; empty when it had done nothing."""
-    return _done(result) + " before the failure." if result.migrations else ""
+    """What a failed or interrupted run had done before it stopped; empty if nothing."""
+    return _done(result) + " before it stopped." if result.migrations else ""
 
 
 def _done(result: Any) -> str:
     verb = "Applied" if result.action == "apply" else "Rolled back"
     total = sum(m.duration_ms for m in result.migrations)
+    skipped = (f"; {_plural(len(result.skipped), 'migration')} skipped: another run did "
+               "them first" if result.skipped else "")
     return (f"{verb} {_plural(len(result.migrations), 'migration')} in {result.environment} "
-            f"({total} ms)")
+            f"({total} ms){skipped}")
 
 
 def render_history(result: Any) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from cryomigrate.discovery import MigrationFile
 from cryomigrate.errors import InputError
 from cryomigrate.models import HistoryRow
+from cryomigrate.planner import pad
 from cryomigrate.tracker import Tracker, now
 
 
@@ -36,7 +37,8 @@ class Repair:
         file = self.files.get(version)
         row = self.history.get(version)
         if file is None:
-            raise InputError(f"no migration file has version {version}; nothing to mark applied")
+            raise InputError(f"no migration file has version {self._spell(version)}; nothing to "
+                             "mark applied")
         if row is not None and row.state == "applied":
             raise InputError(f"{file.label} is already applied; nothing to mark")
         if row is None:
@@ -53,7 +55,8 @@ class Repair:
     def mark_pending(self, version: int) -> None:
         row = self.history.get(version)
         if row is None:
-            raise InputError(f"version {version} is not in the history; it is already pending")
+            raise InputError(f"version {self._spell(version)} is not in the history; it is "
+                             "already pending")
         self.tracker.delete(version, row.version_text)
         self.history.pop(version)
         self._journal(row.version_text, row.name)
@@ -62,6 +65,13 @@ class Repair:
     def dirty_left(self) -> list[str]:
         return [f"{row.version_text}_{row.name}" for row in self.history.values()
                 if row.state == "dirty"]
+
+    def _spell(self, version: int) -> str:
+        """``version`` as its file spells it, else padded as the folder pads versions."""
+        if version in self.files:
+            return self.files[version].version_text
+        return pad(version, [*(f.version_text for f in self.files.values()),
+                             *(r.version_text for r in self.history.values())])
 
     def _journal(self, version_text: str, name: str) -> None:
         self.tracker.journal(version_text=version_text, name=name, action="repair",

@@ -56,8 +56,30 @@ def test_resolve_target() -> None:
     assert planner.resolve_target(5, found) == 5
     assert planner.resolve_target(None, found) is None
     assert planner.resolve_target(0, found) == 0
-    with pytest.raises(InputError, match="no migration has version 4"):
-        planner.resolve_target(4, found)
+    # A gap in the numbering is a position like any other (issue 8, item 16).
+    assert planner.resolve_target(4, found) == 4
+    # Past the newest version it is a typo, shown as the files spell versions (item 14).
+    with pytest.raises(InputError, match="no migration has version 006 "):
+        planner.resolve_target(6, found)
+    with pytest.raises(InputError, match="no migration has version 1: there are no migr"):
+        planner.resolve_target(1, [])
+
+
+def test_target_in_a_gap_plans_up_to_it_and_rolls_back_above_it() -> None:
+    found = entries([1, 2, 5, 6], [1, 2, 5, 6])
+    chosen, _ = planner.plan_rollback(found, planner.resolve_target(4, found), None, STRICT)
+    assert [e.version for e in chosen] == [6, 5]
+    pending = entries([1, 2, 5, 6], [])
+    plan, _ = planner.plan_apply(pending, planner.resolve_target(4, pending), STRICT)
+    assert [f.version for f in plan] == [1, 2]
+
+
+def test_spell_uses_the_folders_padding() -> None:
+    assert planner.spell(5, entries([1, 5], [])) == "005"
+    assert planner.spell(4, entries([1, 5], [])) == "004"
+    assert planner.spell(1234, entries([1], [])) == "1234"
+    assert planner.pad(7, ["1", "20240101120000"]) == "7"
+    assert planner.pad(7, []) == "7"
 
 
 def test_out_of_order_blocks_unless_allowed() -> None:
