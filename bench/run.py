@@ -10,7 +10,12 @@ Why each measurement exists (see bench/README.md for the full story):
   two sizes, how that cost grows (per-migration overhead, growth ratio);
 * no-op ``apply`` and ``status`` with all N applied: what every CI job pays on every run;
 * ``--help`` against ``python -c pass``: start-up cost, the floor of every command;
-* the same no-op commands on SQLite, the embedded default.
+* the same no-op commands on SQLite, the embedded default;
+* at network distance: cold, no-op and status of N=50 through bench/delayproxy.py (40 ms
+  round trip), from which round trips per migration follow: against a hosted database
+  they, not the client's CPU, decide the speed;
+* ``python -c "import psycopg; psycopg.connect(URL).execute('select 1')"`` next to every
+  no-op and status: the least a Python tool on psycopg pays, the yardstick of their targets.
 
 Each tool runs as a separate process exactly as a user would start it, timed wall-clock
 from ``fork`` to exit. Every cold run is checked to have created exactly N tables and N
@@ -27,57 +32,60 @@ import os
 import platform
 import shutil
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from delayproxy import Counters, DelayProxy
 from peers import NPM_PACKAGES, PIP_PACKAGES, ensure_peers, install_cryomigrate, version_of
 from pgadmin import PREFIX, Server
+from report import markdown, render
+from results import (
+    COLD,
+    FAR,
+    HELP,
+    NONE,
+    NOOP,
+    PG,
+    PROBE,
+    SQLITE,
+    STATUS,
+    Measurement,
+    Plan,
+    Targets,
+    add_ratios,
+    derived,
+    round_trips,
+)
 from tools import (
     BENCH_DIR,
+    CM_BIN,
     FLOOR,
     OURS,
-    PEER,
     PYTHON_M_HELP,
     PYTHON_PASS,
     REPO_DIR,
     TOOLS,
     Cmd,
     Tool,
+    Urls,
     base_env,
 )
 
-PG, SQLITE, NONE = "postgresql", "sqlite", "-"
-COLD, NOOP, STATUS, HELP = "cold apply", "no-op apply", "status", "--help"
+# Safety net only: the scenario stops its proxy when it ends.
+PROXY_LIFETIME = 6 * 3600.0
 
 
-# --------------------------------------------------------------------------- measurements
-
-
-@dataclass
-class Measurement:
-    """Wall-clock samples of one (metric, backend, N, tool); ``error`` if it could not run."""
-
-    metric: str
-    backend: str
-    n: int
-    tool: str
-    samples: list[float] = field(default_factory=list)
-    error: str | None = None
-    median: float | None = None
-    ratio_floor: float | None = None
-    ratio_fastest_peer: float | None = None
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.metric, self.backend, self.n)
+def probe_cmd(urls: Urls) -> Cmd:
+    """The issue's yardstick, verbatim, from the interpreter cryomigrate runs from."""
+    code = f"import psycopg; psycopg.connect({urls.libpq!r}).execute('select 1')"
+    return Cmd([str(CM_BIN / "python"), "-c", code], REPO_DIR)
 
 
 class Bench:
@@ -113,12 +121,11 @@ class Bench:
         return elapsed, None
 
     def record(self, m: Measurement) -> Measurement:
-        if m.samples and m.error is None:
-            m.median = statistics.median(m.samples)
+        m.finish()
         self.results.append(m)
         shown = f"{m.median:.3f}s" if m.median is not None else f"FAILED ({m.error})"
         label = f"N={m.n}" if m.n else ""
-        print(f"  {m.metric:<12} {m.backend:<10} {label:<7} {m.tool:<16} {shown}", flush=True)
+        print(f"  {m.metric:<12} {m.backend:<20} {label:<7} {m.tool:<16} {shown}", flush=True)
         return m
 
     def repeat(self, m: Measurement, cmd: Cmd, warmup: int) -> Measurement:
@@ -126,12 +133,12 @@ class Bench:
         nothing; the first failure stops it and becomes the measurement's error."""
         return self.interleaved([(m, cmd)], warmup)[0]
 
-    def interleaved(self, plan: list[tuple[Measurement, Cmd]],
-                    warmup: int) -> list[Measurement]:
+    def interleaved(self, plan: list[tuple[Measurement, Cmd]], warmup: int,
+                    repeat: int | None = None) -> list[Measurement]:
         """Time commands that change nothing, round-robin: run 1 of every tool, then run 2
         of every tool, ... so that load from other work on this small machine drifts over
         all tools alike instead of skewing whichever tool ran during it."""
-        for i in range(warmup + self.args.repeat):
+        for i in range(warmup + (repeat or self.args.repeat)):
             for m, cmd in plan:
                 if m.error is not None:
                     continue
@@ -144,56 +151,72 @@ class Bench:
 
     # -- PostgreSQL --------------------------------------------------------------------
 
-    def run_pg(self, tools: list[Tool], n: int) -> None:
+    def run_pg(self, tools: list[Tool], n: int, backend: str = PG,
+               via: Server | None = None, repeat: int | None = None) -> None:
         """Cold apply of every tool into fresh databases, round-robin ``repeat`` times; then
-        the no-op apply and the status on each tool's last database (all N applied)."""
+        the no-op apply and the status on each tool's last database (all N applied), next
+        to the psycopg probe. ``via`` is where the tools connect (the delaying proxy at
+        distance); databases are always created, checked and dropped directly."""
+        via = via or self.server
+        repeat = repeat or self.args.repeat
+        tag = "far" if backend == FAR else "lo"
         ready: list[tuple[Tool, Path, Measurement]] = []
         for tool in tools:
             if tool.name in self.tool_errors:
                 for metric in (COLD, NOOP, STATUS):
-                    self.record(Measurement(metric, PG, n, tool.name,
+                    self.record(Measurement(metric, backend, n, tool.name,
                                             error=self.tool_errors[tool.name]))
                 continue
             root = self.work / tool.name / f"n{n}"
-            tool.layout(root, n)
-            ready.append((tool, root, Measurement(COLD, PG, n, tool.name)))
+            if not root.exists():
+                tool.layout(root, n)
+            ready.append((tool, root, Measurement(COLD, backend, n, tool.name)))
         dbs: dict[str, str] = {}
         try:
-            for rep in range(self.args.repeat):
+            for rep in range(repeat):
                 for tool, root, cold in ready:
                     if cold.error is None:
-                        self._cold_pg(tool, root, cold, rep, dbs)
+                        self._cold_pg(tool, root, n, cold, via, f"{tag}{rep}", dbs)
             for _, _, cold in ready:
                 self.record(cold)
             for metric in (NOOP, STATUS):
-                plan: list[tuple[Measurement, Cmd]] = []
-                for tool, root, cold in ready:
-                    m = Measurement(metric, PG, n, tool.name)
-                    make = (tool.noop or tool.apply) if metric == NOOP else tool.status
-                    if cold.error:
-                        m.error = "not measured: cold apply failed"
-                    elif make is None:
-                        m.error = "tool has no such command"
-                    else:
-                        plan.append((m, make(root, self.server.urls(dbs[tool.name]))))
-                        continue
-                    self.record(m)
-                self.interleaved(plan, self.args.warmup)
+                plan = self._no_op_plan(ready, metric, backend, n, via, dbs)
+                self.interleaved(plan, self.args.warmup, repeat)
         finally:
             for dbname in dbs.values():
                 self.server.drop(dbname)
 
-    def _cold_pg(self, tool: Tool, root: Path, cold: Measurement, rep: int,
-                 dbs: dict[str, str]) -> None:
+    def _no_op_plan(self, ready: list[tuple[Tool, Path, Measurement]], metric: str,
+                    backend: str, n: int, via: Server,
+                    dbs: dict[str, str]) -> list[tuple[Measurement, Cmd]]:
+        """No-op apply or status of every tool whose cold apply worked, then the probe."""
+        plan: list[tuple[Measurement, Cmd]] = []
+        for tool, root, cold in ready:
+            m = Measurement(metric, backend, n, tool.name)
+            make = (tool.noop or tool.apply) if metric == NOOP else tool.status
+            if cold.error:
+                m.error = "not measured: cold apply failed"
+            elif make is None:
+                m.error = "tool has no such command"
+            else:
+                plan.append((m, make(root, via.urls(dbs[tool.name]))))
+                continue
+            self.record(m)
+        if dbs and any(t.role == OURS for t, _, _ in ready):
+            plan.append((Measurement(metric, backend, n, PROBE),
+                         probe_cmd(via.urls(next(iter(dbs.values()))))))
+        return plan
+
+    def _cold_pg(self, tool: Tool, root: Path, n: int, cold: Measurement, via: Server,
+                 tag: str, dbs: dict[str, str]) -> None:
         """One cold apply into a fresh database, checked to hold exactly N tables and N
         indexes afterwards; the previous database of this tool is dropped first."""
-        n = int(root.name[1:])
         if tool.name in dbs:
             self.server.drop(dbs.pop(tool.name))
-        dbname = f"{PREFIX}{tool.name.replace('-', '_')}_{n}_{rep}"
+        dbname = f"{PREFIX}{tool.name.replace('-', '_')}_{n}_{tag}"
         self.server.create(dbname)
         dbs[tool.name] = dbname
-        seconds, error = self.timed(tool.apply(root, self.server.urls(dbname)))
+        seconds, error = self.timed(tool.apply(root, via.urls(dbname)))
         if error is None:
             tables, indexes = self.server.bench_objects(dbname)
             if (tables, indexes) != (n, n):
@@ -203,6 +226,19 @@ class Bench:
             cold.error = error
         else:
             cold.samples.append(seconds)
+
+    def run_far(self, tools: list[Tool]) -> Counters:
+        """The same measurements at network distance: every tool through the delaying
+        proxy, half the RTT each way. The proxy lives for this scenario only."""
+        args = self.args
+        proxy = DelayProxy(self.server.host, self.server.port, args.rtt_ms / 2000.0,
+                           lifetime=PROXY_LIFETIME)
+        with proxy:
+            via = Server("127.0.0.1", proxy.port, self.server.user)
+            print(f"at distance: proxy 127.0.0.1:{proxy.port} -> {self.server.host}:"
+                  f"{self.server.port}, {args.rtt_ms / 2:g} ms each way", flush=True)
+            self.run_pg(tools, args.far_n, FAR, via, args.far_repeat)
+        return proxy.counters()
 
     # -- SQLite ------------------------------------------------------------------------
 
@@ -262,189 +298,7 @@ class Bench:
         self.interleaved(plan, warmup)
 
 
-# --------------------------------------------------------------------------- analysis
-
-
-def add_ratios(results: list[Measurement]) -> None:
-    """Ratio of each median to the floor and to the fastest peer of the same measurement.
-
-    The floor is psql for PostgreSQL rows and ``python -c pass`` for ``--help``; SQLite rows
-    have neither (no peer runs there), so their ratios stay empty."""
-    by_key: dict[tuple[str, str, int], list[Measurement]] = {}
-    for m in results:
-        by_key.setdefault(m.key, []).append(m)
-    for group in by_key.values():
-        floor_name = "python -c pass" if group[0].metric == HELP else "floor"
-        floor = next((m.median for m in group if m.tool == floor_name), None)
-        peers = [m.median for m in group
-                 if m.median is not None and m.tool in TOOLS and TOOLS[m.tool].role == PEER]
-        fastest = min(peers) if peers else None
-        for m in group:
-            if m.median is None:
-                continue
-            m.ratio_floor = m.median / floor if floor else None
-            m.ratio_fastest_peer = m.median / fastest if fastest else None
-
-
-def find(results: list[Measurement], metric: str, backend: str, n: int,
-         tool: str) -> Measurement | None:
-    return next((m for m in results if m.key == (metric, backend, n) and m.tool == tool), None)
-
-
-def derived(results: list[Measurement], tools: list[Tool], small: int,
-            large: int) -> dict[str, dict[str, float | None]]:
-    """Per-migration overhead over the floor at the large N, and growth large/small."""
-    floor = find(results, COLD, PG, large, "floor")
-    out: dict[str, dict[str, float | None]] = {}
-    for tool in tools:
-        lo, hi = find(results, COLD, PG, small, tool.name), find(results, COLD, PG, large,
-                                                                  tool.name)
-        hi_s = hi.median if hi else None
-        lo_s = lo.median if lo else None
-        overhead = ((hi_s - floor.median) / large * 1000
-                    if hi_s is not None and floor and floor.median is not None else None)
-        growth = hi_s / lo_s if hi_s is not None and lo_s and small != large else None
-        out[tool.name] = {"overhead_ms_per_migration": overhead, "growth": growth}
-    return out
-
-
-@dataclass
-class Target:
-    tool: str
-    text: str
-    verdict: str  # PASS, FAIL or n/a
-    detail: str
-
-
-def check_targets(results: list[Measurement], tools: list[Tool], small: int, large: int,
-                  extra: dict[str, dict[str, float | None]]) -> list[Target]:
-    """The product's performance targets, judged for each cryomigrate variant."""
-    targets: list[Target] = []
-
-    def verdict(ok: bool | None) -> str:
-        return "n/a" if ok is None else ("PASS" if ok else "FAIL")
-
-    def add(tool: str, text: str, ok: bool | None, detail: str) -> None:
-        targets.append(Target(tool, text, verdict(ok), detail))
-
-    ours = [t for t in tools if t.role == OURS]
-    for tool in ours:
-        name = tool.name
-        overhead = extra.get(name, {}).get("overhead_ms_per_migration")
-        add(name, f"overhead over the floor at N={large} <= 0.5 ms/migration",
-            None if overhead is None else overhead <= 0.5,
-            "n/a" if overhead is None else f"{overhead:.2f} ms/migration")
-
-        cold = find(results, COLD, PG, small, name)
-        for peer in ("alembic", "yoyo", "supabase"):
-            other = find(results, COLD, PG, small, peer)
-            if cold is None or cold.median is None:
-                add(name, f"cold apply N={small} faster than {peer}", None, "ours not measured")
-            elif other is None or other.median is None:
-                why = "not selected" if other is None else f"{peer} failed: {other.error}"
-                add(name, f"cold apply N={small} faster than {peer}", None, why[:120])
-            else:
-                add(name, f"cold apply N={small} faster than {peer}", cold.median < other.median,
-                    f"{cold.median:.3f}s vs {other.median:.3f}s")
-        floor = find(results, COLD, PG, small, "floor")
-        if cold and cold.median is not None and floor and floor.median is not None:
-            ratio = cold.median / floor.median
-            add(name, f"cold apply N={small} <= 1.5x floor", ratio <= 1.5, f"{ratio:.2f}x")
-        else:
-            add(name, f"cold apply N={small} <= 1.5x floor", None, "not measured")
-
-        for backend, limit in ((PG, 0.20), (SQLITE, 0.10)):
-            for metric in (NOOP, STATUS):
-                for n in sorted({small, large}):
-                    m = find(results, metric, backend, n, name)
-                    text = f"{metric} N={n} on {backend} <= {limit:.2f} s"
-                    if m is None or m.median is None:
-                        add(name, text, None, "not measured" if m is None else str(m.error))
-                    else:
-                        add(name, text, m.median <= limit, f"{m.median:.3f}s")
-
-        growth = extra.get(name, {}).get("growth")
-        add(name, f"cold apply N={large} <= 5.5x N={small}",
-            None if growth is None else growth <= 5.5,
-            "n/a" if growth is None else f"{growth:.2f}x")
-
-    if ours:
-        py = find(results, HELP, NONE, 0, "python -c pass")
-        for label in ("cryomigrate", "python -m cryomigrate"):
-            h = find(results, HELP, NONE, 0, label)
-            shown = f"{label} --help"
-            text = f"{shown} <= 2 x (python -c pass) + 60 ms"
-            if h is None or h.median is None or py is None or py.median is None:
-                add("cryomigrate", text, None, "not measured")
-            else:
-                limit = 2 * py.median + 0.060
-                add("cryomigrate", text, h.median <= limit,
-                    f"{h.median * 1000:.0f} ms vs limit {limit * 1000:.0f} ms")
-    return targets
-
-
-# --------------------------------------------------------------------------- report
-
-
-def _fmt(x: float | None, spec: str, suffix: str = "") -> str:
-    return "-" if x is None else format(x, spec) + suffix
-
-
-def display_order(results: list[Measurement]) -> Any:
-    """Rows grouped by measurement (PostgreSQL by N, then SQLite, then --help), tools in
-    the order they ran, so each group reads as one comparison."""
-    backends = {PG: 0, SQLITE: 1, NONE: 2}
-    metrics = {COLD: 0, NOOP: 1, STATUS: 2, HELP: 3}
-    tools: dict[str, int] = {"floor": 0, "python -c pass": 1}
-    for m in results:
-        tools.setdefault(m.tool, len(tools))
-    return lambda m: (backends[m.backend], m.n, metrics[m.metric], tools[m.tool])
-
-
-def render(results: list[Measurement], extra: dict[str, dict[str, float | None]],
-           targets: list[Target], facts: dict[str, Any], large: int, small: int) -> str:
-    lines: list[str] = []
-    lines.append(f"cryomigrate benchmark  {facts['date']}")
-    lines.append("machine: " + ", ".join(f"{k}={v}" for k, v in facts["machine"].items()))
-    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()))
-    lines.append(f"runs: median of {facts['repeat']} (warm-up {facts['warmup']} for no-op "
-                 "commands), wall-clock per process")
-    lines.append("")
-    header = (f"{'measurement':<31} {'tool':<24} {'median':>9} {'min':>8} {'max':>8} "
-              f"{'x floor':>8} {'x fastest peer':>14}  note")
-    lines.append(header)
-    lines.append("-" * len(header))
-    previous = None
-    for m in sorted(results, key=display_order(results)):
-        label = f"{m.metric}" + (f" N={m.n}" if m.n else "") + (
-            f" [{m.backend}]" if m.backend != NONE else "")
-        if previous is not None and previous != m.key:
-            lines.append("")
-        previous = m.key
-        if m.median is None:
-            lines.append(f"{label:<31} {m.tool:<24} {'FAILED':>9} {'':>8} {'':>8} {'':>8} "
-                         f"{'':>14}  {m.error}")
-            continue
-        lines.append(
-            f"{label:<31} {m.tool:<24} {m.median:>8.3f}s {min(m.samples):>7.3f}s "
-            f"{max(m.samples):>7.3f}s {_fmt(m.ratio_floor, '.2f', 'x'):>8} "
-            f"{_fmt(m.ratio_fastest_peer, '.2f', 'x'):>14}")
-    lines.append("")
-    lines.append(f"derived (PostgreSQL cold apply): overhead over floor at N={large} = "
-                 f"(tool - floor) / N; growth = N={large} / N={small}")
-    lines.append(f"{'tool':<24} {'ms/migration':>13} {'growth':>8}")
-    for tool, values in extra.items():
-        lines.append(f"{tool:<24} {_fmt(values['overhead_ms_per_migration'], '.3f'):>13} "
-                     f"{_fmt(values['growth'], '.2f', 'x'):>8}")
-    lines.append("")
-    lines.append("targets")
-    for t in targets:
-        lines.append(f"  [{t.verdict:<4}] {t.tool:<16} {t.text:<52} {t.detail}")
-    lines.append("")
-    lines.append("floor: PostgreSQL rows use psql (-X -q, one session; cold apply feeds "
-                 "BEGIN; \\i file; COMMIT; per file; no-op/status rows: connect + SELECT 1); "
-                 "--help rows use python -c pass")
-    return "\n".join(lines)
+# --------------------------------------------------------------------------- facts
 
 
 def describe_source(ref: str) -> str:
@@ -515,6 +369,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tools", default=",".join(TOOLS),
                         help=f"comma-separated subset of: {', '.join(TOOLS)} (the floor is "
                              "always included)")
+    parser.add_argument("--no-loopback", action="store_true",
+                        help="skip the PostgreSQL rows on loopback (--sizes still names the "
+                             "SQLite rows)")
+    parser.add_argument("--no-distance", action="store_true",
+                        help="skip the PostgreSQL rows through the delaying proxy")
+    parser.add_argument("--rtt-ms", type=float, default=40.0,
+                        help="round trip the proxy adds, half each way (default 40)")
+    parser.add_argument("--far-n", type=int, default=50,
+                        help="migrations applied at distance (default 50)")
+    parser.add_argument("--far-repeat", type=int, default=3,
+                        help="timed runs per measurement at distance (default 3)")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite rows")
     parser.add_argument("--no-help", action="store_true", help="skip the --help rows")
     parser.add_argument("--timeout", type=float, default=600.0,
@@ -542,8 +407,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if "floor" not in names:
         names.insert(0, "floor")
     args.tools = [TOOLS[n] for n in TOOLS if n in names]  # registry order: floor first
-    if args.repeat < 1 or not args.sizes:
-        parser.error("--repeat must be >= 1 and --sizes non-empty")
+    if args.repeat < 1 or args.far_repeat < 1 or not args.sizes:
+        parser.error("--repeat and --far-repeat must be >= 1 and --sizes non-empty")
+    if args.rtt_ms <= 0 or args.far_n < 1:
+        parser.error("--rtt-ms must be > 0 and --far-n >= 1")
     return args
 
 
@@ -584,14 +451,18 @@ def main(argv: list[str] | None = None) -> int:
             if tool.role == OURS:
                 tool_errors[tool.name] = error
     facts = machine_facts(server, tools, args.ref)
-    facts["repeat"], facts["warmup"] = args.repeat, args.warmup
+    facts["repeat"], facts["warmup"], facts["far_repeat"] = (args.repeat, args.warmup,
+                                                             args.far_repeat)
     bench = Bench(args, server, work)
     bench.tool_errors = tool_errors
     started = time.perf_counter()
     print(f"work folder {work}; tools: {', '.join(names)}; sizes: {args.sizes}", flush=True)
     try:
-        for n in args.sizes:
-            bench.run_pg(tools, n)
+        if not args.no_loopback:
+            for n in args.sizes:
+                bench.run_pg(tools, n)
+        if not args.no_distance:
+            facts["proxy"] = bench.run_far(tools).to_dict()
         if not args.no_sqlite:
             for n in args.sizes:
                 for tool in tools:
@@ -608,14 +479,18 @@ def main(argv: list[str] | None = None) -> int:
 
     results = bench.results
     add_ratios(results)
-    small, large = args.sizes[0], args.sizes[-1]
-    extra = derived(results, [t for t in tools if t.role != FLOOR], small, large)
-    targets = check_targets(results, tools, small, large, extra)
+    plan = Plan(args.sizes, None if args.no_distance else args.far_n, args.rtt_ms / 1000.0)
+    measured = [t for t in tools if t.role != FLOOR]
+    extra = derived(results, measured, args.sizes[0], args.sizes[-1])
+    rounds = round_trips(results, tools, args.far_n, plan.rtt) if plan.far_n else {}
+    targets = Targets(results, plan, extra, rounds).judge(tools)
     facts["duration_s"] = round(time.perf_counter() - started, 1)
     # Other work on the same 2 cores skews timings: show how busy the machine was.
     facts["machine"]["loadavg_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print()
-    print(render(results, extra, targets, facts, large, small))
+    print(render(results, extra, rounds, targets, facts, plan))
+    print("\nMarkdown for README's Performance section:\n")
+    print(markdown(results, extra, rounds, facts, plan))
     print(f"\nbench took {facts['duration_s']}s; results written to {args.json}")
     document = {
         "facts": facts,
@@ -624,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
                            "error": tool_errors.get(t.name)} for t in tools},
         "measurements": [asdict(m) for m in results],
         "derived": extra,
+        "round_trips_per_migration": rounds,
         "targets": [asdict(t) for t in targets],
     }
     Path(args.json).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
