@@ -61,16 +61,36 @@ def checksums(files: list[MigrationFile]) -> dict[int, str]:
     return {f.version: f.checksum() for f in files}
 
 
+# History tables store versions as BIGINT (SQLite INTEGER holds the same range).
+MAX_VERSION = 2**63 - 1
+
+
 def parse_version(text: str) -> int:
-    """A user-typed version such as ``--target 005``; raises ValueError if not digits."""
+    """A user-typed version such as ``--target 005``; raises ValueError if not digits or
+    beyond what a database can record."""
     text = text.strip()
     if not text.isdigit():
         raise ValueError(f"'{text}' is not a migration version (digits, like 005)")
-    return int(text)
+    version = int(text)
+    if version > MAX_VERSION:
+        raise ValueError(f"'{text}' is larger than the largest version, {MAX_VERSION}")
+    return version
 
 
 def scan(folder: Path) -> list[MigrationFile]:
     """The migrations in ``folder`` sorted by version; misnamed or duplicate files are errors."""
+    found, problems = scan_all(folder)
+    if problems:
+        raise MigrationFileError("; ".join(problems))
+    return found
+
+
+def scan_all(folder: Path) -> tuple[list[MigrationFile], list[str]]:
+    """Every well-named migration in ``folder``, sorted, and every problem found there.
+
+    ``validate`` reports all the problems at once; a run stops on them (``scan``). Only a
+    missing folder raises here, since then there is nothing else to look at.
+    """
     if not folder.is_dir():
         raise MigrationFileError(
             f"migrations folder {folder} does not exist; create it or set 'migrations:' "
@@ -78,45 +98,67 @@ def scan(folder: Path) -> list[MigrationFile]:
         )
     found: list[MigrationFile] = []
     misnamed: list[str] = []
+    broken: list[str] = []
+    too_large: list[str] = []
     prefix = os.path.join(folder, "")
     with os.scandir(folder) as entries:  # scandir: no stat call per file
-        names = [e.name for e in entries if e.is_file()]
-    for name in names:
-        if name.startswith(("_", ".")) or not name.endswith(_MIGRATION_SUFFIXES):
-            continue
-        match = _NAME.match(name)
-        if match is None:
-            misnamed.append(name)
-            continue
-        found.append(
-            MigrationFile(
-                version=int(match["version"]),
-                version_text=match["version"],
-                name=match["name"],
-                kind=_KINDS[match["ext"]],
-                path=prefix + name,
-                label=name,
-            )
-        )
+        for entry in entries:
+            name = entry.name
+            if name.startswith(("_", ".")):
+                continue
+            if not entry.is_file():  # follows symlinks: a link to a file is that file
+                if entry.is_symlink() and (_NAME.match(name)
+                                           or name.endswith(_MIGRATION_SUFFIXES)):
+                    broken.append(name)
+                continue
+            if not name.endswith(_MIGRATION_SUFFIXES):
+                continue
+            match = _NAME.match(name)
+            if match is None:
+                misnamed.append(name)
+            elif int(match["version"]) > MAX_VERSION:
+                too_large.append(name)
+            else:
+                found.append(MigrationFile(
+                    version=int(match["version"]), version_text=match["version"],
+                    name=match["name"], kind=_KINDS[match["ext"]], path=prefix + name,
+                    label=name,
+                ))
+    found.sort(key=lambda m: (m.version, m.label))
+    problems = _describe(folder, sorted(misnamed), sorted(broken), sorted(too_large))
+    problems += _duplicates(folder, found)
+    return found, problems
+
+
+def _describe(folder: Path, misnamed: list[str], broken: list[str], too_large: list[str]
+              ) -> list[str]:
+    problems = []
     if misnamed:
-        raise MigrationFileError(
+        problems.append(
             f"{folder}: these files look like migrations but are not named "
             f"<version>_<name>.py|.sql|.sql.j2 (version: digits, name: letters, digits, _): "
-            f"{', '.join(sorted(misnamed))}; rename them, or prefix them with _ to ignore them"
+            f"{', '.join(misnamed)}; rename them, or prefix them with _ to ignore them"
         )
-    found.sort(key=lambda m: (m.version, m.label))
-    _reject_duplicates(folder, found)
-    return found
+    if broken:
+        problems.append(
+            f"{folder}: these symbolic links point to nothing: {', '.join(broken)}; fix or "
+            "remove them (a migration that cannot be read must not be skipped silently)"
+        )
+    if too_large:
+        problems.append(
+            f"{folder}: these versions are larger than the largest version a database can "
+            f"record ({MAX_VERSION}): {', '.join(too_large)}; renumber them"
+        )
+    return problems
 
 
-def _reject_duplicates(folder: Path, found: list[MigrationFile]) -> None:
+def _duplicates(folder: Path, found: list[MigrationFile]) -> list[str]:
     by_version: dict[int, list[str]] = {}
     for migration in found:
         by_version.setdefault(migration.version, []).append(migration.label)
     clashes = [names for names in by_version.values() if len(names) > 1]
-    if clashes:
-        described = "; ".join(" and ".join(names) for names in clashes)
-        raise MigrationFileError(
-            f"{folder}: more than one migration has the same version: {described}; "
-            "give each migration its own version number"
-        )
+    if not clashes:
+        return []
+    described = "; ".join(" and ".join(names) for names in clashes)
+    return [f"{folder}: more than one migration has the same version: {described}; "
+            "give each migration its own version number"]

@@ -7,18 +7,21 @@ syntax error in migration 7 is reported before migrations 1-6 change anything.
 from __future__ import annotations
 
 import importlib.util
+import inspect
+import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
 from cryomigrate import scripts, templating
-from cryomigrate.backends.base import Script
+from cryomigrate.backends.base import QueryError, Script
 from cryomigrate.connection import MigrationConnection
 from cryomigrate.discovery import MigrationFile, checksum_of
-from cryomigrate.errors import MigrationFileError
+from cryomigrate.errors import CryomigrateError, MigrationFailed, MigrationFileError
 
 Direction = Literal["apply", "rollback"]
 
@@ -67,7 +70,12 @@ class SqlMigration:
         script = self.apply_script if direction == "apply" else self.rollback_script
         if script is None or not script.text.strip():
             return
-        if conn._transaction is not None:
+        if script.dropped_control:
+            # Run now rather than with the COMMIT: a failure must be caught here to say
+            # that the file's own BEGIN/COMMIT was not sent. Only such files pay the
+            # extra round trip.
+            _run_explained(script, conn)
+        elif conn._transaction is not None:
             conn._transaction.defer_script(script)  # sent with the COMMIT: a round trip less
         else:
             conn._backend.run_script(script)
@@ -91,10 +99,30 @@ class PythonMigration:
 
     def run(self, direction: Direction, conn: MigrationConnection) -> None:
         function: Callable[..., Any] = getattr(self.module, direction)
-        function(conn, conn.environment)
+        with _importable(os.path.dirname(self.file.path)):  # for imports inside apply()
+            returned = function(conn, conn.environment)
+        if inspect.isawaitable(returned) or inspect.isgenerator(returned):
+            if inspect.iscoroutine(returned) or inspect.isgenerator(returned):
+                returned.close()  # never started: nothing ran, and no "never awaited" noise
+            raise MigrationFailed(
+                f"{self.file.label}: {direction}() returned {type(returned).__name__} "
+                "instead of running; nothing it holds was executed. Write it as a plain def"
+            )
 
     def preview(self, direction: Direction) -> str | None:
         return None
+
+
+def _run_explained(script: Script, conn: MigrationConnection) -> None:
+    try:
+        conn._backend.run_script(script)
+    except CryomigrateError as exc:
+        if exc.exit_code != 1:
+            raise
+        message = f"{exc}; {scripts.dropped_control_advice(script)}"
+        if isinstance(exc, QueryError):
+            raise QueryError(message, sqlstate=exc.sqlstate, line=exc.line) from exc
+        raise MigrationFailed(message) from exc
 
 
 def load(file: MigrationFile, *, environment: str, vars: dict[str, Any],
@@ -103,6 +131,13 @@ def load(file: MigrationFile, *, environment: str, vars: dict[str, Any],
     if content is None:
         content = file.read_bytes()
     checksum = checksum_of(content)
+    if b"\x00" in content:
+        line = content[: content.index(b"\x00")].count(b"\n") + 1
+        raise MigrationFileError(
+            f"{file.label} line {line}: contains a NUL byte (\\x00), which a migration "
+            "cannot hold; nothing was sent to the database. Remove it (is the file binary, or "
+            "saved as UTF-16?)"
+        )
     text = _decode(file, content)
     if file.kind == "python":
         return _load_python(file, checksum, text)
@@ -163,24 +198,86 @@ def _load_python(file: MigrationFile, checksum: str, source: str) -> PythonMigra
         ) from None
     sys.modules[module_name] = module
     try:
-        exec(code, module.__dict__)
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
+        with _importable(os.path.dirname(file.path)):
+            exec(code, module.__dict__)
+    except (Exception, SystemExit) as exc:
         raise MigrationFileError(
             f"{file.label}{_line_in(exc, file)}: importing it raised "
             f"{type(exc).__name__}: {exc}"
         ) from None
-    sys.modules.pop(module_name, None)
-    if not callable(getattr(module, "apply", None)):
-        raise MigrationFileError(
-            f"{file.label}: has no apply(conn, environment) function; every Python "
-            "migration needs one"
-        )
+    finally:
+        sys.modules.pop(module_name, None)
+    _check_functions(file, module)
     transactional = getattr(module, "transactional", True)
     if not isinstance(transactional, bool):
         raise MigrationFileError(f"{file.label}: 'transactional' must be True or False")
     doc = (module.__doc__ or "").strip().splitlines()
     return PythonMigration(file, checksum, doc[0] if doc else "", transactional, module)
+
+
+def _check_functions(file: MigrationFile, module: ModuleType) -> None:
+    """apply is a plain function, and so is rollback if there is one.
+
+    Calling an ``async def`` or a generator function runs none of its body; the migration
+    would be recorded as applied having done nothing.
+    """
+    if not callable(getattr(module, "apply", None)):
+        raise MigrationFileError(
+            f"{file.label}: has no apply(conn, environment) function; every Python "
+            "migration needs one"
+        )
+    for name in ("apply", "rollback"):
+        function = getattr(module, name, None)
+        what = _not_plain(function)
+        if what is None:
+            continue
+        code = getattr(function, "__code__", None)
+        where = f" line {code.co_firstlineno}" if code is not None else ""
+        raise MigrationFileError(
+            f"{file.label}{where}: {name}() is {what}, so calling it would run none of its "
+            f"body and the migration would be recorded as done; write it as a plain "
+            f"def {name}(conn, environment)"
+        )
+
+
+def _not_plain(function: object) -> str | None:
+    if inspect.isasyncgenfunction(function):
+        return "an async generator"
+    if inspect.iscoroutinefunction(function):
+        return "an async def"
+    if inspect.isgeneratorfunction(function):
+        return "a generator (it contains yield)"
+    return None
+
+
+@contextmanager
+def _importable(folder: str) -> Iterator[None]:
+    """Let a migration import the ``_helpers.py`` kept beside it, and leave nothing behind.
+
+    The folder is on sys.path only meanwhile, and modules loaded from it are dropped from
+    sys.modules afterwards, so that another project's ``_helpers`` in the same process
+    is its own. No bytecode is written into the user's migrations folder.
+    """
+    sys.path.insert(0, folder)
+    count, bytecode = len(sys.modules), sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        yield
+    finally:
+        sys.dont_write_bytecode = bytecode
+        if folder in sys.path:
+            sys.path.remove(folder)
+        sys.path_importer_cache.pop(folder, None)  # its file listing may be stale next time
+        if len(sys.modules) != count:
+            _forget_modules_in(folder)
+
+
+def _forget_modules_in(folder: str) -> None:
+    prefix = os.path.join(folder, "")
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        if isinstance(origin, str) and origin.startswith(prefix):
+            del sys.modules[name]
 
 
 def _line_in(exc: BaseException, file: MigrationFile) -> str:

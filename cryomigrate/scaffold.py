@@ -1,4 +1,9 @@
-"""``cryomigrate new``: the next-numbered migration file, numbered the way the folder is."""
+"""``cryomigrate new``: the next-numbered migration file, numbered the way the folder is.
+
+It needs no database and no secret: only the migrations folder, which it creates if
+missing. A scaffold's rollback never silently does nothing: the Python one raises until
+it is written, and ``validate`` warns about it and about an empty SQL rollback section.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,13 @@ from datetime import datetime, timezone
 
 from cryomigrate.config import load_config
 from cryomigrate.discovery import scan
-from cryomigrate.errors import InputError
+from cryomigrate.errors import InputError, MigrationFileError
 from cryomigrate.models import NewResult
 from cryomigrate.project import PathLike
 
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _TIMESTAMP_WIDTH = 14
+_MAX_FILE_NAME_BYTES = 255  # the limit of common file systems (ext4, APFS, NTFS)
 
 _PYTHON = '''"""{title}."""
 
@@ -24,9 +30,10 @@ def apply(conn, environment):
 
 
 def rollback(conn, environment):
-    conn.sql("""
-        -- undo it here
-    """).execute()
+    # Write the undo of apply() here, or delete this function to make the migration
+    # irreversible (rolling it back is then refused).
+    raise NotImplementedError("not written yet: write it, or delete rollback() to make "
+                              "this migration irreversible")
 '''
 
 _SQL = """-- {title}
@@ -40,19 +47,35 @@ _SQL = """-- {title}
 
 def new_migration(name: str, *, sql: bool = False, config: PathLike = None,
                   environment: str | None = None) -> NewResult:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InputError(
             f"'{name}' is not a valid migration name: use letters, digits and _ only "
             "(e.g. add_user_preferences)"
         )
-    env = load_config(config).environment(environment)
-    files = scan(env.migrations_dir)
-    version = _next_version([f.version_text for f in files])
-    suffix = "sql" if sql else "py"
-    path = env.migrations_dir / f"{version}_{name}.{suffix}"
+    # strict_vars=False: only the folder is needed, never the database URL's secrets.
+    env = load_config(config).environment(environment, strict_vars=False)
+    folder = env.migrations_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MigrationFileError(f"cannot create the migrations folder {folder}: {exc}") \
+            from None
+    version = _next_version([f.version_text for f in scan(folder)])
+    filename = f"{version}_{name}.{'sql' if sql else 'py'}"
+    if len(filename.encode()) > _MAX_FILE_NAME_BYTES:
+        raise InputError(
+            f"'{name[:40]}...' is too long: the file name {version}_<name> would be "
+            f"{len(filename.encode())} bytes, over the {_MAX_FILE_NAME_BYTES} a file name "
+            "may have; choose a shorter name"
+        )
     title = name.replace("_", " ").capitalize()
-    path.write_text((_SQL if sql else _PYTHON).format(title=title), encoding="utf-8")
-    return NewResult(str(path), version, name)
+    text = (_SQL if sql else _PYTHON).format(title=title)
+    try:
+        with open(folder / filename, "x", encoding="utf-8") as out:  # never overwrite
+            out.write(text)
+    except OSError as exc:
+        raise MigrationFileError(f"cannot create {folder / filename}: {exc}") from None
+    return NewResult(str(folder / filename), version, name)
 
 
 def _next_version(existing: list[str]) -> str:

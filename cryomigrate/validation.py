@@ -2,25 +2,33 @@
 
 Unlike a run, which stops at the first bad file, validation collects every problem so a
 CI job reports them all at once: file names, Python imports, templates rendered for every
-environment, the configuration, and, when the database is reachable, its state.
+environment, the configuration, and, when the database is reachable, its state. It never
+needs the database URL: CI validates without secrets, so an environment whose URL comes
+from an unset variable gets every other check and a note that the database was skipped.
 """
 
 from __future__ import annotations
 
+import re
+
 from cryomigrate import planner
 from cryomigrate.config import Config, Environment, load_config
-from cryomigrate.discovery import MigrationFile, checksum_of, scan
+from cryomigrate.discovery import MigrationFile, checksum_of, scan_all
 from cryomigrate.errors import ConnectionFailed, InputError, StateBlocked
-from cryomigrate.loader import load
+from cryomigrate.loader import Migration, PythonMigration, SqlMigration, load
 from cryomigrate.models import Finding, ValidateResult
 from cryomigrate.project import PathLike, connect
+
+_UNSET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def validate(config_path: PathLike = None, environment: str | None = None) -> ValidateResult:
     config = load_config(config_path)
-    env = config.environment(environment)
-    files = scan(env.migrations_dir)
-    findings, sums = _check_files(config, files)
+    env = config.environment(environment, strict_vars=False)
+    files, problems = scan_all(env.migrations_dir)
+    findings = [Finding("error", problem) for problem in problems]
+    checked, sums = _check_files(config, files)
+    findings += checked
 
     def result() -> ValidateResult:
         return ValidateResult(env.name, len(files), config.environment_names, tuple(findings))
@@ -28,7 +36,14 @@ def validate(config_path: PathLike = None, environment: str | None = None) -> Va
     errors = [f.message for f in findings if f.level == "error"]
     if errors:
         raise InputError(f"{len(errors)} problem(s): " + "; ".join(errors), result=result())
-    findings.extend(_check_database(env, files, sums))
+    unset = _UNSET.findall(env.database)
+    if unset:
+        names = ", ".join(f"${{{name}}}" for name in unset)
+        findings.append(Finding("info", (
+            f"database checks skipped: environment '{env.name}' takes its database URL from "
+            f"{names}, which is not set here; everything else was checked")))
+    else:
+        findings.extend(_check_database(env, files, sums))
     blocked = [f.message for f in findings if f.level == "error"]
     if blocked:
         raise StateBlocked("; ".join(blocked), result=result())
@@ -48,10 +63,36 @@ def _check_files(config: Config, files: list[MigrationFile]
             sums[file.version] = checksum_of(content)
             # Only templates differ per environment; everything else is checked once.
             for env in environments if file.kind == "template" else environments[:1]:
-                load(file, environment=env.name, vars=env.vars, content=content)
+                migration = load(file, environment=env.name, vars=env.vars, content=content)
+            warning = _forgotten_rollback(migration)
+            if warning:
+                findings.append(Finding("warning", warning))
         except InputError as exc:
             findings.append(Finding("error", str(exc)))
     return findings, sums
+
+
+def _forgotten_rollback(migration: Migration) -> str | None:
+    """A rollback that exists but does nothing, or only raises the scaffold's placeholder.
+
+    An empty rollback section is a deliberate no-op by design, but far more often a
+    scaffold nobody filled in; a warning costs the deliberate case one line of output.
+    """
+    label = migration.file.label
+    if isinstance(migration, SqlMigration):
+        script = migration.rollback_script
+        if script is not None and not script.statements:
+            return (f"{label}: its -- cryomigrate:rollback section is empty, so rolling it "
+                    "back changes nothing; write the SQL that undoes it, or delete the "
+                    "marker to make the migration irreversible (leave it empty only if "
+                    "that is deliberate)")
+    elif isinstance(migration, PythonMigration):
+        code = getattr(getattr(migration.module, "rollback", None), "__code__", None)
+        if code is not None and code.co_names == ("NotImplementedError",):
+            return (f"{label}: rollback() only raises NotImplementedError (the scaffold's "
+                    "placeholder), so rolling it back fails; write it, or delete it to "
+                    "make the migration irreversible")
+    return None
 
 
 def _check_database(env: Environment, files: list[MigrationFile], sums: dict[int, str]
