@@ -16,18 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from cryomigrate import configcache
+from cryomigrate.configvalues import KeyPath, check_database_url, parse_duration
 from cryomigrate.errors import ConfigError
 from cryomigrate.redact import register_secret, register_url
 
 CONFIG_NAME = "environments.yaml"
 DEFAULT_ENVIRONMENT = "development"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)\s*$")
-_UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-_SCHEMES = ("sqlite", "postgresql", "postgres")
 _SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|key|credential")
-KeyPath = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -143,27 +139,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     return Config(config_path, data, lines)
 
 
-def check_url(url: str) -> None:
-    """Raise ValueError unless ``url`` has a scheme cryomigrate has a backend for."""
-    scheme = url.split(":", 1)[0].lower() if "://" in url else ""
-    if scheme not in _SCHEMES:
-        shown = f"scheme '{scheme}'" if scheme else "no scheme"
-        raise ValueError(
-            f"unsupported database URL ({shown}); use sqlite:///relative.db, "
-            "sqlite:////absolute.db, postgresql://... or postgres://..."
-        )
-
-
-def parse_duration(value: str) -> int:
-    """'10s' -> 10000 (milliseconds); units ms, s, min, h as PostgreSQL spells them."""
-    if value.strip() == "0":
-        return 0
-    match = _DURATION.match(value)
-    if not match:
-        raise ValueError(f"'{value}' is not a duration; write it like 500ms, 10s, 5min or 1h")
-    return round(float(match[1]) * _UNITS_MS[match[2]])
-
-
 def _merge(defaults: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for key in ("database", "lock_timeout", "statement_timeout", "pooler"):
@@ -222,7 +197,7 @@ def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Envir
     database = str(data["database"])
     register_url(database)
     if "${" not in database:  # validate leaves other environments' secrets unresolved
-        checked("database", check_url)
+        checked("database", check_database_url)
     return Environment(
         name=name,
         config_path=config.path,

@@ -31,7 +31,7 @@ def _directory() -> Path:
 
 def _key(content: bytes) -> str:
     stamps = []
-    for module in ("config.py", "configschema.py"):
+    for module in ("config.py", "configschema.py", "configvalues.py", "urls.py"):
         try:
             stat = Path(__file__).with_name(module).stat()
             stamps.append(f"{stat.st_mtime_ns}:{stat.st_size}")

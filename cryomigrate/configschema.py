@@ -1,8 +1,11 @@
 """Parse environments.yaml and validate it strictly: the slow path behind the config cache.
 
-pydantic and PyYAML cost ~150 ms to import, so they live here and are imported only when
-a configuration file is new or changed (see ``configcache``). The result is the
-validated model as plain data, plus the line of every key for later messages.
+pydantic and PyYAML are slow to import, so they live here and are imported only when a
+configuration file is new or changed (see ``configcache``). The result is the validated
+model as plain data, plus the line of every key for later messages.
+
+Every problem is one line, ``file:line: key.path: what is wrong``, in the words of the
+YAML file: never a pydantic class name or its ``Value error,`` prefix.
 """
 
 from __future__ import annotations
@@ -12,9 +15,19 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from yaml.constructor import SafeConstructor
 
-from cryomigrate.config import _TABLE, KeyPath, check_url, parse_duration
+from cryomigrate.configvalues import (
+    KeyPath,
+    check_database_url,
+    check_table_name,
+    parse_duration,
+)
 from cryomigrate.errors import ConfigError
+
+Lines = dict[KeyPath, int]
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _Strict(BaseModel):
@@ -48,7 +61,7 @@ class EnvironmentModel(_Strict):
     def _url(cls, value: str | None) -> str | None:
         # A URL that still holds ${VAR} is checked once resolved, for the environment in use.
         if value is not None and "${" not in value:
-            check_url(value)
+            check_database_url(value)
         return value
 
 
@@ -61,12 +74,19 @@ class ConfigModel(_Strict):
     @field_validator("history_table")
     @classmethod
     def _table(cls, value: str) -> str:
-        if not _TABLE.match(value):
-            raise ValueError("must be a table name, optionally schema-qualified (ops.history)")
+        check_table_name(value)
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _some(cls, value: dict[str, EnvironmentModel]) -> dict[str, EnvironmentModel]:
+        if not value:
+            raise ValueError("no environment is defined; add one, e.g. "
+                             "development: {database: sqlite:///dev.db}")
         return value
 
 
-def validate(text: str, path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+def validate(text: str, path: Path) -> tuple[dict[str, Any], Lines]:
     """The validated configuration as plain data (defaults filled in) and its key lines."""
     data, lines = _parse_yaml(text, path)
     try:
@@ -76,46 +96,160 @@ def validate(text: str, path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]
     return model.model_dump(), lines
 
 
-def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[tuple[str, ...], int]]:
+def _parse_yaml(text: str, path: Path) -> tuple[dict[str, Any], Lines]:
+    """Parse once into nodes, check them (duplicate keys, lines), then build the data."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    walker = _Walker(path)
     try:
         node = yaml.compose(text, Loader=loader)
-        data = yaml.load(text, Loader=loader)
+        if node is not None:
+            walker.walk(node, (), False, frozenset())
+        data = walker.constructor.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
+        raise ConfigError(_yaml_problem(exc, path)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys such as environments:")
-    lines: dict[tuple[str, ...], int] = {}
-    if node is not None:
-        _collect_lines(node, (), lines)
-    return data, lines
+        raise ConfigError(f"{path}:1: the top level must be a mapping of keys such as "
+                          "environments:")
+    return data, walker.lines
 
 
-def _collect_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
-    if isinstance(node, yaml.MappingNode):
+def _yaml_problem(exc: yaml.YAMLError, path: Path) -> str:
+    """One line, ``file:line: invalid YAML: problem (column n)``.
+
+    Never ``str(exc)``: it quotes the offending line, which may hold a password.
+    """
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark else str(path)
+    column = f" (column {mark.column + 1})" if mark else ""
+    problem = getattr(exc, "problem", None) or "cannot be parsed"
+    context = getattr(exc, "context", None)
+    return f"{where}: invalid YAML: {f'{context}, ' if context else ''}{problem}{column}"
+
+
+class _Walker:
+    """Record the line of every key; refuse a key written twice or one that is not a name.
+
+    A duplicate key would otherwise silently replace the first (a second ``policies:``
+    dropping ``allow_rollback: false``). Every key is a name except inside the values of
+    ``vars`` (``free``), so ``no:`` or ``1:`` (read as false and 1) is refused here, at its
+    own line. A node reached again through an alias is not walked again, so aliases of
+    aliases cannot blow up; one that encloses its own alias is refused.
+    """
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.lines: Lines = {}
+        self.constructor = SafeConstructor()
+        self._done: set[int] = set()
+
+    def walk(self, node: yaml.Node, path: KeyPath, free: bool, above: frozenset[int]) -> None:
+        if id(node) in above:
+            raise ConfigError(f"{self.file}:{node.start_mark.line + 1}: {'.'.join(path)}: "
+                              "this alias refers to a value that contains it, so it never ends")
+        if id(node) in self._done:
+            return
+        self._done.add(id(node))
+        above = above | {id(node)}
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.walk(item, (*path, str(index)), free, above)
+        elif isinstance(node, yaml.MappingNode):
+            self._mapping(node, path, free, above)
+
+    def _mapping(self, node: yaml.MappingNode, path: KeyPath, free: bool,
+                 above: frozenset[int]) -> None:
+        first: dict[Any, int] = {}
         for key, value in node.value:
-            sub = (*path, str(key.value))
-            out[sub] = key.start_mark.line + 1
-            _collect_lines(value, sub, out)
+            if key.tag == _MERGE_TAG:  # `<<: *defaults`: explicit keys may override those
+                continue
+            loaded = self.constructor.construct_object(key, deep=True)
+            name = loaded if isinstance(loaded, str) else str(key.value)
+            where, line = (*path, name), key.start_mark.line + 1
+            if not free and not isinstance(loaded, str):
+                raise ConfigError(f"{self.file}:{line}: {'.'.join(where)}: this key is read as "
+                                  f"{_spelled(loaded)}, not a name; quote it: '{name}'")
+            identity = _identity(loaded, key)
+            if identity in first:
+                _refuse_duplicate(self.file, where, first[identity], line)
+            first[identity] = line
+            self.lines[where] = line
+            self.walk(value, where, free or path[-1:] == ("vars",), above)
 
 
-def _describe(exc: ValidationError, path: Path, lines: dict[tuple[str, ...], int]) -> str:
+def _identity(loaded: Any, key: yaml.Node) -> Any:
+    """What makes two keys the same key once loaded: ``yes`` and ``true`` are both True."""
+    try:
+        hash(loaded)
+    except TypeError:
+        return (key.tag, id(key))  # PyYAML itself refuses unhashable keys
+    return (type(loaded).__name__, loaded)
+
+
+def _refuse_duplicate(file: Path, key: KeyPath, first: int, second: int) -> None:
+    where = f"twice on line {first}" if first == second else f"on lines {first} and {second}"
+    raise ConfigError(
+        f"{file}:{second}: {'.'.join(key)}: duplicate key, written {where}; YAML would "
+        "silently keep only the last one, so write each key once"
+    )
+
+
+def _describe(exc: ValidationError, path: Path, lines: Lines) -> str:
     problems = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])
+        is_key = bool(loc) and loc[-1] == "[key]"
+        loc = loc[:-1] if is_key else loc
         line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
         where = f"{path}:{line}" if line else str(path)
         key = ".".join(loc) or "(top level)"
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {key}: {message}")
+        problems.append(f"{where}: {key}: {_problem(error, is_key)}")
     return "invalid configuration: " + "; ".join(problems)
+
+
+_EXPECTED = {
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "dict_type": "must be a mapping of keys to values",
+    "model_type": "must be a mapping of keys to values",
+    "model_attributes_type": "must be a mapping of keys to values",
+}
+
+
+def _problem(error: ErrorDetails, is_key: bool) -> str:
+    """What is wrong with one value, in YAML's words; never a pydantic class name."""
+    kind, given = error["type"], error.get("input")
+    if is_key:
+        return (f"this key is read as {_spelled(given)}, not a name; "
+                "quote it if it is meant as one")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"must be {expected}, not {_spelled(given)}"
+    if kind == "value_error":
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    if kind in _EXPECTED:
+        return f"{_EXPECTED[kind]}, not {_spelled(given)}"
+    return f"{error['msg'][:1].lower()}{error['msg'][1:]}, not {_spelled(given)}"
+
+
+def _spelled(value: Any) -> str:
+    """A value as a YAML reader knows it: 'null', 'a list', 'the number 3', ..."""
+    if value is None:
+        return "null (an empty value)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string '{shown}'"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__} value"

@@ -1,47 +1,78 @@
 """The single choke point that keeps secrets out of every message and document.
 
-Passwords reach us in database URLs, often through ``${DATABASE_URL}``; once a URL has
-been parsed its password is registered here, and every error message and every line the
-CLI prints passes through :func:`redact`.
+Every error message and every line the CLI prints passes through :func:`redact`. Secrets
+are masked where they stand, not wherever their text happens to occur: a password that
+is a common word (Supabase's local default is ``postgres``) must not turn
+``postgresql://`` into ``***ql://`` or ``001_postgres_things.sql`` into
+``001_***_things.sql``. So:
+
+- the password of every URL-shaped word is masked by its position (see ``urls``), and so
+  is every ``password=`` / ``sslpassword=`` keyword value;
+- a secret's text (a URL's decoded password, a ``${DB_PASSWORD}`` rendered into a
+  template) is masked wherever it occurs only when that text cannot be ordinary output:
+  see :func:`_distinctive`. A short or word-like secret is still masked in URLs and
+  keywords, which is where a password stands.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from urllib.parse import unquote
 
-_MASK = "***"
+from cryomigrate.urls import MASK, mask_urls, password_of, query_passwords
+
 _secrets: set[str] = set()
-# scheme://user:password@host -- the password part, whatever the scheme.
-# Up to the last @ before the host, since an unencoded @ can sit inside the password.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^/?#\s]*)@")
-# libpq keyword strings and URL query strings: password=... or sslpassword=...
-_KEYWORD_PASSWORD = re.compile(r"(?i)(?P<head>\b(?:ssl)?password=)(?P<pw>[^\s&'\"]+)")
+# libpq keyword strings and URL query strings: password=... or sslpassword=..., quoted
+# the libpq way or bare up to the next separator.
+_KEYWORD_PASSWORD = re.compile(
+    r"(?i)(?P<head>\b\w*password=)(?P<pw>'(?:[^'\\]|\\.)*'?|[^\s&'\"]+)")
+# Text that may be a secret but is also what output is made of: words, identifiers and
+# numbers. Shorter than 20 characters, such text is masked only where it stands.
+_ORDINARY = re.compile(r"[A-Za-z_.\-]{1,19}|[0-9]{1,19}")
+MIN_SECRET_LENGTH = 8
+
+
+def _distinctive(secret: str) -> bool:
+    """Whether masking every occurrence of ``secret`` cannot garble ordinary output.
+
+    At least 8 characters, and not a plain word, identifier or number: ``postgres``,
+    ``supabase`` or ``created_at`` would mask URL schemes, file names and SQL.
+    """
+    return len(secret) >= MIN_SECRET_LENGTH and not _ORDINARY.fullmatch(secret)
 
 
 def register_secret(value: str | None) -> None:
-    """Remember a secret so that it is masked wherever it shows up later."""
-    if value and len(value) >= 3:
-        _secrets.add(value)
+    """Mask ``value`` wherever it shows up later, if that is safe (see :func:`_distinctive`).
+
+    Its JSON-escaped spelling too, since ``--format json`` escapes quotes, backslashes
+    and non-ASCII characters.
+    """
+    if not value or not _distinctive(value):
+        return
+    _secrets.add(value)
+    escaped = json.dumps(value)[1:-1]
+    if escaped != value:
+        _secrets.add(escaped)
 
 
 def register_url(url: str) -> None:
-    """Remember the password a database URL carries, in every spelling it may show up in."""
-    match = _URL_PASSWORD.search(url)
-    if match:
-        from urllib.parse import unquote
+    """Remember a database URL's passwords, decoded as a driver may print them back.
 
-        # An unencoded @ splits the password where a driver parses it: mask every piece.
-        for secret in {match["pw"], unquote(match["pw"]), *match["pw"].split("@")}:
-            register_secret(secret)
-    for found in _KEYWORD_PASSWORD.finditer(url):
-        register_secret(found["pw"])
+    As written they are masked by position; decoded (``p%40ss`` -> ``p@ss``) they no
+    longer look like part of a URL, so their text is registered.
+    """
+    for written in (password_of(url), *query_passwords(url)):
+        if written:
+            register_secret(written)
+            register_secret(unquote(written))
 
 
 def redact(text: str) -> str:
-    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{_MASK}@", text)
-    text = _KEYWORD_PASSWORD.sub(lambda m: f"{m['head']}{_MASK}", text)
+    text = mask_urls(text)
+    text = _KEYWORD_PASSWORD.sub(lambda m: f"{m['head']}{MASK}", text)
     # Longest first, so a secret that contains another is masked whole.
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
-            text = text.replace(secret, _MASK)
+            text = text.replace(secret, MASK)
     return text

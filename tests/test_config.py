@@ -221,7 +221,7 @@ def test_yaml_syntax_error(sqlite_project: Project) -> None:
           development:
             database: sqlite:///app.db
             vars: {a: [1, 2}
-    """, "line 4", "YAML")
+    """, "environments.yaml:4: invalid YAML", "column")
 
 
 def test_misspelt_policy_key_is_rejected(sqlite_project: Project) -> None:

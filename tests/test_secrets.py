@@ -135,15 +135,16 @@ def test_password_not_in_config_error_messages(sqlite_project: Project) -> None:
     _assert_hidden(result, secret)
 
 
-def test_unencoded_at_sign_in_a_password_is_masked_whole(pg_project: Project) -> None:
+def test_unencoded_at_sign_in_a_password_is_refused_masked_whole(pg_project: Project) -> None:
     pg_project.write_config("""
         environments:
           development:
             database: postgresql://postgres:ab@cdpwsecret@127.0.0.1:5432/x
     """)
     result = pg_project.cli("status")
-    assert result.exit_code == 6, result.output
-    assert "cdpwsecret" not in result.output
+    assert_clean_exit(result, 2)  # refused before any URL parser sees it
+    assert "percent-encode" in result.stderr
+    assert "cdpwsecret" not in result.output and "ab@" not in result.output
 
 
 def test_a_secret_variable_rendered_into_a_template_is_masked(sqlite_project: Project,

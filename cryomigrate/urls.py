@@ -1,0 +1,113 @@
+"""Database URLs as people write them: where the password stands, and whether it is encoded.
+
+People paste passwords into URLs without percent-encoding them, so a password may hold
+``@``, ``:``, ``/``, ``?``, ``#`` or spaces. A URL parser (libpq, urllib) then takes a
+piece of it for the host, port or database name and prints that piece back in an error.
+So the password is found the way a person wrote it, not the way a parser reads it: the
+user name ends at the first ``:`` after ``scheme://`` and the password runs up to the
+last ``@``. The redactor masks that span in every text, and ``check_database_url``
+refuses a password that needs encoding before any parser sees it.
+
+Pure string functions with no imports from the rest of cryomigrate: the redactor, which
+everything imports, depends on this module.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"
+SCHEMES = ("sqlite", "postgresql", "postgres")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_URL_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S*")
+# Characters that change where a parser splits user name, password, host and path.
+_NEEDS_ENCODING = re.compile(r"[@:/?#\[\]\s]|%(?![0-9A-Fa-f]{2})")
+# In a query value only these end it early; '&' always ends it, so it is not a password's.
+_QUERY_NEEDS_ENCODING = re.compile(r"[#\s]|%(?![0-9A-Fa-f]{2})")
+_QUERY_PASSWORD = re.compile(r"(?i)([?&](?:ssl)?password=)([^&]*)")
+ENCODING_ADVICE = (
+    "percent-encode it: @ as %40, : as %3A, / as %2F, ? as %3F, # as %23, % as %25, "
+    "space as %20 (Python's urllib.parse.quote(password, safe='') does it)"
+)
+
+
+def password_span(url: str) -> tuple[int, int] | None:
+    """Where the password of ``url`` starts and ends, as a person wrote it; None if none.
+
+    ``url`` must start with its scheme. Text after the URL (a message going on) must
+    not be part of it, except that an extra ``@`` there only widens the span: masking a
+    little too much is harmless, masking too little is a leak.
+    """
+    scheme = _SCHEME.match(url)
+    if not scheme:
+        return None
+    at = url.rfind("@", scheme.end())
+    colon = url.find(":", scheme.end(), max(at, 0))
+    if at < 0 or colon < 0:
+        return None
+    return colon + 1, at
+
+
+def mask_password(url: str) -> str:
+    """``url`` with its password (before the host, or ``password=`` in the query) masked."""
+    span = password_span(url)
+    if span is not None:
+        url = f"{url[:span[0]]}{MASK}{url[span[1]:]}"
+    return _QUERY_PASSWORD.sub(lambda match: f"{match[1]}{MASK}", url)
+
+
+def mask_urls(text: str) -> str:
+    """Every URL-shaped word of ``text`` with its password masked.
+
+    A word runs to the next whitespace: a password that held whitespace is refused by
+    the configuration before it can reach any message.
+    """
+    return _URL_WORD.sub(lambda match: mask_password(match[0]), text)
+
+
+def password_of(url: str) -> str | None:
+    """The password of ``url`` as written (still percent-encoded, if it was)."""
+    span = password_span(url)
+    return url[span[0]:span[1]] if span else None
+
+
+def query_passwords(url: str) -> list[str]:
+    """``password=`` and ``sslpassword=`` values of the URL's query string, as written."""
+    return [match[2] for match in _QUERY_PASSWORD.finditer(url) if match[2]]
+
+
+def check_database_url(url: str) -> None:
+    """Raise ValueError unless cryomigrate has a backend for ``url`` and can parse it safely.
+
+    Every message shows the URL with its password masked.
+    """
+    scheme = url.split(":", 1)[0].lower() if "://" in url else ""
+    if scheme not in SCHEMES:
+        shown = f"scheme '{scheme}'" if scheme else "no scheme"
+        raise ValueError(
+            f"unsupported database URL ({shown}); use sqlite:///relative.db, "
+            "sqlite:////absolute.db, postgresql://... or postgres://..."
+        )
+    part = _unencoded_part(url) if scheme != "sqlite" else None
+    if part:
+        raise ValueError(
+            f"the {part} in {mask_password(url)} is not percent-encoded, so a URL parser "
+            f"would read part of it as the host, port or database; {ENCODING_ADVICE}"
+        )
+
+
+def _unencoded_part(url: str) -> str | None:
+    """Which credential holds characters a URL parser would split it at, if any."""
+    span = password_span(url)
+    if span is not None:
+        user = url[url.index("://") + 3:span[0] - 1]
+        # A '/' before the first ':' means that ':' is not after a user name (it is in
+        # the path or query), so this URL has no password at all.
+        if "/" not in user:
+            if _NEEDS_ENCODING.search(url[span[0]:span[1]]):
+                return "password"
+            if _NEEDS_ENCODING.search(user):
+                return "user name"
+    if any(_QUERY_NEEDS_ENCODING.search(value) for value in query_passwords(url)):
+        return "password= value"
+    return None
