@@ -10,6 +10,7 @@ YAML file: never a pydantic class name or its ``Value error,`` prefix.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -234,7 +235,9 @@ def _problem(error: ErrorDetails, is_key: bool) -> str:
         return str(error.get("ctx", {}).get("error", error["msg"]))
     if kind in _EXPECTED:
         return f"{_EXPECTED[kind]}, not {_spelled(given)}"
-    return f"{error['msg'][:1].lower()}{error['msg'][1:]}, not {_spelled(given)}"
+    # A check this file has no wording for yet: pydantic's sentence, minus its class names.
+    said = re.sub(r" or instance of \w+", "", error["msg"]).replace("Input should", "should")
+    return f"{said}, not {_spelled(given)}"
 
 
 def _spelled(value: Any) -> str:
