@@ -139,3 +139,36 @@ def test_no_transaction_marker() -> None:
 def test_bad_sections(text: str, message: str) -> None:
     with pytest.raises(MigrationFileError, match=message):
         parse_sections(text, "001_x.sql")
+
+
+def test_regions_tell_comments_from_quoted_text() -> None:
+    from cryomigrate.sqlsplit import regions
+
+    sql = ("SELECT 'a -- b', E'\\'--', \"x--y\", $t$ -- $ $t$, a$b$c; -- real\n"
+           "/* block /* nested */ */ SELECT $1;")
+    found = [(r.kind, sql[r.start : r.end]) for r in regions(sql)]
+    assert found == [("quoted", "'a -- b'"), ("quoted", "'\\'--'"),
+                     ("quoted", '"x--y"'), ("quoted", "$t$ -- $ $t$"),
+                     ("comment", "-- real"), ("comment", "/* block /* nested */ */")]
+
+
+@pytest.mark.parametrize("text", [
+    "-- cryomigrate:apply\nSELECT 1;\n-- cryomigrate: rollback\nSELECT 2;",
+    "-- cryomigrate:apply\nSELECT 1;\n--  CryoMigrate:rollback\nSELECT 2;",
+    "-- cryomigrate:apply\nSELECT 1; /*\n cryomigrate:rollback */\nSELECT 2;",
+])
+def test_near_miss_markers_name_their_line(text: str) -> None:
+    with pytest.raises(MigrationFileError, match=r"001_x.sql line 3: "):
+        parse_sections(text, "001_x.sql")
+
+
+def test_markers_in_quoted_text_are_data() -> None:
+    text = "SELECT 'x\n-- cryomigrate:rollback\n';\nSELECT $$\n-- cryomigrate:apply\n$$;\n"
+    sections = parse_sections(text, "001_x.sql")
+    assert sections.apply == text and sections.rollback is None
+
+
+def test_prepare_records_dropped_transaction_control() -> None:
+    script = prepare("START TRANSACTION;\nSELECT 1;\nEND;\n", origin="x.sql", first_line=4)
+    assert script.dropped_control == ((4, "START TRANSACTION"), (6, "END"))
+    assert prepare("SELECT 1;", origin="x.sql").dropped_control == ()
