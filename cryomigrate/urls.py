@@ -22,6 +22,7 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _URL_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S*")
 # Characters that change where a parser splits user name, password, host and path.
 _NEEDS_ENCODING = re.compile(r"[@:/?#\[\]\s]|%(?![0-9A-Fa-f]{2})")
+_PORT_LIKE = re.compile(r"[0-9]+[/?,]")
 # In a query value only these end it early; '&' always ends it, so it is not a password's.
 _QUERY_NEEDS_ENCODING = re.compile(r"[#\s]|%(?![0-9A-Fa-f]{2})")
 _QUERY_PASSWORD = re.compile(r"(?i)([?&](?:ssl)?password=)([^&]*)")
@@ -91,9 +92,19 @@ def check_database_url(url: str) -> None:
     part = _unencoded_part(url) if scheme != "sqlite" else None
     if part:
         raise ValueError(
-            f"the {part} in {mask_password(url)} is not percent-encoded, so a URL parser "
-            f"would read part of it as the host, port or database; {ENCODING_ADVICE}"
+            f"the {part} in {mask_password(url)} is not percent-encoded{_maybe_not(url)}, "
+            "so a URL parser would read part of it as the host, port or database; "
+            f"{ENCODING_ADVICE}"
         )
+
+
+def _maybe_not(url: str) -> str:
+    """host:port/db?app=me@home reads exactly like user:1234/pw@host: both are refused,
+    so say how to write the first one too."""
+    span = password_span(url)
+    if span and _PORT_LIKE.match(url, span[0], span[1]):
+        return " (if that @ is in the database name or a query parameter, write it as %40)"
+    return ""
 
 
 def _unencoded_part(url: str) -> str | None:

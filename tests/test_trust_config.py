@@ -112,6 +112,23 @@ def test_other_unencoded_credentials_are_refused_masked(sqlite_project: Project,
         assert piece not in _output(result), (piece, _output(result))
 
 
+def test_an_at_sign_after_host_and_port_is_refused_with_both_readings(
+        pg_project: Project, pg_database: PgDatabase) -> None:
+    """``host:5432/db?application_name=me@home`` reads exactly like ``user:5432/db...@home``
+    (a password holding '/'): refused, saying how to write the @ in either case."""
+    url = f"{pg_database.url}?application_name=me@home"
+    pg_project.write_config(f"environments:\n  development:\n    database: '{url}'\n")
+    add_tables(pg_project, "001_t1")
+    refused = pg_project.cli("apply")
+    assert_clean_exit(refused, 2)
+    assert "query parameter, write it as %40" in refused.stderr
+    assert_untouched(pg_project)
+    pg_project.write_config("environments:\n  development:\n"
+                            f"    database: '{url.replace('me@home', 'me%40home')}'\n")
+    assert_clean_exit(pg_project.cli("apply"), 0)
+    assert "t1" in pg_project.tables()
+
+
 def test_a_common_word_password_masks_only_where_it_stands(pg_project: Project,
                                                            pg_database: PgDatabase) -> None:
     """Supabase's local password is ``postgres``: the URL scheme and the user name, the
