@@ -155,8 +155,10 @@ def check_text(text: str, origin: str) -> list[_Marker]:
     Cheap regexes decide first whether there is anything to look at; only then is the
     text lexed, so that a marker or a backslash in a string or dollar-quoted body is data.
     """
-    mention, backslash, stdin = (_MENTION.search(text), _LINE_BACKSLASH.search(text),
-                                 _STDIN.search(text))
+    lowered = text.lower()  # one copy beats three case-insensitive searches
+    mention = "cryomigrate" in lowered and _MENTION.search(text) is not None
+    stdin = "stdin" in lowered and _STDIN.search(text) is not None
+    backslash = "\\" in text and _LINE_BACKSLASH.search(text) is not None
     if not (mention or backslash or stdin):
         return []
     from cryomigrate.sqlsplit import regions
