@@ -3,7 +3,10 @@
 Validation is strict (unknown keys and wrong types are errors) because a typo in a
 production policy such as ``allow_rolback: false`` must never be silently ignored.
 ``${NAME}`` references are resolved only for the environment in use, so a developer does
-not need production's secrets in their shell.
+not need production's secrets in their shell. A database URL whose password is not
+percent-encoded is refused here, once resolved, because a driver would read a piece of
+it as the host or port and print it back: every backend receives only URLs that parse
+one way.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A cache of validated configurations, one entry per configuration file.
 
-Parsing YAML and validating it with pydantic costs ~150 ms of imports, more than
-everything else a no-op ``apply`` does on SQLite. The result depends only on the file's
+Parsing YAML and validating it with pydantic costs more in imports than everything else
+a no-op ``apply`` does on SQLite (see bench/). The result depends only on the file's
 bytes and on cryomigrate's own config code, so an entry holds a hash of both and is used
 only while that hash still matches: an edited file, or an upgraded cryomigrate, simply
 misses and overwrites its entry. ``${VAR}`` references are stored unresolved (they are
