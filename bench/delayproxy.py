@@ -15,7 +15,7 @@ round trip before the client's first byte.
 
 Python API (stdlib only; importing this module starts nothing)::
 
-    from delayproxy import DelayProxy
+    from delayproxy import DelayProxy, combine
 
     with DelayProxy(target_port=5432, delay=0.020) as proxy:   # thread, free port
         url = f"postgresql://postgres@127.0.0.1:{proxy.port}/db?sslmode=disable"
@@ -23,6 +23,7 @@ Python API (stdlib only; importing this module starts nothing)::
         ...                                  # run the client (any process) against url
         c = proxy.counters()                 # a frozen snapshot, see Counters
         c.round_trips, c.messages.get("Q", 0), c.sync_points, c.connections
+    total = combine([c, other])              # snapshots add up: several runs, one total
 
 ``DelayProxy.start()`` returns the port (``stop()`` ends it; both are idempotent and the
 ``with`` block calls them). The proxy also ends by itself after ``lifetime`` seconds, and
@@ -63,6 +64,7 @@ import signal
 import struct
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
 
@@ -182,7 +184,9 @@ class _Tally:
                         self.delays / self.delayed if self.delayed else 0.0)
 
 
-def _total(parts: list[Counters]) -> Counters:
+def combine(parts: Iterable[Counters]) -> Counters:
+    """One total of several snapshots: of several connections, or of several runs."""
+    parts = list(parts)
     messages: dict[str, int] = {}
     for part in parts:
         for name, count in part.messages.items():
@@ -190,7 +194,8 @@ def _total(parts: list[Counters]) -> Counters:
     chunks = sum(p.client_chunks + p.server_chunks for p in parts)
     weighted = sum(p.delay_applied_mean * (p.client_chunks + p.server_chunks) for p in parts)
     return Counters(
-        connections=len(parts), round_trips=sum(p.round_trips for p in parts),
+        connections=sum(p.connections for p in parts),
+        round_trips=sum(p.round_trips for p in parts),
         client_chunks=sum(p.client_chunks for p in parts),
         server_chunks=sum(p.server_chunks for p in parts),
         client_bytes=sum(p.client_bytes for p in parts),
@@ -243,7 +248,7 @@ class DelayProxy:
 
     def counters(self) -> Counters:
         """Totals over every connection since start or the last ``reset``."""
-        return _total(self.per_connection())
+        return combine(self.per_connection())
 
     def per_connection(self) -> list[Counters]:
         with self._lock:

@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from delayproxy import Counters, DelayProxy
+from delayproxy import Counters, DelayProxy, combine
 from peers import NPM_PACKAGES, PIP_PACKAGES, ensure_peers, install_cryomigrate, version_of
 from pgadmin import PREFIX, Server
 from report import markdown, render
@@ -98,12 +98,18 @@ class Bench:
         self.results: list[Measurement] = []
         self.tool_errors: dict[str, str] = {}
         self.tool_notes: dict[str, str] = {}
+        # While the at-distance rows run: the proxy, and the round trips of the last command.
+        self.proxy: DelayProxy | None = None
+        self.last_round_trips = 0
+        self.proxied: list[Counters] = []  # one per command, for the report's facts
 
     # -- process timing ----------------------------------------------------------------
 
     def timed(self, cmd: Cmd, timeout: float | None = None) -> tuple[float, str | None]:
         """Seconds from start to exit; an error text when it failed or timed out."""
         env = base_env() | cmd.env
+        if self.proxy is not None:
+            self.proxy.reset()
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd.argv, cwd=cmd.cwd, env=env, stdin=subprocess.DEVNULL,
@@ -114,6 +120,9 @@ class Bench:
         except OSError as exc:
             return 0.0, f"cannot start: {exc}"
         elapsed = time.perf_counter() - start
+        if self.proxy is not None:
+            self.proxied.append(self.proxy.counters())
+            self.last_round_trips = self.proxied[-1].round_trips
         if proc.returncode != 0:
             text = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()
             tail = " | ".join(text.splitlines()[-2:])[:300]
@@ -146,7 +155,7 @@ class Bench:
                 if error:
                     m.error = error
                 elif i >= warmup:
-                    m.samples.append(seconds)
+                    m.add(seconds, self.last_round_trips if self.proxy else None)
         return [self.record(m) for m, _ in plan]
 
     # -- PostgreSQL --------------------------------------------------------------------
@@ -225,7 +234,7 @@ class Bench:
         if error:
             cold.error = error
         else:
-            cold.samples.append(seconds)
+            cold.add(seconds, self.last_round_trips if self.proxy else None)
 
     def run_far(self, tools: list[Tool]) -> Counters:
         """The same measurements at network distance: every tool through the delaying
@@ -237,8 +246,12 @@ class Bench:
             via = Server("127.0.0.1", proxy.port, self.server.user)
             print(f"at distance: proxy 127.0.0.1:{proxy.port} -> {self.server.host}:"
                   f"{self.server.port}, {args.rtt_ms / 2:g} ms each way", flush=True)
-            self.run_pg(tools, args.far_n, FAR, via, args.far_repeat)
-        return proxy.counters()
+            self.proxy = proxy
+            try:
+                self.run_pg(tools, args.far_n, FAR, via, args.far_repeat)
+            finally:
+                self.proxy = None
+        return combine(self.proxied)
 
     # -- SQLite ------------------------------------------------------------------------
 
@@ -479,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results = bench.results
     add_ratios(results)
-    plan = Plan(args.sizes, None if args.no_distance else args.far_n, args.rtt_ms / 1000.0)
+    plan = Plan(args.sizes, None if args.no_distance else args.far_n, args.rtt_ms / 1000.0,
+                not args.no_loopback)
     measured = [t for t in tools if t.role != FLOOR]
     extra = derived(results, measured, args.sizes[0], args.sizes[-1])
     rounds = round_trips(results, tools, args.far_n, plan.rtt) if plan.far_n else {}
