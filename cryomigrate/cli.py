@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -34,6 +34,8 @@ from cryomigrate.render import (
 # The shell's convention for a process ended by SIGINT (128 + 2), so scripts can tell a
 # person's Ctrl-C from a migration failing (1).
 EXIT_INTERRUPTED = 130
+
+
 def out(text: str = "") -> None:
     click.echo(redact(text))
 
@@ -62,15 +64,17 @@ class _Group(click.Group):
         except click.UsageError as exc:
             _fail(ctx, exc.exit_code, _usage_message(exc), None, hint=_help_hint(exc))
         except (KeyboardInterrupt, click.Abort):
-            # click.prompt turns Ctrl-C (and end of input) at the confirmation into Abort.
             _fail(ctx, EXIT_INTERRUPTED, _INTERRUPTED, _progress_so_far(ctx))
 
 
-_INTERRUPTED = ("interrupted (Ctrl-C): migrations finished before it stay done; run "
+# For Ctrl-C outside a migration (planning, waiting, connecting); inside one, the runner
+# raises an error saying what that migration left behind.
+_INTERRUPTED = ("interrupted (Ctrl-C): what finished before it stays done; run "
                 "`cryomigrate status` to see where it stopped")
 
 
-def _fail(ctx: click.Context, code: int, message: str, result: Any, *, hint: str = "") -> None:
+def _fail(ctx: click.Context, code: int, message: str, result: Any, *,
+          hint: str = "") -> NoReturn:
     """Report a failure once (JSON document or partial text, then stderr) and exit."""
     state = ctx.ensure_object(dict)
     if state.get("format") == "json":
@@ -158,8 +162,12 @@ def _confirmer(yes: bool, verb: str) -> bool | Callable[[str, Sequence[str]], bo
         err(f"About to {verb} {len(labels)} migration(s) in '{environment}':")
         for label in labels:
             err(f"  {label}")
-        answer = click.prompt(f"Type the environment name ({environment}) to confirm",
-                              default="", show_default=False, err=True)
+        try:
+            answer = click.prompt(f"Type the environment name ({environment}) to confirm",
+                                  default="", show_default=False, err=True)
+        except click.Abort:  # Ctrl-C or end of input at the question: not a yes
+            err("")
+            return False
         return bool(answer.strip() == environment)
 
     return ask

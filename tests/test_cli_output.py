@@ -16,6 +16,7 @@ from tests.helpers_core import (
     assert_clean_exit,
     assert_json_error,
     config_with,
+    history_versions,
     hold_run_lock,
     json_doc,
     table_sql,
@@ -395,12 +396,17 @@ def test_new_sql(project: Project) -> None:
     assert "-- cryomigrate:rollback" in created.read_text()
 
 
-def test_new_files_are_valid_and_reversible(project: Project) -> None:
+def test_new_files_are_valid_and_their_rollback_is_never_a_silent_no_op(project: Project
+                                                                        ) -> None:
     assert_clean_exit(project.cli("new", "one"), 0)
     assert_clean_exit(project.cli("new", "two", "--sql"), 0)
     assert_clean_exit(project.cli("validate"), 0)
     assert_clean_exit(project.cli("apply"), 0)
-    assert_clean_exit(project.cli("rollback"), 0)
+    # A scaffold's rollback() stops until someone writes it (issue 8, item 16).
+    result = project.cli("rollback")
+    assert_clean_exit(result, 1)
+    assert "001_one.py" in result.stderr and "not written yet" in result.stderr
+    assert history_versions(project) == ["001"]
 
 
 @pytest.mark.parametrize("name", ["add-x", "add x", "", "ünïcode", "../escape"])
