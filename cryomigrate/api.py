@@ -94,27 +94,31 @@ def _run(direction: Direction, project: Project, plan: Planner, *, dry_run: bool
     even a new SQLite file.
     """
     env = project.env
-    with connect(env, read_only=True, lock_wait=lock_wait) as (_, tracker):
-        files, warnings = _plan_past_dirty(project, tracker, plan, lock_wait)
-        tables_exist = tracker.ready
-    _warn(progress, warnings)
-    migrations = [_load(f, env, reversible=direction == "rollback") for f in files]
-    if dry_run:
-        return _preview(env, direction, migrations, warnings)
-    verb = "apply" if direction == "apply" else "roll back"
-    policies.check_confirmed(env, verb, [m.file.label for m in migrations], confirm)
-    if not migrations:
-        return RunResult(env.name, direction, False, (), tuple(warnings))
-    from cryomigrate.runner import Runner
+    with connect(env, read_only=True, lock_wait=lock_wait) as (backend, tracker):
+        files, warnings = _plan_past_dirty(project, tracker, plan, lock_wait, progress)
+        _warn(progress, warnings)
+        migrations = [_load(f, env, reversible=direction == "rollback") for f in files]
+        if dry_run:
+            return _preview(env, direction, migrations, warnings)
+        verb = "apply" if direction == "apply" else "roll back"
+        policies.check_confirmed(env, verb, [m.file.label for m in migrations], confirm)
+        if not migrations:
+            return RunResult(env.name, direction, False, (), tuple(warnings))
+        from cryomigrate.runner import Runner
 
+        if backend.writable:  # one session per run, where the connection can write
+            result = Runner(backend, tracker, env, progress, lock_wait).run(direction,
+                                                                           migrations)
+            return _with_notices(result, warnings)
+        tables_exist = tracker.ready
     with connect(env, lock_wait=lock_wait) as (backend, tracker):
         tracker.ready = tables_exist
         result = Runner(backend, tracker, env, progress, lock_wait).run(direction, migrations)
     return _with_notices(result, warnings)
 
 
-def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wait: float
-                     ) -> tuple[list[MigrationFile], list[str]]:
+def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wait: float,
+                     progress: Progress | None) -> tuple[list[MigrationFile], list[str]]:
     """Plan; while a dirty migration blocks, wait for it as for the lock.
 
     A dirty row is also what a live run executing a non-transactional migration leaves
@@ -124,6 +128,7 @@ def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wai
     """
     sums: dict[int, str] = {}
     deadline = time.monotonic() + lock_wait
+    waiting = False
     while True:
         history = tracker.read_all()
         # Only applied files are compared with their rows; pending ones are read once,
@@ -133,9 +138,13 @@ def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wai
         found = planner.entries(project.files, history, sums)
         try:
             return plan(found)
-        except DirtyMigration:
+        except DirtyMigration as exc:
             if time.monotonic() >= deadline:
                 raise
+            if not waiting and progress is not None:
+                progress("warning", f"{exc} -- waiting up to {lock_wait:g}s (--lock-wait) in "
+                         "case another run is still inside it")
+            waiting = True
             time.sleep(planner.DIRTY_POLL_S)
 
 
@@ -157,8 +166,8 @@ def baseline(version: Version, environment: str | None = None, *, config: PathLi
         raise InputError(f"no migration file has version {version}")
     recorded: list[str] = []
     with connect(project.env, lock_wait=lock_wait) as (backend, tracker), \
-            backend.transaction(lock=True):
-        tracker.ensure_tables()
+            backend.transaction(lock=True) as tx:
+        tracker.ensure_tables(tx)
         history = tracker.read_all()
         for file in project.files:
             if file.version > upto or file.version in history:
@@ -184,8 +193,8 @@ def repair(environment: str | None = None, *, config: PathLike = None,
     pending_v = _version(mark_pending, "mark_pending")
     project = open_project(config, environment)
     with connect(project.env, lock_wait=lock_wait) as (backend, tracker):
-        with backend.transaction(lock=True):
-            tracker.ensure_tables()
+        with backend.transaction(lock=True) as tx:
+            tracker.ensure_tables(tx)
             from cryomigrate.repairing import Repair
 
             fix = Repair(tracker, project.files)

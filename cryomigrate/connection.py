@@ -8,11 +8,12 @@ migration's transaction.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 from cryomigrate import scripts, templating
-from cryomigrate.backends.base import Backend, Params, QueryResult, Transaction
+from cryomigrate.backends.base import Backend, Params, QueryError, QueryResult, Transaction
 
 
 class SqlQuery:
@@ -25,23 +26,29 @@ class SqlQuery:
 
     def execute(self) -> QueryResult:
         conn = self._conn
+        where = conn.where_called()
         if self._params is not None:
-            # Bound by the driver in its own placeholder style; the SQL is not rewritten.
-            return conn._backend.query(self._query, self._params)
-        script = scripts.prepare(self._query, origin=conn.origin,
+            try:
+                # Bound by the driver in its own placeholder style; the SQL is not rewritten.
+                return conn._backend.query(self._query, self._params)
+            except QueryError as exc:
+                raise QueryError(f"{where}: conn.sql(): {exc}", sqlstate=exc.sqlstate) from exc
+        # Errors then read "001_x.py line 12: conn.sql() SQL line 2: ...".
+        script = scripts.prepare(self._query, origin=f"{where}: conn.sql() SQL",
                                  transactional=conn.transactional, notice=conn._notice)
         return conn._backend.run_script(script)
 
 
 class MigrationConnection:
     def __init__(self, backend: Backend, *, environment: str, vars: dict[str, Any],
-                 origin: str, transactional: bool,
+                 origin: str, transactional: bool, path: str = "",
                  notice: Callable[[str], None] | None = None) -> None:
         self._backend = backend
         self._notice = notice
         self.environment = environment
         self.vars = vars
         self.origin = origin
+        self.path = path
         self.transactional = transactional
         self._transaction: Transaction | None = None  # the migration's own, while it runs
 
@@ -56,3 +63,11 @@ class MigrationConnection:
     def render(self, template: str, **extra: Any) -> str:
         return templating.render(template, origin=self.origin, environment=self.environment,
                                  vars=self.vars, extra=extra)
+
+    def where_called(self) -> str:
+        """``001_x.py line 12``, the migration's line that called ``conn.sql``: the line the
+        user edits, rather than a line inside the SQL string."""
+        for frame in reversed(traceback.extract_stack()):
+            if frame.filename == self.path:
+                return f"{self.origin} line {frame.lineno}"
+        return self.origin

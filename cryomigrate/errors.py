@@ -10,7 +10,8 @@
     ├── StateBlocked                  4  modified, dirty, missing or out-of-order migrations
     │   └── DirtyMigration                 a run stopped (or is still running) inside one
     ├── LockTimeout                   5  another run held the lock for longer than --lock-wait
-    └── ConnectionFailed              6  the database could not be reached
+    ├── ConnectionFailed              6  the database could not be reached
+    └── Interrupted                 130  Ctrl-C during a run (what it left is said)
 
 Messages are written for the person at the terminal: they name the file, key or
 migration and say what to do next. Every message passes through the redactor when the
@@ -92,3 +93,9 @@ class LockTimeout(CryomigrateError):
 
 class ConnectionFailed(CryomigrateError):
     exit_code = 6
+
+
+class Interrupted(CryomigrateError):
+    """Ctrl-C during a run: the message says what the interrupted migration left behind."""
+
+    exit_code = 130

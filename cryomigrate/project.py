@@ -33,7 +33,7 @@ def connect(env: Environment, *, read_only: bool = False,
     options = ConnectOptions(
         base_dir=env.root, lock_wait_ms=round(lock_wait * 1000),
         lock_timeout_ms=env.lock_timeout_ms, statement_timeout_ms=env.statement_timeout_ms,
-        read_only=read_only, lock_name=env.history_table,
+        read_only=read_only, lock_name=env.history_table, pooler=env.pooler,
     )
     backend = open_backend(env.database, options)
     try:

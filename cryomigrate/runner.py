@@ -9,16 +9,23 @@ non-transactional migration runs with no transaction (and no lock) open at all; 
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryomigrate.backends import Backend
-from cryomigrate.backends.base import ELAPSED_MS
 from cryomigrate.config import Environment
 from cryomigrate.connection import MigrationConnection
-from cryomigrate.errors import CryomigrateError, DirtyMigration, LockTimeout, MigrationFailed
+from cryomigrate.errors import (
+    CryomigrateError,
+    DirtyMigration,
+    Interrupted,
+    LockTimeout,
+    MigrationFailed,
+)
 from cryomigrate.loader import Direction, Migration
 from cryomigrate.models import MigrationRun, RunResult
 from cryomigrate.planner import DIRTY_POLL_S, settle_dirty
@@ -48,8 +55,8 @@ class Runner:
         state = _Run(direction)
         try:
             if migrations and not self.tracker.ready:
-                with self.backend.transaction(lock=True):
-                    self.tracker.ensure_tables()
+                with self.backend.transaction(lock=True) as tx:
+                    self.tracker.ensure_tables(tx)
             for migration in migrations:
                 self._one(state, migration)
         except CryomigrateError as exc:
@@ -69,31 +76,43 @@ class Runner:
 
     def _one(self, state: _Run, migration: Migration) -> None:
         self._progress("start", migration)
+        label = migration.file.label
+        notice = self._notice(state)
         conn = MigrationConnection(
             self.backend, environment=self.env.name, vars=self.env.vars,
-            origin=migration.file.label, transactional=migration.transactional,
-            notice=self._notice(state),
+            origin=label, path=migration.file.path, transactional=migration.transactional,
+            notice=notice,
         )
+        # What the server says while the migration runs (RAISE NOTICE in a backfill) is
+        # the user's to see, named by the migration it came from.
+        self.backend.on_notice = lambda text: notice(f"{label}: {text}")
         started_at, clock = now(), time.perf_counter()
         try:
-            ran = (self._transactional(state.direction, migration, conn, started_at)
-                   if migration.transactional
-                   else self._outside_transaction(state.direction, migration, conn, started_at,
-                                                  clock))
+            with _stdout_to_stderr():
+                ran = (self._transactional(state.direction, migration, conn, started_at)
+                       if migration.transactional
+                       else self._outside_transaction(state.direction, migration, conn,
+                                                      started_at, clock))
         except LockTimeout:
             raise  # nothing was attempted
         except MigrationFailed as exc:
-            self._journal_failure(state.direction, migration, started_at, clock, exc)
+            self._journal_failure(state.direction, migration, started_at, clock, str(exc))
             raise
         except CryomigrateError as exc:
             # E.g. a deferred constraint failing at COMMIT, or a template error raised by
             # conn.render: still this migration failing, and journaled as such.
-            self._journal_failure(state.direction, migration, started_at, clock, exc)
+            self._journal_failure(state.direction, migration, started_at, clock, str(exc))
             if exc.exit_code == 1:
                 raise MigrationFailed(_prefixed(migration, str(exc))) from exc
             raise
+        except KeyboardInterrupt as exc:
+            message = _interrupted(migration)
+            self._journal_failure(state.direction, migration, started_at, clock, message)
+            raise Interrupted(message, result=self._result(state)) from exc
+        finally:
+            self.backend.on_notice = None
         if not ran:
-            state.skipped.append(migration.file.label)
+            state.skipped.append(label)
             self._progress("skip", migration)
             return
         run = MigrationRun(migration.file.version_text, migration.file.name,
@@ -104,24 +123,28 @@ class Runner:
 
     def _transactional(self, direction: Direction, migration: Migration,
                        conn: MigrationConnection, started_at: str) -> bool:
+        """Execute and record the migration in one transaction; False if another run got
+        there first. For a SQL migration all of it is one message to the server."""
         file = migration.file
-        with self.backend.transaction(lock=True,
-                                      first=self.tracker.select_one(file.version)) as tx:
-            row = self.tracker.row_from(tx.first)
-            if (row is not None) == (direction == "apply"):
-                return False  # another run got here first
+        guard = self.tracker.guard(file.version, applied=direction == "rollback")
+        with self.backend.transaction(lock=True, expect=guard) as tx:
             conn._transaction = tx
+            # Python code must not start before the guard has passed: it needs results as
+            # it goes, so the queue is sent now.
+            if file.kind == "python" and not tx.flush():
+                return False
             _execute(direction, migration, conn)
+            tx.reset_session()  # the script's search_path or role must not reach our writes
             if direction == "apply":
                 self.tracker.insert(version=file.version, version_text=file.version_text,
                                     name=file.name, kind=file.kind, checksum=migration.checksum,
-                                    state="applied", duration_ms=ELAPSED_MS, tx=tx)
+                                    state="applied", tx=tx)
             else:
                 self.tracker.delete(file.version, file.version_text, tx=tx)
             self.tracker.journal(version_text=file.version_text, name=file.name,
                                  action=direction, outcome="ok", started_at=started_at,
-                                 duration_ms=ELAPSED_MS, tx=tx)
-        return True
+                                 duration_ms=None, tx=tx)
+            return tx.commit()
 
     def _outside_transaction(self, direction: Direction, migration: Migration,
                              conn: MigrationConnection, started_at: str, clock: float) -> bool:
@@ -129,13 +152,15 @@ class Runner:
         if not self._claim(direction, migration):
             return False
         try:
-            _execute(direction, migration, conn)
+            with self.backend.outside_transaction():
+                _execute(direction, migration, conn)
         except MigrationFailed as exc:
             raise MigrationFailed(
                 f"{exc} -- it ran outside a transaction, so it is now marked dirty; check "
                 f"what the database holds, then run {settle_dirty(file.version_text)}"
             ) from exc
-        with self.backend.transaction(lock=True) as tx:
+        guard = self.tracker.guard(file.version, applied=True, state="dirty")
+        with self.backend.transaction(lock=True, expect=guard) as tx:
             duration = _elapsed_ms(clock)
             if direction == "apply":
                 self.tracker.set_state(file.version, file.version_text, "applied", duration,
@@ -145,6 +170,11 @@ class Runner:
             self.tracker.journal(version_text=file.version_text, name=file.name,
                                  action=direction, outcome="ok", started_at=started_at,
                                  duration_ms=duration, tx=tx)
+            if not tx.commit():
+                raise DirtyMigration(
+                    f"{file.label} ran, but its dirty history row changed while it ran "
+                    "(repaired by hand?); check the database, then run "
+                    f"{settle_dirty(file.version_text)}")
         return True
 
     def _claim(self, direction: Direction, migration: Migration) -> bool:
@@ -156,10 +186,10 @@ class Runner:
         """
         file = migration.file
         deadline = time.monotonic() + self.lock_wait
+        waiting = False
         while True:
-            with self.backend.transaction(
-                    lock=True, first=self.tracker.select_one(file.version)) as tx:
-                row = self.tracker.row_from(tx.first)
+            with self.backend.transaction(lock=True) as tx:
+                row = self.tracker.read_one(file.version)
                 if row is None or row.state != "dirty":
                     if (row is not None) == (direction == "apply"):
                         return False
@@ -177,30 +207,60 @@ class Runner:
                     "running it after --lock-wait); once no run is active, check the database "
                     f"and run {settle_dirty(file.version_text)}"
                 )
+            if not waiting:
+                waiting = True
+                self._progress("warning", waiting_for_dirty(file.label, self.lock_wait))
             time.sleep(DIRTY_POLL_S)
 
     def _journal_failure(self, direction: Direction, migration: Migration, started_at: str,
-                         clock: float, exc: CryomigrateError) -> None:
+                         clock: float, error: str) -> None:
         """Journal a failure after its transaction rolled back; never hide the real error."""
         try:
-            with self.backend.transaction(lock=False):
+            with self.backend.transaction(lock=False) as tx:
                 self.tracker.journal(version_text=migration.file.version_text,
                                      name=migration.file.name, action=direction,
                                      outcome="failed", started_at=started_at,
-                                     duration_ms=_elapsed_ms(clock), error=str(exc))
-        except CryomigrateError:
+                                     duration_ms=_elapsed_ms(clock), error=error, tx=tx)
+        except (CryomigrateError, KeyboardInterrupt):
             pass  # the connection may be gone; the migration's own error is what matters
 
 
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """What a migration prints is a diagnostic: stdout belongs to cryomigrate's own output,
+    which with --format json must be exactly one document."""
+    with redirect_stdout(sys.stderr):
+        yield
+
+
+def waiting_for_dirty(label: str, lock_wait: float) -> str:
+    """Said at once when a run starts waiting for a dirty migration, not after the wait."""
+    return (f"{label} is marked dirty: another run may be inside it; waiting up to "
+            f"{lock_wait:g}s (--lock-wait) for it to finish")
+
+
+def _interrupted(migration: Migration) -> str:
+    file = migration.file
+    if migration.transactional:
+        return f"interrupted while running {file.label}; its transaction was rolled back"
+    return (f"interrupted inside {file.label}, which runs outside a transaction: it is now "
+            "marked dirty, and the database may hold part of it; check what it holds, then "
+            f"run {settle_dirty(file.version_text)}")
+
+
 def _execute(direction: Direction, migration: Migration, conn: MigrationConnection) -> None:
-    """Run the migration; anything it raises becomes MigrationFailed naming the file."""
+    """Run the migration; anything it raises becomes MigrationFailed naming the file.
+
+    ``SystemExit`` included: a ``sys.exit()`` in a migration is that migration failing,
+    never cryomigrate ending quietly with its work half done.
+    """
     try:
         migration.run(direction, conn)
     except CryomigrateError as exc:
         if isinstance(exc, MigrationFailed) or exc.exit_code != 1:
             raise
         raise MigrationFailed(_prefixed(migration, str(exc))) from exc
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise MigrationFailed(
             _prefixed(migration, f"{direction}() raised {type(exc).__name__}: {exc}")
         ) from exc

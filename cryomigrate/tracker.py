@@ -1,8 +1,11 @@
 """The only module that spells the history and journal tables.
 
 History holds one row per applied (or dirty) migration; the journal is append-only, one
-row per attempt. Every history write asserts it touched exactly one row: a write that
-touched none means another run changed the table under us, and must not pass silently.
+row per attempt. Every history write is sure to touch exactly one row: a write sent on its
+own checks the count it gets back; a write queued with a migration's COMMIT is preceded,
+under the same lock and in the same transaction, by a guard that the row is as expected
+(``guard``), since its count comes back only after the COMMIT. A write that touched none
+would mean another run changed the table under us, and must not pass silently.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-from cryomigrate.backends import Backend, QueryResult, Transaction
-from cryomigrate.backends.base import Elapsed, Params
+from cryomigrate.backends import Backend, Expect, Transaction
+from cryomigrate.backends.base import Params
 from cryomigrate.errors import DatabaseError
 from cryomigrate.models import HistoryRow, JournalEntry
 
@@ -61,6 +64,24 @@ _JOURNAL_DDL = {
     duration_ms INTEGER NOT NULL,
     error TEXT)""",
 }
+# Only the owner may read or change the tables: on Supabase, default privileges grant new
+# tables in public to anon and authenticated, and PostgREST exposes public to the world.
+# Row-level security with no policy also shuts out a role granted access later.
+_HARDEN_PG = """DO $cryomigrate$ DECLARE
+    role_name text;
+BEGIN
+    EXECUTE 'REVOKE ALL ON TABLE {history}, {journal} FROM PUBLIC';
+    FOREACH role_name IN ARRAY ARRAY['anon', 'authenticated'] LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
+            EXECUTE pg_catalog.format('REVOKE ALL ON TABLE {history}, {journal} FROM %I',
+                                      role_name);
+            EXECUTE pg_catalog.format('REVOKE ALL ON SEQUENCE %s FROM %I',
+                pg_catalog.pg_get_serial_sequence('{journal}', 'id'), role_name);
+        END IF;
+    END LOOP;
+    EXECUTE 'ALTER TABLE {history} ENABLE ROW LEVEL SECURITY';
+    EXECUTE 'ALTER TABLE {journal} ENABLE ROW LEVEL SECURITY';
+END $cryomigrate$"""
 _COLUMNS = "version, version_text, name, kind, checksum, state, applied_at, applied_by, duration_ms"
 # Times are read back as UTC ISO text on every backend: one spelling whatever the session's
 # DateStyle and TimeZone, and no driver type loading on the paths that only look.
@@ -101,14 +122,19 @@ class Tracker:
     def exists(self) -> bool:
         return self.backend.table_exists(self._table_name)
 
-    def ensure_tables(self) -> None:
-        """Create both tables if missing; callers hold the run lock so creation cannot race."""
+    def ensure_tables(self, tx: Transaction) -> None:
+        """Create both tables if missing, with ``tx`` holding the run lock so creation
+        cannot race; on PostgreSQL only their owner can touch them."""
         if self.ready:
             return
         dialect = self.backend.dialect
+        where = f"creating the history table {self._table_name}"
         self.backend.ensure_schema(self._table_name)
-        self.backend.query(_HISTORY_DDL[dialect].format(table=self.history))
-        self.backend.query(_JOURNAL_DDL[dialect].format(table=self.journal_table))
+        tx.defer(_HISTORY_DDL[dialect].format(table=self.history), where=where)
+        tx.defer(_JOURNAL_DDL[dialect].format(table=self.journal_table), where=where)
+        if dialect == "postgresql":
+            tx.defer(_HARDEN_PG.format(history=self.history, journal=self.journal_table),
+                     where=f"restricting access to the history table {self._table_name}")
         self.ready = True
 
     def read_all(self) -> dict[int, HistoryRow]:
@@ -118,24 +144,35 @@ class Tracker:
         rows = self.backend.query(f"SELECT {self._select} FROM {self.history}").data
         return {int(row["version"]): _history_row(row) for row in rows}
 
-    def select_one(self, version: int) -> tuple[str, Params]:
-        """The query for one history row, to open a migration's transaction with."""
-        return (f"SELECT {self._select} FROM {self.history} WHERE version = {self._p}",
-                (version,))
+    def read_one(self, version: int) -> HistoryRow | None:
+        rows = self.backend.query(
+            f"SELECT {self._select} FROM {self.history} WHERE version = {self._p}", (version,))
+        return _history_row(rows.data[0]) if rows.data else None
 
-    @staticmethod
-    def row_from(result: QueryResult) -> HistoryRow | None:
-        return _history_row(result.data[0]) if result.data else None
+    def guard(self, version: int, *, applied: bool, state: str | None = None) -> Expect:
+        """The expectation a migration's transaction checks before its work: the history row
+        of ``version`` exists (``applied``) or not; with ``state``, exists in that state.
+        The version is an integer parsed by cryomigrate, so it is spelled inline."""
+        query = f"SELECT 1 FROM {self.history} WHERE version = {int(version)}"
+        if state is not None:
+            query += f" AND state = '{state}'"
+        return Expect(query, present=applied)
 
     def insert(self, *, version: int, version_text: str, name: str, kind: str, checksum: str,
-               state: str, duration_ms: int | Elapsed, tx: Transaction | None = None) -> None:
+               state: str, duration_ms: int | None = None, tx: Transaction | None = None
+               ) -> None:
+        """``duration_ms`` None: the time since the transaction began, as the database
+        measures it when the row is written (with the COMMIT, after the script)."""
         p = self._p
+        duration = p if duration_ms is not None else self.backend.elapsed_ms
+        values = [version, version_text, name, kind, checksum, state, now(), current_user()]
+        if duration_ms is not None:
+            values.append(duration_ms)
         self._write(
             tx, "insert", version_text,
             f"INSERT INTO {self.history} ({_COLUMNS}) "
-            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
-            (version, version_text, name, kind, checksum, state, now(), current_user(),
-             duration_ms),
+            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {duration})",
+            tuple(values),
         )
 
     def set_state(self, version: int, version_text: str, state: str, duration_ms: int,
@@ -159,30 +196,30 @@ class Tracker:
                     f"DELETE FROM {self.history} WHERE version = {self._p}", (version,))
 
     def journal(self, *, version_text: str, name: str, action: str, outcome: str,
-                started_at: str, duration_ms: int | Elapsed, error: str | None = None,
+                started_at: str, duration_ms: int | None, error: str | None = None,
                 tx: Transaction | None = None) -> None:
+        """``duration_ms`` None: measured by the database, as for ``insert``."""
         p = self._p
+        duration = p if duration_ms is not None else self.backend.elapsed_ms
         sql = (f"INSERT INTO {self.journal_table} (version, name, action, outcome, environment, "
-               f"started_at, duration_ms, error) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})")
-        params = (version_text, name, action, outcome, self.environment, started_at,
-                  duration_ms, error)
+               f"started_at, duration_ms, error) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, "
+               f"{duration}, {p})")
+        params: tuple[object, ...] = (version_text, name, action, outcome, self.environment,
+                                      started_at)
+        params += (duration_ms, error) if duration_ms is not None else (error,)
         if tx is not None:
-            tx.defer(sql, params)
+            tx.defer(sql, params, where="writing the journal")
         else:
             self.backend.query(sql, params)
 
     def _write(self, tx: Transaction | None, what: str, version_text: str, sql: str,
                params: Params) -> None:
-        """A history write that must touch exactly one row; with ``tx``, sent at commit."""
-        def check(result: QueryResult) -> None:
-            self._one_row(result.rowcount, what, version_text)
-
+        """A history write that must touch exactly one row; with ``tx``, queued behind the
+        transaction's guard, which made sure of it (see the module docstring)."""
         if tx is not None:
-            # A plain INSERT inserts one row or fails; only UPDATE and DELETE need checking
-            # (and a checked write costs a networked backend one more round trip).
-            tx.defer(sql, params, None if what == "insert" else check)
+            tx.defer(sql, params, where=f"writing the history row of {version_text}")
         else:
-            check(self.backend.query(sql, params))
+            self._one_row(self.backend.query(sql, params).rowcount, what, version_text)
 
     def read_journal(self, limit: int | None = None) -> list[JournalEntry]:
         if not self.backend.table_exists(self._table_name + "_journal"):

@@ -1,8 +1,10 @@
-"""PostgreSQL specifics of the backend: client-side literals and round trips."""
+"""PostgreSQL specifics of the backend: psycopg binding, round trips, notices, Ctrl-C."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,68 +108,109 @@ def test_history_times_read_the_same_whatever_the_session_settings(pg_project: P
     assert '"applied_at": "20' in odd.output
 
 
-def test_sql_apply_and_status_run_without_importing_psycopg(pg_project: Project) -> None:
-    # psycopg costs ~70 ms to import: a deploy of SQL migrations, the no-op apply CI runs
-    # every time, and status must not pay it (a Python migration with rich values may).
+def test_help_and_sqlite_runs_never_import_psycopg(sqlite_project: Project) -> None:
+    # psycopg is imported only on PostgreSQL paths: --help and the embedded default must
+    # work (and start fast) where no PostgreSQL driver is installed at all.
     import subprocess
     import sys
 
-    pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
-    pg_project.add("002_b.sql", "INSERT INTO a VALUES (1);\n")
+    sqlite_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    sqlite_project.add("002_b.py", "def apply(conn, environment):\n"
+                       "    conn.sql('INSERT INTO a VALUES (1)').execute()\n")
     code = ("import sys\nfrom cryomigrate.cli import main\ntry:\n    main()\nexcept SystemExit "
             "as e:\n    assert e.code == 0, e.code\nassert 'psycopg' not in sys.modules\n")
-    for command, expected in (("apply", "Applied 2"), ("apply", "Nothing to do"),
-                              ("status", "2 applied")):
-        done = subprocess.run([sys.executable, "-c", code, "--config", str(pg_project.config),
-                               command], capture_output=True, text=True, timeout=60)
+    for args, expected in ((("--help",), "Usage"), (("apply",), "Applied 2"),
+                           (("apply",), "Nothing to do"), (("status",), "2 applied")):
+        done = subprocess.run([sys.executable, "-c", code, "--config",
+                               str(sqlite_project.config), *args], capture_output=True,
+                              text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert expected in done.stdout, done.stdout
-    assert pg_project.query("SELECT count(*) FROM a") == [(1,)]
+    assert sqlite_project.query("SELECT count(*) FROM a") == [(1,)]
 
 
-def test_a_sql_migration_costs_two_round_trips(pg_project: Project,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    # One message opens the transaction, takes the lock and reads the history row; one
-    # carries the script, the history and journal rows and the COMMIT. The last line of a
-    # script may be a comment with no newline: the rows sent after it must still run.
-    from cryomigrate.backends import libpq
+def _proxy() -> Any:
+    """bench/delayproxy.py: a loopback TCP proxy that counts round trips and messages."""
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    if str(bench) not in sys.path:
+        sys.path.insert(0, str(bench))
+    import delayproxy
 
-    messages: list[str] = []
-    send = libpq.Connection.execute
+    return delayproxy
 
-    def counting(self: libpq.Connection, sql: str) -> list[libpq.Result]:
-        messages.append(sql)
-        return send(self, sql)
 
-    for i in range(1, 6):
-        pg_project.add(f"00{i}_t{i}.sql", f"CREATE TABLE t{i} (id int); -- no newline")
-    pg_project.add("006_t6.sql", "CREATE TABLE t6 (id int);\n-- the end")
-    monkeypatch.setattr(libpq.Connection, "execute", counting)
+def _through(project: Project, url: str, port: int) -> None:
+    host_db = url.split("@", 1)[1].split("/", 1)[1]
+    project.write_config(f"""
+        environments:
+          development:
+            database: postgresql://postgres@127.0.0.1:{port}/{host_db}?sslmode=disable
+    """)
+
+
+def test_a_sql_migration_costs_one_round_trip(pg_project: Project) -> None:
+    # The lock, the guard against a concurrent run, the script, the history and journal
+    # rows and the COMMIT travel together: one round trip per migration, whatever the
+    # script's length, counted on the wire between cryomigrate and the server.
+    delayproxy = _proxy()
+    pg_project.add("001_first.sql", "CREATE TABLE first (id int);\n")
+    assert pg_project.cli("apply").exit_code == 0  # the history tables exist from here on
+    for i in range(2, 8):
+        pg_project.add(f"00{i}_t{i}.sql", f"CREATE TABLE t{i} (id int);\n"
+                       f"CREATE INDEX ON t{i} (id); -- a comment, no newline")
+    with delayproxy.DelayProxy(target_port=5432, delay=0.005) as proxy:
+        _through(pg_project, pg_project.url, proxy.port)
+        proxy.reset()
+        assert pg_project.cli("apply").exit_code == 0
+        cold = proxy.counters().round_trips
+        proxy.reset()
+        assert pg_project.cli("apply").exit_code == 0
+        noop = proxy.counters().round_trips
+    assert cold - noop == 6, (cold, noop)  # six migrations, six round trips
+    assert pg_project.history() == [("001", "first", "applied")] + [
+        (f"00{i}", f"t{i}", "applied") for i in range(2, 8)]
+    assert pg_project.query("SELECT count(*) FROM cryomigrate_history_journal") == [(7,)]
+
+
+def test_a_concurrent_run_that_got_there_first_is_skipped_cleanly(pg_project: Project) -> None:
+    # The guard travels with the script: when another run applied the migration between
+    # this run's plan and its turn, the script is never executed and nothing fails.
+    from cryomigrate.backends import ConnectOptions
+    from cryomigrate.backends.postgres import PostgresBackend
+    from cryomigrate.tracker import Tracker
+
+    pg_project.add("001_t.sql", "CREATE TABLE t (id int);\n")
     assert pg_project.cli("apply").exit_code == 0
-    monkeypatch.undo()
-    scripts = [m for m in messages if "CREATE TABLE t" in m]
-    assert len(scripts) == 6 and all(m.rstrip().endswith("COMMIT") for m in scripts)
-    per_migration = [m for m in messages if "pg_advisory_xact_lock" in m]
-    assert len(per_migration) == 7  # one per migration, one to create the history tables
-    assert pg_project.history() == [(f"00{i}", f"t{i}", "applied") for i in range(1, 7)]
+    backend = PostgresBackend.connect(pg_project.url, ConnectOptions(base_dir=pg_project.root))
+    try:
+        tracker = Tracker(backend, "cryomigrate_history", "development")
+        with backend.transaction(lock=True, expect=tracker.guard(1, applied=False)) as tx:
+            from cryomigrate.backends.base import Script
+
+            tx.defer_script(Script("001_t.sql", "CREATE TABLE t (id int);\n"))
+            assert tx.commit() is False
+        assert backend.query("SELECT 1 AS one").data == [{"one": 1}]  # still usable
+    finally:
+        backend.close()
+    assert pg_project.history() == [("001", "t", "applied")]
 
 
-def test_copy_from_stdin_fails_cleanly_and_copy_to_stdout_runs(pg_project: Project) -> None:
-    # libpq hands out COPY results forever unless the client ends the COPY: the run must
-    # fail with a message (or, for COPY TO STDOUT, drain and go on), never hang.
+def test_copy_to_stdout_fails_cleanly(pg_project: Project) -> None:
+    # A migration has no terminal to copy rows to: the run fails with a message, never
+    # hangs, and nothing of the migration stays.
     import subprocess
     import sys
 
-    pg_project.add("001_t.sql", "CREATE TABLE t (id int);\nCOPY (SELECT 1) TO STDOUT;\n"
-                   "INSERT INTO t VALUES (1);\n")
-    pg_project.add("002_copy.sql", "INSERT INTO t VALUES (2);\nCOPY t FROM STDIN;\n")
+    pg_project.add("001_t.sql", "CREATE TABLE t (id int);\n")
+    pg_project.add("002_copy.sql", "INSERT INTO t VALUES (2);\nCOPY (SELECT 1) TO STDOUT;\n")
     done = subprocess.run([sys.executable, "-m", "cryomigrate", "--config",
                            str(pg_project.config), "apply"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "002_copy.sql line 2" in done.stderr and "COPY" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
     assert pg_project.history() == [("001", "t", "applied")]
-    assert pg_project.query("SELECT id FROM t") == [(1,)]
+    assert pg_project.query("SELECT count(*) FROM t") == [(0,)]
 
 
 def test_python_parameters_bind_as_psycopg_would(pg_project: Project) -> None:
@@ -244,21 +287,26 @@ def test_a_script_that_never_finishes_is_reported_at_its_end(pg_project: Project
     assert pg_project.query("SELECT count(*) FROM t") == [(0,)]
 
 
-def test_server_notices_stay_off_the_terminal(pg_project: Project) -> None:
-    # libpq prints notices to stderr unless told otherwise; "already exists, skipping"
-    # from cryomigrate's own CREATE TABLE IF NOT EXISTS must not reach a deploy log.
+def test_a_migrations_notices_reach_stderr_and_json(pg_project: Project) -> None:
+    # RAISE NOTICE in a backfill is for the user to see, named by its migration; stdout
+    # stays one JSON document. cryomigrate's own statements raise none that are shown.
+    import json
     import subprocess
     import sys
 
     pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
-    assert pg_project.cli("apply").exit_code == 0
-    pg_project.add("002_b.sql", "CREATE TABLE IF NOT EXISTS a (id int);\n"
-                   "DO $$ BEGIN RAISE NOTICE 'from a migration'; END $$;\n")
+    pg_project.add("002_b.sql", "DO $$ BEGIN RAISE NOTICE 'backfilled % rows', 42; END $$;\n")
+    pg_project.add("003_c.py", "def apply(conn, environment):\n    conn.sql(\"DO $$ BEGIN "
+                   "RAISE WARNING 'careful'; END $$\").execute()\n")
     done = subprocess.run([sys.executable, "-m", "cryomigrate", "--config",
-                           str(pg_project.config), "apply"], capture_output=True, text=True,
-                          timeout=60)
+                           str(pg_project.config), "apply", "--format", "json"],
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stderr == "" and "NOTICE" not in done.stdout, done.stderr
+    document = json.loads(done.stdout)
+    assert document["notices"] == ["002_b.sql: NOTICE: backfilled 42 rows",
+                                   "003_c.py: WARNING: careful"], document
+    assert done.stderr.splitlines() == ["notice: 002_b.sql: NOTICE: backfilled 42 rows",
+                                        "notice: 003_c.py: WARNING: careful"], done.stderr
 
 
 def test_scripts_reach_the_server_as_utf8_whatever_the_url_says(pg_project: Project) -> None:
@@ -281,7 +329,7 @@ def test_a_malformed_url_is_bad_input_not_a_connection_failure(pg_project: Proje
     for command in ("status", "apply"):
         result = pg_project.cli(command)
         assert result.exit_code == 2, result.output
-        assert "invalid PostgreSQL URL" in result.stderr and "s3cr" not in result.output
+        assert "percent-encode" in result.stderr and "s3cr" not in result.output
 
 
 def test_a_failure_at_commit_is_journaled_and_nothing_stays(pg_project: Project) -> None:

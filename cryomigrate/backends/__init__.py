@@ -5,11 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryomigrate.backends.base import Backend, QueryError, QueryResult, Script, Transaction
+from cryomigrate.backends.base import (
+    Backend,
+    Expect,
+    QueryError,
+    QueryResult,
+    Script,
+    Transaction,
+)
 from cryomigrate.errors import ConfigError
 
 __all__ = [
-    "Backend", "ConnectOptions", "QueryError", "QueryResult", "Script", "Transaction",
+    "Backend", "ConnectOptions", "Expect", "QueryError", "QueryResult", "Script", "Transaction",
     "open_backend",
 ]
 
@@ -24,6 +31,7 @@ class ConnectOptions:
     statement_timeout_ms: int | None = None
     read_only: bool = False
     lock_name: str = "cryomigrate_history"  # runs sharing a history table share a lock
+    pooler: str | None = None  # "transaction": no session-level setting is ever made
 
 
 def open_backend(url: str, options: ConnectOptions) -> Backend:

@@ -1,194 +1,262 @@
-"""PostgreSQL (and Supabase) over libpq, with psycopg 3's adapters for rich values.
+"""PostgreSQL (and Supabase) through psycopg 3's public API.
 
 Safe behind a transaction pooler (pgbouncer, Supavisor): the run lock is a
-transaction-scoped advisory lock, timeouts are ``SET LOCAL``, and only the simple-query
-protocol is used (no prepared statements), so no session state outlives a transaction.
-Transactions are opened explicitly, so a non-transactional migration really runs with no
-transaction (and no lock) held open.
+transaction-scoped advisory lock, timeouts are ``SET LOCAL``, no prepared statement is
+kept (``prepare_threshold=None``), and cryomigrate's transactions reset the session state
+a script may set, so nothing of cryomigrate's outlives a transaction.
 
-A script is sent as one simple-query message, one round trip however many statements it
-has; when it fails, the results that came back before the error tell which statement
-failed, and so the line of the file to report.
+At network distance the cost of a migration is its round trips. A transaction's
+statements are queued and sent together in psycopg's pipeline mode: a SQL migration's
+BEGIN, run lock, guard against a concurrent run, script, history and journal rows and
+COMMIT make one round trip. The extended protocol takes one statement at a time, so the
+script goes as its statements, each exactly as written; when one fails, psycopg tells
+which, and the error names the file line where it starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import timezone, tzinfo
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
-from cryomigrate.backends import ConnectOptions, pgtext
-from cryomigrate.backends.base import (
-    Elapsed,
-    Params,
-    QueryError,
-    QueryResult,
-    Script,
-    Transaction,
-)
-from cryomigrate.backends.libpq import (
-    DETAIL,
-    HINT,
-    POSITION,
-    PRIMARY,
-    SQLSTATE,
-    TUPLES_OK,
-    Connection,
-    Result,
-)
-from cryomigrate.backends.pgtext import bind, literal, one_line
-from cryomigrate.errors import LockTimeout
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+
+from cryomigrate.backends import ConnectOptions
+from cryomigrate.backends.base import Expect, Params, QueryError, QueryResult, Script
+from cryomigrate.errors import CryomigrateError, DatabaseError, InputError, LockTimeout
 
 _LOCK_NOT_AVAILABLE = "55P03"
 _ACTIVE_SQL_TRANSACTION = "25001"
 _SYNTAX_ERROR = "42601"
-# Between a deferred script and the rows sent after it: a newline first, for a script that
-# ends in a -- comment.
-_AFTER_SCRIPT = "\n;\n"
-# Column types read without psycopg: integers (int2, int4, int8, oid), bool, and text-like
-# types (text, varchar, char, name). Anything else is loaded by psycopg's own loaders.
-_INTS, _BOOL, _TEXTS = frozenset({20, 21, 23, 26}), 16, frozenset({25, 1043, 1042, 19})
-_TIMESTAMPTZ = 1184
+# Raised by a transaction's guard when another run got there first: a skip, not an error.
+_GUARD_FAILED = "CM409"
+# What a script may have set for the session, undone before cryomigrate writes anything.
+_RESET_SESSION = ("RESET ALL", "RESET ROLE", "SET SESSION AUTHORIZATION DEFAULT")
+_COPY_WITH_CLIENT = re.compile(r"(?is)\s*COPY\b.*\b(STDIN|STDOUT)\b")
+_UNFINISHED = ("unterminated quoted string", "unterminated quoted identifier",
+               "syntax error at end of input")
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A queued statement and what to say if it fails."""
+
+    sql: str
+    params: Params = None
+    where: str = ""  # cryomigrate's own statements: what it was doing
+    script: Script | None = None  # a script's statements: the script and its index
+    index: int = 0
+    lock: bool = False
+    guard: bool = False
 
 
 class PostgresBackend:
     dialect = "postgresql"
     placeholder = "%s"
+    elapsed_ms = ("(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() "
+                  "OPERATOR(pg_catalog.-) pg_catalog.now()) OPERATOR(pg_catalog.*) 1000)"
+                  "::pg_catalog.int4")
+    writable = True
 
-    def __init__(self, connection: Connection, options: ConnectOptions) -> None:
+    def __init__(self, connection: psycopg.Connection[Any], options: ConnectOptions) -> None:
         self._db = connection
         self._options = options
-        self.display_url = connection.display_url()
+        self._pending: list[_Item] = []
+        self._pipelined = psycopg.Pipeline.is_supported()
+        self.on_notice: Any = None
+        info = connection.info
+        self.display_url = f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}"
         digest = hashlib.sha256(f"cryomigrate:{options.lock_name}".encode()).digest()
         self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
+        connection.add_notice_handler(self._notice)
 
     @classmethod
     def connect(cls, url: str, options: ConnectOptions) -> PostgresBackend:
-        return cls(Connection.open(url), options)
+        from cryomigrate.errors import ConnectionFailed
+
+        try:
+            # client_encoding: scripts are read as UTF-8 and must reach the server as such,
+            # whatever the URL asks for.
+            db = psycopg.connect(url, autocommit=True, prepare_threshold=None,
+                                 client_encoding="utf8")
+        except psycopg.ProgrammingError as exc:  # the URL does not parse
+            raise InputError(f"invalid PostgreSQL URL: {_without_password(str(exc), url)}; "
+                             "check its syntax, and percent-encode special characters in "
+                             "the user name and password") from None
+        except psycopg.Error as exc:
+            raise ConnectionFailed(f"cannot connect to PostgreSQL: {_one_line(str(exc))}") \
+                from None
+        return cls(db, options)
+
+    def _notice(self, diag: psycopg.errors.Diagnostic) -> None:
+        if self.on_notice is not None:
+            self.on_notice(f"{diag.severity}: {diag.message_primary}")
+
+    # -- running now ----------------------------------------------------------------
 
     def query(self, sql: str, params: Params = None) -> QueryResult:
-        results = self._db.execute(_inline(sql, params))
-        if results and results[-1].failed:
-            raise _failure(self._db, results[-1], None)
-        return _to_result(results[-1], self._db) if results else QueryResult()
+        self._flush_all()
+        cursor = self._db.cursor(row_factory=dict_row)
+        try:
+            cursor.execute(sql, params)
+        except (psycopg.Error, TypeError, ValueError) as exc:
+            raise self._error(exc, _Item(sql, params)) from None
+        return _result(cursor)
 
     def run_script(self, script: Script) -> QueryResult:
-        if self._db.idle:
-            # Outside a transaction (a no-transaction migration): statement by statement,
-            # because a multi-statement message is itself an implicit transaction block.
+        if self._db.info.transaction_status == TransactionStatus.IDLE:
+            # Outside a transaction (a non-transactional migration): one statement at a
+            # time, since statements sent together would form one implicit transaction.
             result = QueryResult()
-            for index, statement in enumerate(script.statements):
-                result = self._send(statement, script, index)
+            for item in _script_items(script):
+                self._pending.append(item)
+                result = self._flush_all()
             return result
-        return self._send(script.text, script, 0)
-
-    def _send(self, text: str, script: Script, first_index: int) -> QueryResult:
-        results = self._db.execute(text)
-        if results and results[-1].failed:
-            res = results[-1]
-            if res.error(SQLSTATE) is None:  # no answer from the server: connection trouble
-                raise _failure(self._db, res, f"{script.origin} line "
-                               f"{script.file_line(first_index)}")
-            statement = min(first_index + len(results) - 1, len(script.statements) - 1)
-            raise _result_error(res, script, statement, text)
-        return _to_result(results[-1], self._db) if results else QueryResult()
+        self._pending.extend(_script_items(script))
+        return self._flush_all()
 
     @contextmanager
-    def transaction(self, *, lock: bool = True, first: tuple[str, Params] | None = None
-                    ) -> Iterator[Transaction]:
-        tx = Transaction(self._begin(lock, first))
+    def outside_transaction(self) -> Iterator[None]:
+        """Session-level timeouts for a non-transactional migration, and a reset after.
+
+        Behind a transaction pooler a session setting may land on another client's server
+        connection, so none is made there: timeouts then cannot be guaranteed.
+        """
+        pooled = self._options.pooler == "transaction"
+        if not pooled:
+            settings = [_set("lock_timeout", self._options.lock_timeout_ms, local=False),
+                        _set("statement_timeout", self._options.statement_timeout_ms,
+                             local=False)]
+            self._simple("; ".join(settings), "setting the session's timeouts")
+        try:
+            yield
+        finally:
+            if not pooled and not self._db.broken:
+                self._simple("; ".join(_RESET_SESSION), "resetting the session")
+
+    # -- transactions -----------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, *, lock: bool = True, expect: Expect | None = None
+                    ) -> Iterator[PgTransaction]:
+        tx = PgTransaction(self)
+        self._pending.append(_Item("BEGIN", where="BEGIN"))
+        self._pending.extend(_Item(sql, where="resetting the session") for sql in _RESET_SESSION)
+        if lock:
+            opts = self._options
+            # The wait is bounded by --lock-wait alone: a statement_timeout set on the role
+            # or database (common on Supabase) must not cut it short.
+            self._pending += [
+                _Item(f"SET LOCAL lock_timeout = '{max(1, opts.lock_wait_ms)}ms'"),
+                _Item("SET LOCAL statement_timeout = 0"),
+                _Item(f"SELECT pg_catalog.pg_advisory_xact_lock({self._lock_key})", lock=True),
+                _Item(_set("lock_timeout", opts.lock_timeout_ms)),
+                _Item(_set("statement_timeout", opts.statement_timeout_ms)),
+            ]
+        if expect is not None:
+            self._pending.append(_Item(_guard(expect), guard=True, where="checking the history"))
         try:
             yield tx
+            if not tx.done:
+                tx.commit()
         except BaseException:
+            self._pending.clear()
             self._rollback()
             raise
-        checked = any(check is not None for _, _, check in tx.deferred)
+
+    def _flush_all(self) -> QueryResult:
+        """Send the queue; outside the runner's guarded transactions a guard never fails."""
+        result = self._flush()
+        if result is None:
+            raise DatabaseError("internal: a guarded transaction was flushed implicitly")
+        return result
+
+    def _flush(self) -> QueryResult | None:
+        """Send every queued statement in one pipeline; the last one's result, or None when
+        the transaction's guard failed (then it is rolled back)."""
+        items, self._pending = self._pending, []
+        if not items:
+            return QueryResult()
+        cursors: list[psycopg.Cursor[dict[str, Any]]] = []
         try:
-            statements = [_inline(sql, params) for sql, params, _ in tx.deferred]
-            # Writes whose result must be checked are checked before COMMIT, so a failed
-            # check still rolls back; unchecked writes ride along with the COMMIT itself.
-            results = self._finish(tx.script, statements if checked else [*statements, "COMMIT"])
-            for (_, _, check), result in zip(tx.deferred, results, strict=False):
-                if check is not None:
-                    check(_to_result(result))
-            if checked:
-                self._batch(["COMMIT"], "COMMIT")
-        except BaseException:
+            with self._db.pipeline() if self._pipelined and len(items) > 1 else nullcontext():
+                for item in items:
+                    cursor = self._db.cursor(row_factory=dict_row)
+                    cursors.append(cursor)
+                    cursor.execute(item.sql, item.params)
+        except (psycopg.Error, TypeError, ValueError) as exc:
+            failed = next((i for i, c in enumerate(cursors) if c.statusmessage is None),
+                          len(cursors) - 1)
+            self._rollback()
+            if items[failed].guard and getattr(exc, "sqlstate", None) == _GUARD_FAILED:
+                return None
+            raise self._error(exc, items[failed]) from None
+        except BaseException:  # Ctrl-C: psycopg has cancelled the statement on the server
             self._rollback()
             raise
+        return _result(cursors[-1])
 
-    def _finish(self, script: Script | None, statements: list[str]) -> list[Result]:
-        """The deferred script and writes in one message; the writes' results."""
-        if script is None:
-            return self._batch(statements, "COMMIT")
-        tail = _AFTER_SCRIPT + "; ".join(statements)
-        results = self._db.execute(script.text + tail)
-        written = len(results) - len(statements)
-        failed = results[-1] if results and results[-1].failed else None
-        if failed is None:
-            return results[written:]
-        sqlstate = failed.error(SQLSTATE)
-        if sqlstate is None:  # no answer from the server: connection trouble
-            raise _failure(self._db, failed, f"{script.origin} (sent with its history row: "
-                           "both were committed or neither; `cryomigrate status` tells which)")
-        position = failed.error(POSITION)
-        if position and position.isdigit():
-            # cryomigrate's own writes always parse: a syntax error past the script is the
-            # script's, which never finished its last statement, string or comment.
-            in_script = int(position) <= len(script.text) or sqlstate == _SYNTAX_ERROR
-        else:
-            in_script = len(results) <= len(script.statements)
-        if in_script:
-            raise _result_error(failed, script, len(results) - 1, script.text)
-        raise _failure(self._db, failed, "COMMIT")
-
-    def _batch(self, statements: list[str], where: str | None) -> list[Result]:
-        """Several statements in one simple-query message: one round trip."""
-        results = self._db.execute("; ".join(statements))
-        if results and results[-1].failed:
-            raise _failure(self._db, results[-1], where)
-        return results
-
-    def _begin(self, lock: bool, first: tuple[str, Params] | None) -> QueryResult:
-        opts = self._options
-        parts = ["BEGIN"]
-        if lock:
-            wait = max(1, opts.lock_wait_ms)
-            # The wait is bounded by --lock-wait alone: a statement_timeout set on the
-            # role or database (common on Supabase) must not cut it short.
-            parts += [f"SET LOCAL lock_timeout = '{wait}ms'", "SET LOCAL statement_timeout = 0",
-                      f"SELECT pg_advisory_xact_lock({self._lock_key})"]
-            parts.append(_set_local("lock_timeout", opts.lock_timeout_ms))
-            parts.append(_set_local("statement_timeout", opts.statement_timeout_ms))
-        if first is not None:
-            parts.append(_inline(*first))
+    def _simple(self, sql: str, where: str) -> None:
+        """Several of cryomigrate's own statements in one simple-query message."""
+        self._flush_all()
         try:
-            results = self._batch(parts, None)
-        except QueryError as exc:
-            self._rollback()
-            if exc.sqlstate == _LOCK_NOT_AVAILABLE:
-                raise LockTimeout.waited(
-                    f"another cryomigrate run holds the lock on {self.display_url}",
-                    opts.lock_wait_ms) from None
-            raise
-        except BaseException:  # Ctrl-C while waiting for the lock
-            self._rollback()
-            raise
-        return _to_result(results[-1]) if first is not None else QueryResult()
+            self._db.execute(sql.encode())  # bytes: never parsed for placeholders
+        except psycopg.Error as exc:
+            raise self._error(exc, _Item(sql, where=where)) from None
 
     def _rollback(self) -> None:
         # If the connection is gone, the server has rolled back for us.
-        if not self._db.idle and not self._db.broken:
-            self._db.execute("ROLLBACK")
+        if not self._db.broken and \
+                self._db.info.transaction_status != TransactionStatus.IDLE:
+            # The error that brought us here is the one to report.
+            with contextlib.suppress(psycopg.Error):
+                self._db.execute(b"ROLLBACK")
+
+    # -- errors -----------------------------------------------------------------------
+
+    def _error(self, exc: BaseException, item: _Item) -> CryomigrateError:
+        if not isinstance(exc, psycopg.Error):  # parameters psycopg cannot bind
+            return QueryError(f"parameters must be a sequence (for %s) or a mapping (for "
+                              f"%(name)s): {exc}")
+        diag = exc.diag
+        sqlstate = diag.sqlstate
+        if item.lock and sqlstate == _LOCK_NOT_AVAILABLE:
+            return LockTimeout.waited(
+                f"another cryomigrate run holds the lock on {self.display_url}",
+                self._options.lock_wait_ms)
+        if sqlstate is None:
+            if self._db.broken:
+                reason = f"lost the connection to the server: {_one_line(str(exc))}"
+            elif isinstance(exc, psycopg.ProgrammingError):
+                reason = (f"unsupported placeholder or parameters: {_one_line(str(exc))}; use "
+                          "%s or %(name)s for values and %% for a literal %")
+            else:
+                reason = f"{_one_line(str(exc))} (nothing was sent to the server)"
+        else:
+            reason = _compose(sqlstate, diag.message_primary or _one_line(str(exc)),
+                              diag.message_detail, diag.message_hint)
+        if item.script is None:
+            return QueryError(f"{item.where}: {reason}" if item.where else reason,
+                              sqlstate=sqlstate)
+        return _script_error(item, sqlstate, reason, diag.statement_position,
+                             diag.message_primary or "")
+
+    # -- the history table's home -------------------------------------------------------
 
     def table_exists(self, table: str) -> bool:
-        return bool(self.query(*pgtext.table_exists(table)).data[0]["found"])
+        found = self.query("SELECT pg_catalog.to_regclass(%s) IS NOT NULL AS found",
+                           (self.quote_table(table),))
+        return bool(found.data[0]["found"])
 
     def quote_table(self, table: str) -> str:
-        return pgtext.quote_table(table)
+        """A (validated) table name, schema-qualified or not, as quoted identifiers."""
+        return ".".join('"' + part + '"' for part in table.split("."))
 
     def ensure_schema(self, table: str) -> None:
         if "." in table:
@@ -199,109 +267,87 @@ class PostgresBackend:
         self._db.close()
 
 
-def _inline(sql: str, params: Params) -> str:
-    """``sql`` with ``params`` bound client-side, so several statements go in one message."""
-    return sql if params is None else bind(sql, params, _render)
+class PgTransaction:
+    """The queue of one transaction; see ``base.Transaction``."""
+
+    def __init__(self, backend: PostgresBackend) -> None:
+        self._backend = backend
+        self.done = False
+
+    def defer(self, sql: str, params: Params = None, *, where: str = "") -> None:
+        self._backend._pending.append(_Item(sql, params, where=where or "COMMIT"))
+
+    def defer_script(self, script: Script) -> None:
+        self._backend._pending.extend(_script_items(script))
+
+    def reset_session(self) -> None:
+        self._backend._pending.extend(
+            _Item(sql, where="resetting the session") for sql in _RESET_SESSION)
+
+    def flush(self) -> bool:
+        if self._backend._flush() is None:
+            self.done = True
+            return False
+        return True
+
+    def commit(self) -> bool:
+        self._backend._pending.append(_Item("COMMIT", where="COMMIT"))
+        self.done = True
+        return self._backend._flush() is not None
 
 
-def _render(value: Any) -> str:
-    """cryomigrate's own rows hold only ints and strings, quoted here; other values (dates,
-    UUIDs, decimals, JSON from a Python migration) are rendered by psycopg's adapters."""
-    if value is None or type(value) in (int, str) or isinstance(value, Elapsed):
-        return literal(value)
-    from psycopg.sql import Literal
-
-    return Literal(value).as_bytes(None).decode()
-
-
-def _to_result(res: Result, db: Connection | None = None) -> QueryResult:
-    if res.status != TUPLES_OK:
-        return QueryResult([], res.command_tuples if res.command_tuples is not None else -1)
-    names, load = res.names, _loader(res.types, db)
-    return QueryResult([dict(zip(names, load(row), strict=False)) for row in res.rows],
-                       len(res.rows))
+def _script_items(script: Script) -> list[_Item]:
+    items = []
+    for index, text in enumerate(script.statements):
+        if _COPY_WITH_CLIENT.match(text):
+            # The server would run it and go on to COMMIT while the client can only refuse
+            # the data stream: refused before anything is sent.
+            line = script.file_line(index)
+            raise QueryError(f"{script.origin} line {line}: COPY ... FROM STDIN / TO STDOUT "
+                             "needs a client exchanging the data (psql), which a migration "
+                             "does not have; nothing was sent. Load data with INSERT, or "
+                             "COPY from a file the server can read")
+        items.append(_Item(text, script=script, index=index))
+    return items
 
 
-Row = Sequence[bytes | None]
+def _guard(expect: Expect) -> str:
+    negation = "NOT " if expect.present else ""
+    return (f"DO $cryomigrate$ BEGIN IF {negation}EXISTS ({expect.query}) THEN RAISE "
+            f"EXCEPTION USING ERRCODE = '{_GUARD_FAILED}', MESSAGE = 'cryomigrate: another "
+            "run got there first'; END IF; END $cryomigrate$")
 
 
-def _loader(types: list[int], db: Connection | None) -> Callable[[Row], Sequence[Any]]:
-    """Turn a row of text values into Python values by column type."""
-    if all(t in _INTS or t in _TEXTS or t == _BOOL for t in types):
-        def plain(row: Row) -> list[Any]:
-            return [None if raw is None else int(raw) if t in _INTS else raw == b"t"
-                    if t == _BOOL else raw.decode() for t, raw in zip(types, row, strict=False)]
-        return plain
-    from psycopg.adapt import Transformer
-    from psycopg.pq import Format
-
-    transformer = Transformer()
-    transformer.set_loader_types(types, Format.TEXT)
-    zoned = [i for i, t in enumerate(types) if t == _TIMESTAMPTZ]
-    if not zoned or db is None:
-        return transformer.load_sequence
-    # Without a connection psycopg gives timestamptz values in UTC; with one, in the
-    # session's TimeZone, which is what .date() or .hour in a data migration expects.
-    zone = _zone(db.parameter("TimeZone"))
-
-    def in_session_zone(row: Row) -> list[Any]:
-        values = list(transformer.load_sequence(row))
-        for i in zoned:
-            with contextlib.suppress(AttributeError, OverflowError):
-                values[i] = values[i].astimezone(zone)
-        return values
-    return in_session_zone
+def _set(name: str, ms: int | None, *, local: bool = True) -> str:
+    scope = "SET LOCAL" if local else "SET"
+    return f"{scope} {name} TO DEFAULT" if ms is None else f"{scope} {name} = '{ms}ms'"
 
 
-def _zone(name: str | None) -> tzinfo:
-    from zoneinfo import ZoneInfo
-
-    try:
-        return ZoneInfo(name) if name else timezone.utc
-    except (KeyError, ValueError, OSError):  # a POSIX offset such as <+03>-03, as psycopg
-        return timezone.utc
+def _result(cursor: psycopg.Cursor[dict[str, Any]]) -> QueryResult:
+    data = cursor.fetchall() if cursor.description is not None else []
+    return QueryResult(data, cursor.rowcount)
 
 
-def _set_local(name: str, ms: int | None) -> str:
-    return f"SET LOCAL {name} TO DEFAULT" if ms is None else f"SET LOCAL {name} = '{ms}ms'"
-
-
-def _failure(db: Connection, res: Result, where: str | None) -> QueryError:
-    sqlstate = res.error(SQLSTATE)
-    message = _compose(sqlstate, res.error(PRIMARY) or one_line(res.error(0) or "error"),
-                       res.error(DETAIL), res.error(HINT))
-    if sqlstate is None and db.broken:
-        message = f"lost the connection to the server: {one_line(res.error(0) or 'no reply')}"
-    return QueryError(f"{where}: {message}" if where else message, sqlstate=sqlstate)
-
-
-def _result_error(res: Result, script: Script, index: int, sent: str) -> QueryError:
-    sqlstate = res.error(SQLSTATE)
-    position = res.error(POSITION)
-    offset = int(position) - 1 if position and position.isdigit() else None
-    primary = res.error(PRIMARY) or "error"
-    if _AFTER_SCRIPT in primary:  # "at or near" quoting the rest of the message
-        primary = " ".join(primary[:primary.index(_AFTER_SCRIPT)].split()) + '..."'
-    if offset is not None and offset >= len(sent.rstrip()):
-        offset = max(0, len(sent.rstrip()) - 1)
-        primary = (primary.split(" at or near ")[0] + " at the end of the script: it ends "
-                   "inside an unfinished statement, string, quoted identifier or comment")
-    if offset is not None and sent is script.text:
-        index = script.index_at(offset)  # the server's position is the surest guide
-    line = script.file_line(index) if script.statements else script.first_line
+def _script_error(item: _Item, sqlstate: str | None, reason: str, position: str | None,
+                  primary: str) -> QueryError:
+    script = item.script
+    assert script is not None
+    line = script.file_line(item.index)
     where = f"line {line}"
-    if offset is not None:
-        # The statement starts at ``line``; the server also says where in it it failed.
-        start = script.first_line if sent is script.text else line
-        error_line = start + sent[:offset].count("\n")
+    last = item.index == len(script.statements) - 1
+    if sqlstate == _SYNTAX_ERROR and last and primary.startswith(_UNFINISHED):
+        reason = (f"{primary.split(' at or near ')[0]} at the end of the script: it ends "
+                  "inside an unfinished statement, string, quoted identifier or comment "
+                  f"(SQLSTATE {sqlstate})")
+    elif position and position.isdigit():
+        error_line = line + item.sql[:int(position) - 1].count("\n")
         if error_line != line:
             where += f" (error at line {error_line})"
-    message = _compose(sqlstate, primary, res.error(DETAIL), res.error(HINT))
-    return QueryError(f"{script.origin} {where}: {message}", sqlstate=sqlstate, line=line)
+    return QueryError(f"{script.origin} {where}: {reason}", sqlstate=sqlstate, line=line)
 
 
-def _compose(sqlstate: str | None, primary: str, detail: str | None, hint: str | None) -> str:
-    text = f"{primary} (SQLSTATE {sqlstate})" if sqlstate else primary
+def _compose(sqlstate: str, primary: str, detail: str | None, hint: str | None) -> str:
+    text = f"{primary} (SQLSTATE {sqlstate})"
     if detail:
         text += f"; DETAIL: {detail}"
     if hint:
@@ -311,3 +357,23 @@ def _compose(sqlstate: str | None, primary: str, detail: str | None, hint: str |
                  "non-transactional with a `-- cryomigrate:no-transaction` line at the top "
                  "(SQL) or `transactional = False` (Python)")
     return text
+
+
+def _one_line(text: str) -> str:
+    """libpq's multi-line messages (an error, then a tab-indented hint) as one line."""
+    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip()) \
+        or "unknown error"
+
+
+def _without_password(message: str, url: str) -> str:
+    """libpq's complaint about a URL, unless it quotes the password back."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password or ""
+    except ValueError:
+        password = ""
+    pieces = {p for p in (password, unquote(password)) if len(p) >= 3}
+    if any(p in message for p in pieces):
+        return "a part of it is malformed"
+    return _one_line(message)

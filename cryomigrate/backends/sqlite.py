@@ -11,32 +11,38 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from cryomigrate.backends import ConnectOptions
-from cryomigrate.backends.base import (
-    ELAPSED_MS,
-    Params,
-    QueryError,
-    QueryResult,
-    Script,
-    Transaction,
-    rows_as_dicts,
-)
+from cryomigrate.backends.base import Expect, Params, QueryError, QueryResult, Script
 from cryomigrate.errors import ConfigError, ConnectionFailed, LockTimeout
+
+# Milliseconds since the current transaction began, as SQL: the duration of a history row
+# written at the end of its migration's transaction.
+_ELAPSED_FUNCTION = "cryomigrate_elapsed_ms"
 
 
 class SqliteBackend:
     dialect = "sqlite"
     placeholder = "?"
+    elapsed_ms = f"{_ELAPSED_FUNCTION}()"
 
-    def __init__(self, connection: sqlite3.Connection, path: str, lock_wait_ms: int) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: str, lock_wait_ms: int,
+                 writable: bool) -> None:
         self._db = connection
         self._path = path
         self._lock_wait_ms = lock_wait_ms
+        self._began = time.perf_counter()
+        self._pending: list[Callable[[], object]] = []  # an open transaction's queue
+        self.writable = writable
+        self.on_notice: Callable[[str], None] | None = None  # SQLite raises no notices
         self.display_url = f"sqlite:///{path}"
+        connection.create_function(_ELAPSED_FUNCTION, 0, self._elapsed_ms)
+
+    def _elapsed_ms(self) -> int:
+        return round((time.perf_counter() - self._began) * 1000)
 
     @classmethod
     def connect(cls, url: str, options: ConnectOptions) -> SqliteBackend:
@@ -62,23 +68,29 @@ class SqliteBackend:
             db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         except sqlite3.Error as exc:
             raise ConnectionFailed(f"cannot open SQLite database {path}: {exc}") from exc
-        return cls(db, path, options.lock_wait_ms)
+        return cls(db, path, options.lock_wait_ms, writable=not options.read_only)
+
+    def _drain(self) -> None:
+        """Run what an open transaction queued, so work runs in the order it was written."""
+        pending = list(self._pending)
+        self._pending.clear()  # in place: the open transaction holds this very list
+        for work in pending:
+            work()
 
     def query(self, sql: str, params: Params = None) -> QueryResult:
+        self._drain()
         try:
             cursor = self._db.execute(sql, params or ())
-            return QueryResult(rows_as_dicts(cursor.description, cursor.fetchall()),
-                               cursor.rowcount)
+            return _result(cursor)
         except sqlite3.Error as exc:
             raise QueryError(f"SQLite error: {exc}") from exc
 
     def run_script(self, script: Script) -> QueryResult:
+        self._drain()
         result = QueryResult()
         for index, statement in enumerate(script.statements):
             try:
-                cursor = self._db.execute(statement)
-                result = QueryResult(rows_as_dicts(cursor.description, cursor.fetchall()),
-                                     cursor.rowcount)
+                result = _result(self._db.execute(statement))
             except sqlite3.Error as exc:
                 line = script.file_line(index)
                 raise QueryError(f"{script.origin} line {line}: SQLite error: {exc}",
@@ -86,9 +98,13 @@ class SqliteBackend:
         return result
 
     @contextmanager
-    def transaction(self, *, lock: bool = True, first: tuple[str, Params] | None = None
-                    ) -> Iterator[Transaction]:
-        started = time.perf_counter()  # durations include the lock wait, as on PostgreSQL
+    def outside_transaction(self) -> Iterator[None]:
+        yield  # SQLite has no lock or statement timeouts to apply, nor session state
+
+    @contextmanager
+    def transaction(self, *, lock: bool = True, expect: Expect | None = None
+                    ) -> Iterator[SqliteTransaction]:
+        self._began = time.perf_counter()  # durations include the lock wait, as on PostgreSQL
         try:
             self._db.execute("BEGIN IMMEDIATE" if lock else "BEGIN")
         except sqlite3.OperationalError as exc:
@@ -97,23 +113,18 @@ class SqliteBackend:
                                          self._lock_wait_ms) from exc
             raise QueryError(f"SQLite error: {exc}") from exc
         try:
-            tx = Transaction(self.query(*first) if first else QueryResult())
+            passed = expect is None or bool(self.query(expect.query).data) == expect.present
+            tx = SqliteTransaction(self, passed)
             yield tx
-            # In-process, so deferred work costs no round trip: run it, and the checks,
-            # before COMMIT, where a failed check still rolls everything back.
-            if tx.script is not None:
-                self.run_script(tx.script)
-            elapsed = round((time.perf_counter() - started) * 1000)
-            for sql, params, check in tx.deferred:
-                if isinstance(params, (list, tuple)):
-                    params = [elapsed if value is ELAPSED_MS else value for value in params]
-                result = self.query(sql, params)
-                if check is not None:
-                    check(result)
+            if not tx.done:
+                tx.commit()
         except BaseException:
+            self._pending.clear()
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    def _commit(self) -> None:
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -153,3 +164,52 @@ def _path_from_url(url: str, base_dir: Path) -> str:
     if path == ":memory:" or Path(path).is_absolute():
         return path
     return str(base_dir / path)
+
+
+class SqliteTransaction:
+    """In-process, so queued work costs nothing to send: it runs at ``flush``/``commit``,
+    exactly as the PostgreSQL backend's would, after the guard was checked at BEGIN."""
+
+    def __init__(self, backend: SqliteBackend, passed: bool) -> None:
+        self._backend = backend
+        self._passed = passed
+        self._queue = backend._pending
+        self.done = False
+
+    def defer(self, sql: str, params: Params = None, *, where: str = "") -> None:
+        def run() -> None:
+            try:
+                self._backend.query(sql, params)
+            except QueryError as exc:
+                raise QueryError(f"{where}: {exc}" if where else str(exc)) from exc
+        self._queue.append(run)
+
+    def defer_script(self, script: Script) -> None:
+        self._queue.append(lambda: self._backend.run_script(script))
+
+    def reset_session(self) -> None:
+        pass  # nothing a SQLite script sets outlives its statement in a way we depend on
+
+    def flush(self) -> bool:
+        if not self._passed:
+            self._queue.clear()
+            self._backend._db.execute("ROLLBACK")
+            self.done = True
+            return False
+        self._backend._drain()
+        return True
+
+    def commit(self) -> bool:
+        passed = self.flush()
+        if passed:
+            self._backend._commit()
+        self.done = True
+        return passed
+
+
+def _result(cursor: sqlite3.Cursor) -> QueryResult:
+    if not cursor.description:
+        return QueryResult([], cursor.rowcount)
+    names = [column[0] for column in cursor.description]
+    return QueryResult([dict(zip(names, row, strict=False)) for row in cursor.fetchall()],
+                       cursor.rowcount)
