@@ -7,7 +7,7 @@ migrations, history or plans; those live above it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -72,46 +72,49 @@ class Script:
         return max((i for i, s in enumerate(parts) if s.start <= offset), default=0)
 
 
-Check = Callable[[QueryResult], None]
+@dataclass(frozen=True)
+class Expect:
+    """What a transaction must find before its work may run: ``query`` (one of
+    cryomigrate's own, with no parameters) returns a row exactly when ``present``.
 
-
-class Elapsed:
-    """The ``ELAPSED_MS`` parameter value: how long the transaction has run when the write
-    that holds it executes, measured by the backend (on a server, by the server). Valid in
-    the sequence parameters of ``Transaction.defer``, the only place it is needed."""
-
-    def __repr__(self) -> str:
-        return "ELAPSED_MS"
-
-
-ELAPSED_MS = Elapsed()
-
-
-@dataclass
-class Transaction:
-    """An open transaction: the result of the query it was opened with, and the work to
-    send with its COMMIT.
-
-    A SQL migration's script, its history and journal rows and the COMMIT travel in one
-    message, after the one that opened the transaction, took the lock and read the
-    migration's history row: two round trips per migration on a networked database.
-    Rows deferred this way cannot know how long the script will take, so they carry
-    ``ELAPSED_MS`` and the backend fills it in.
+    It is checked under the run lock, in the same message as the work it guards, so a
+    concurrent run that got there first turns this transaction into a clean skip.
     """
 
-    first: QueryResult = field(default_factory=QueryResult)
-    script: Script | None = None
-    deferred: list[tuple[str, Params, Check | None]] = field(default_factory=list)
+    query: str
+    present: bool
+
+
+class Transaction(Protocol):
+    """An open transaction whose statements may be queued and sent together.
+
+    A networked backend sends everything queued in one message when ``flush`` or
+    ``commit`` is called: a SQL migration's lock, guard, script, history and journal rows
+    and COMMIT make one round trip. Immediate calls on the backend (``query``,
+    ``run_script``) send what is queued first, so the order is always the order written.
+    """
+
+    def defer(self, sql: str, params: Params = None, *, where: str = "") -> None:
+        """Queue one of cryomigrate's own statements; ``where`` names it in an error."""
+        ...
 
     def defer_script(self, script: Script) -> None:
-        """Run ``script`` at COMMIT, before the deferred writes; its result is not needed."""
-        if self.script is not None:
-            raise DatabaseError("internal: one deferred script per transaction")
-        self.script = script
+        """Queue a migration's script."""
+        ...
 
-    def defer(self, sql: str, params: Params = None, check: Check | None = None) -> None:
-        """Send ``sql`` just before COMMIT; ``check`` then inspects its result."""
-        self.deferred.append((sql, params, check))
+    def reset_session(self) -> None:
+        """Queue the statements that undo whatever session state a script set (search
+        path, role, settings), so cryomigrate's own writes that follow never depend on it."""
+        ...
+
+    def flush(self) -> bool:
+        """Send what is queued; False when the ``Expect`` failed (the transaction is then
+        rolled back and nothing queued ran)."""
+        ...
+
+    def commit(self) -> bool:
+        """Send what is queued with COMMIT; False as for ``flush``."""
+        ...
 
 
 class QueryError(DatabaseError):
@@ -128,20 +131,33 @@ class Backend(Protocol):
     dialect: str
     placeholder: str
     display_url: str
+    # SQL for the milliseconds since the current transaction began, measured where the
+    # transaction runs; a history row written with the COMMIT uses it for its duration.
+    elapsed_ms: str
+    # Where server notices raised by a migration go (None: dropped), set by the runner.
+    on_notice: Callable[[str], None] | None
+    # False for a connection opened only to read (status, planning), which cannot write.
+    writable: bool
 
     def query(self, sql: str, params: Params = None) -> QueryResult:
-        """One statement, with values bound by the driver."""
+        """One statement now, with values bound by the driver."""
         ...
 
     def run_script(self, script: Script) -> QueryResult:
-        """Every statement of ``script`` in order; the result is the last statement's."""
+        """Every statement of ``script`` now, in order; the result is the last one's."""
         ...
 
-    def transaction(self, *, lock: bool = True, first: tuple[str, Params] | None = None
+    def outside_transaction(self) -> AbstractContextManager[None]:
+        """The environment's lock_timeout and statement_timeout for the statements run in
+        the block outside any transaction (a non-transactional migration), and the session
+        reset after it."""
+        ...
+
+    def transaction(self, *, lock: bool = True, expect: Expect | None = None
                     ) -> AbstractContextManager[Transaction]:
         """A transaction; with ``lock`` it first takes the run lock (waiting ``lock_wait``)
-        and applies the environment's ``lock_timeout``/``statement_timeout`` to it. ``first``
-        is a query run right after, whose result is ``Transaction.first``."""
+        and applies the environment's ``lock_timeout``/``statement_timeout`` to it. Leaving
+        the block commits what is still open, or rolls back on an exception."""
         ...
 
     def table_exists(self, table: str) -> bool: ...
@@ -153,11 +169,3 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def rows_as_dicts(description: Any, rows: Iterator[Sequence[Any]] | list[Any]) -> list[
-        dict[str, Any]]:
-    if not description:
-        return []
-    names = [column[0] for column in description]
-    return [dict(zip(names, row, strict=False)) for row in rows]
