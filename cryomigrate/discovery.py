@@ -107,9 +107,9 @@ def scan_all(folder: Path) -> tuple[list[MigrationFile], list[str]]:
             if name.startswith(("_", ".")):
                 continue
             if not entry.is_file():  # follows symlinks: a link to a file is that file
-                if entry.is_symlink() and (_NAME.match(name)
-                                           or name.endswith(_MIGRATION_SUFFIXES)):
-                    broken.append(name)
+                if (entry.is_symlink() and not os.path.exists(entry.path)
+                        and (_NAME.match(name) or name.endswith(_MIGRATION_SUFFIXES))):
+                    broken.append(name)  # a link to a folder is a folder: ignored
                 continue
             if not name.endswith(_MIGRATION_SUFFIXES):
                 continue
