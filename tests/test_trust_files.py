@@ -123,6 +123,23 @@ def test_async_or_generator_functions_are_refused_at_load(project: Project, sour
     assert_untouched(project)
 
 
+
+def test_function_returning_a_coroutine_fails_instead_of_being_recorded(
+        project: Project) -> None:
+    project.add("001_wrapped.py", """
+        async def _later(conn):
+            conn.sql("CREATE TABLE never (id INTEGER)").execute()
+
+
+        def apply(conn, environment):
+            return _later(conn)
+    """)
+    result = project.cli("apply")
+    assert_clean_exit(result, 1)
+    assert "001_wrapped.py" in result.stderr and "coroutine" in result.stderr
+    assert "never" not in project.tables()
+    assert history_versions(project) == []
+
 # --- item 9: symbolic links ---------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["002_gone.sql", "notes.sql", "003_gone.py"])
