@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark cryomigrate against its floor (psql) and its peers on the local PostgreSQL.
 
-    python3 bench/run.py                                   # everything, median of 5
+    python3 bench/run.py            # everything: loopback median of 5, at distance of 3
     python3 bench/run.py --sizes 200 --repeat 3 --tools cryomigrate-sql,alembic
+    python3 bench/run.py --no-loopback --no-sqlite --no-help --far-repeat 1
 
 Why each measurement exists (see bench/README.md for the full story):
 
