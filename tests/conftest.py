@@ -64,6 +64,40 @@ def require_postgres() -> None:
         pytest.skip(message)
 
 
+# Tests that change state outside their own database (roles; settings of other databases and
+# of roles: a Supabase stub, ``ALTER DATABASE postgres SET``) carry this mark, or use a
+# fixture named in _CLUSTER_WIDE_FIXTURES. Each holds an advisory lock in the admin
+# database for its whole run, fixtures included, so that under pytest-xdist (and beside
+# other test runs on the same server) none sees another's changes half done and each
+# finds the cluster as the previous one left it. A lock rather than an xdist_group:
+# pytest 9.2 silently broke ``--dist loadgroup`` (pytest-xdist 3.8).
+CLUSTER_WIDE = pytest.mark.cluster_wide
+_CLUSTER_WIDE_FIXTURES = {"supabase"}  # test_supabase.py: the Supabase stub's roles
+_CLUSTER_LOCK_KEY = 0x63727930_636C7573  # any constant; advisory locks are per database
+_CLUSTER_LOCK_WAIT = "300s"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _CLUSTER_WIDE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(CLUSTER_WIDE)
+
+
+@pytest.fixture(autouse=True)
+def _cluster_wide_lock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Autouse, so set up before (and torn down after) the test's other fixtures."""
+    if request.node.get_closest_marker("cluster_wide") is None:
+        yield
+        return
+    require_postgres()
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as lock:
+        lock.execute(f"SET lock_timeout = '{_CLUSTER_LOCK_WAIT}'")
+        lock.execute("SELECT pg_advisory_lock(%s)", (_CLUSTER_LOCK_KEY,))
+        yield
+
+
 @dataclass
 class PgDatabase:
     name: str
