@@ -145,6 +145,10 @@ def split(sql: str) -> list[Statement]:
             continue
         if token == "/*":
             pos = lexer.skip_block_comment(pos)
+            if start is None and not sql.endswith("*/", 0, pos):
+                # Never closed: the server must see it and say so, rather than the rest
+                # of the script silently vanishing into a comment.
+                start = match.start()
             continue
         if token == ";":
             if parens == 0 and blocks == 0:

@@ -34,10 +34,13 @@ from cryomigrate.errors import CryomigrateError, DatabaseError, InputError, Lock
 _LOCK_NOT_AVAILABLE = "55P03"
 _ACTIVE_SQL_TRANSACTION = "25001"
 _SYNTAX_ERROR = "42601"
-# Raised by a transaction's guard when another run got there first: a skip, not an error.
-_GUARD_FAILED = "CM409"
-# What a script may have set for the session, undone before cryomigrate writes anything.
-_RESET_SESSION = ("RESET ALL", "RESET ROLE", "SET SESSION AUTHORIZATION DEFAULT")
+# A transaction's guard (see ``_guard``) fails with this when another run got there
+# first: a skip, not an error. The setting is never defined, so reading it fails.
+_GUARD_SETTING = "cryomigrate.another_run_got_there_first"
+_UNDEFINED_SETTING = "42704"
+# What a script may have set for the session, undone before cryomigrate writes anything;
+# the session authorization also undoes a SET ROLE.
+_RESET_SESSION = ("RESET ALL", "SET SESSION AUTHORIZATION DEFAULT")
 _COPY_WITH_CLIENT = re.compile(r"(?is)\s*COPY\b.*\b(STDIN|STDOUT)\b")
 _UNFINISHED = ("unterminated quoted string", "unterminated quoted identifier",
                "syntax error at end of input")
@@ -147,14 +150,19 @@ class PostgresBackend:
                     ) -> Iterator[PgTransaction]:
         tx = PgTransaction(self)
         self._pending.append(_Item("BEGIN", where="BEGIN"))
-        self._pending.extend(_Item(sql, where="resetting the session") for sql in _RESET_SESSION)
+        if self._options.pooler == "transaction":
+            # Another client's session state may be on this server connection; ours is
+            # reset after every script (``PgTransaction.reset_session``).
+            tx.reset_session()
         if lock:
             opts = self._options
             # The wait is bounded by --lock-wait alone: a statement_timeout set on the role
-            # or database (common on Supabase) must not cut it short.
+            # or database (common on Supabase) must not cut it short. A statement's timeout
+            # is armed when it starts, hence the settings go in a statement of their own.
             self._pending += [
-                _Item(f"SET LOCAL lock_timeout = '{max(1, opts.lock_wait_ms)}ms'"),
-                _Item("SET LOCAL statement_timeout = 0"),
+                _Item("SELECT pg_catalog.set_config('lock_timeout', %s, true), "
+                      "pg_catalog.set_config('statement_timeout', '0', true)",
+                      (f"{max(1, opts.lock_wait_ms)}ms",)),
                 _Item(f"SELECT pg_catalog.pg_advisory_xact_lock({self._lock_key})", lock=True),
                 _Item(_set("lock_timeout", opts.lock_timeout_ms)),
                 _Item(_set("statement_timeout", opts.statement_timeout_ms)),
@@ -194,7 +202,7 @@ class PostgresBackend:
             failed = next((i for i, c in enumerate(cursors) if c.statusmessage is None),
                           len(cursors) - 1)
             self._rollback()
-            if items[failed].guard and getattr(exc, "sqlstate", None) == _GUARD_FAILED:
+            if items[failed].guard and getattr(exc, "sqlstate", None) == _UNDEFINED_SETTING:
                 return None
             raise self._error(exc, items[failed]) from None
         except BaseException:  # Ctrl-C: psycopg has cancelled the statement on the server
@@ -312,10 +320,13 @@ def _script_items(script: Script) -> list[_Item]:
 
 
 def _guard(expect: Expect) -> str:
+    """A statement that fails exactly when ``expect`` does, so that everything queued after
+    it is skipped. Plain SQL: a plpgsql DO block would be compiled anew on every call.
+    ``current_setting`` of a setting that does not exist raises (42704), and, being
+    STABLE rather than IMMUTABLE, only when a row reaches it, never while planning."""
     negation = "NOT " if expect.present else ""
-    return (f"DO $cryomigrate$ BEGIN IF {negation}EXISTS ({expect.query}) THEN RAISE "
-            f"EXCEPTION USING ERRCODE = '{_GUARD_FAILED}', MESSAGE = 'cryomigrate: another "
-            "run got there first'; END IF; END $cryomigrate$")
+    return (f"SELECT pg_catalog.current_setting('{_GUARD_SETTING}') "
+            f"WHERE {negation}EXISTS ({expect.query})")
 
 
 def _set(name: str, ms: int | None, *, local: bool = True) -> str:
@@ -339,7 +350,11 @@ def _script_error(item: _Item, sqlstate: str | None, reason: str, position: str 
         reason = (f"{primary.split(' at or near ')[0]} at the end of the script: it ends "
                   "inside an unfinished statement, string, quoted identifier or comment "
                   f"(SQLSTATE {sqlstate})")
-    elif position and position.isdigit():
+    elif ' at or near "' in primary and "\n" in primary:
+        # The server quotes the rest of the statement; its first line says enough.
+        head, _, quoted = primary.partition(' at or near "')
+        reason = reason.replace(primary, f'{head} at or near "{quoted.splitlines()[0]}..."')
+    if position and position.isdigit():
         error_line = line + item.sql[:int(position) - 1].count("\n")
         if error_line != line:
             where += f" (error at line {error_line})"
@@ -366,14 +381,12 @@ def _one_line(text: str) -> str:
 
 
 def _without_password(message: str, url: str) -> str:
-    """libpq's complaint about a URL, unless it quotes the password back."""
-    from urllib.parse import unquote, urlsplit
+    """libpq's complaint about a URL, unless it quotes a password back."""
+    from urllib.parse import unquote
 
-    try:
-        password = urlsplit(url).password or ""
-    except ValueError:
-        password = ""
-    pieces = {p for p in (password, unquote(password)) if len(p) >= 3}
-    if any(p in message for p in pieces):
+    from cryomigrate.urls import password_of, query_passwords
+
+    written = [p for p in (password_of(url) or "", *query_passwords(url)) if p]
+    if any(piece in message for p in written for piece in (p, unquote(p))):
         return "a part of it is malformed"
     return _one_line(message)
