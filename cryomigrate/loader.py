@@ -18,10 +18,10 @@ from types import ModuleType
 from typing import Any, Literal, Protocol
 
 from cryomigrate import scripts, templating
-from cryomigrate.backends.base import QueryError, Script
+from cryomigrate.backends.base import Script
 from cryomigrate.connection import MigrationConnection
 from cryomigrate.discovery import MigrationFile, checksum_of
-from cryomigrate.errors import CryomigrateError, MigrationFailed, MigrationFileError
+from cryomigrate.errors import MigrationFailed, MigrationFileError
 
 Direction = Literal["apply", "rollback"]
 
@@ -70,12 +70,7 @@ class SqlMigration:
         script = self.apply_script if direction == "apply" else self.rollback_script
         if script is None or not script.text.strip():
             return
-        if script.dropped_control:
-            # Run now rather than with the COMMIT: a failure must be caught here to say
-            # that the file's own BEGIN/COMMIT was not sent. Only such files pay the
-            # extra round trip.
-            _run_explained(script, conn)
-        elif conn._transaction is not None:
+        if conn._transaction is not None:
             conn._transaction.defer_script(script)  # sent with the COMMIT: a round trip less
         else:
             conn._backend.run_script(script)
@@ -111,18 +106,6 @@ class PythonMigration:
 
     def preview(self, direction: Direction) -> str | None:
         return None
-
-
-def _run_explained(script: Script, conn: MigrationConnection) -> None:
-    try:
-        conn._backend.run_script(script)
-    except CryomigrateError as exc:
-        if exc.exit_code != 1:
-            raise
-        message = f"{exc}; {scripts.dropped_control_advice(script)}"
-        if isinstance(exc, QueryError):
-            raise QueryError(message, sqlstate=exc.sqlstate, line=exc.line) from exc
-        raise MigrationFailed(message) from exc
 
 
 def load(file: MigrationFile, *, environment: str, vars: dict[str, Any],

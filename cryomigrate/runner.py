@@ -29,6 +29,7 @@ from cryomigrate.errors import (
 from cryomigrate.loader import Direction, Migration
 from cryomigrate.models import MigrationRun, RunResult
 from cryomigrate.planner import DIRTY_POLL_S, settle_dirty
+from cryomigrate.scripts import dropped_control_advice
 from cryomigrate.tracker import Tracker, now
 
 Progress = Callable[[str, Any], None]
@@ -99,12 +100,15 @@ class Runner:
             self._journal_failure(state.direction, migration, started_at, clock, str(exc))
             raise
         except CryomigrateError as exc:
-            # E.g. a deferred constraint failing at COMMIT, or a template error raised by
-            # conn.render: still this migration failing, and journaled as such.
-            self._journal_failure(state.direction, migration, started_at, clock, str(exc))
-            if exc.exit_code == 1:
-                raise MigrationFailed(_prefixed(migration, str(exc))) from exc
-            raise
+            # E.g. a statement of a SQL migration failing when its script reached the
+            # server with the COMMIT, or a template error raised by conn.render: still this
+            # migration failing, and journaled as such.
+            if exc.exit_code != 1:
+                self._journal_failure(state.direction, migration, started_at, clock, str(exc))
+                raise
+            message = _prefixed(migration, _explained(exc))
+            self._journal_failure(state.direction, migration, started_at, clock, message)
+            raise MigrationFailed(message) from exc
         except KeyboardInterrupt as exc:
             message = _interrupted(migration)
             self._journal_failure(state.direction, migration, started_at, clock, message)
@@ -259,11 +263,20 @@ def _execute(direction: Direction, migration: Migration, conn: MigrationConnecti
     except CryomigrateError as exc:
         if isinstance(exc, MigrationFailed) or exc.exit_code != 1:
             raise
-        raise MigrationFailed(_prefixed(migration, str(exc))) from exc
+        raise MigrationFailed(_prefixed(migration, _explained(exc))) from exc
     except (Exception, SystemExit) as exc:
         raise MigrationFailed(
             _prefixed(migration, f"{direction}() raised {type(exc).__name__}: {exc}")
         ) from exc
+
+
+def _explained(exc: CryomigrateError) -> str:
+    """A failing statement's message, plus why, when the script's own BEGIN/COMMIT was not
+    sent and may have scoped what failed."""
+    script = getattr(exc, "script", None)
+    if script is not None and script.dropped_control:
+        return f"{exc}; {dropped_control_advice(script)}"
+    return str(exc)
 
 
 def _prefixed(migration: Migration, message: str) -> str:

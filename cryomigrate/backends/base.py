@@ -121,10 +121,11 @@ class QueryError(DatabaseError):
     """A statement failed; carries where, so messages can point at the file and line."""
 
     def __init__(self, message: str, *, sqlstate: str | None = None,
-                 line: int | None = None) -> None:
+                 line: int | None = None, script: Script | None = None) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
         self.line = line
+        self.script = script  # the script a failing statement belongs to, if any
 
 
 class Backend(Protocol):

@@ -358,7 +358,8 @@ def _script_error(item: _Item, sqlstate: str | None, reason: str, position: str 
         error_line = line + item.sql[:int(position) - 1].count("\n")
         if error_line != line:
             where += f" (error at line {error_line})"
-    return QueryError(f"{script.origin} {where}: {reason}", sqlstate=sqlstate, line=line)
+    return QueryError(f"{script.origin} {where}: {reason}", sqlstate=sqlstate, line=line,
+                      script=script)
 
 
 def _compose(sqlstate: str, primary: str, detail: str | None, hint: str | None) -> str:

@@ -94,7 +94,7 @@ class SqliteBackend:
             except sqlite3.Error as exc:
                 line = script.file_line(index)
                 raise QueryError(f"{script.origin} line {line}: SQLite error: {exc}",
-                                 line=line) from exc
+                                 line=line, script=script) from exc
         return result
 
     @contextmanager
