@@ -27,7 +27,7 @@ from cryomigrate.models import (
     ValidateResult,
 )
 from cryomigrate.policies import Confirm
-from cryomigrate.project import PathLike, Project, connect, open_project
+from cryomigrate.session import PathLike, Project, connect, open_project
 from cryomigrate.tracker import Tracker, now
 
 if TYPE_CHECKING:  # loading and running are imported only when there is work to do
@@ -195,7 +195,7 @@ def repair(environment: str | None = None, *, config: PathLike = None,
     with connect(project.env, lock_wait=lock_wait) as (backend, tracker):
         with backend.transaction(lock=True) as tx:
             tracker.ensure_tables(tx)
-            from cryomigrate.repairing import Repair
+            from cryomigrate.history_repair import Repair
 
             fix = Repair(tracker, project.files)
             if applied_v is not None:

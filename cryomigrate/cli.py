@@ -20,10 +20,10 @@ from typing import Any, NoReturn
 import click
 
 from cryomigrate import __version__
-from cryomigrate.errors import CryomigrateError
+from cryomigrate.errors import CryomigrateError, Interrupted
 from cryomigrate.options import Count, Version, common_options, lock_wait_option
 from cryomigrate.redact import redact
-from cryomigrate.render import (
+from cryomigrate.terminal import (
     render_history,
     render_run,
     render_status,
@@ -33,7 +33,15 @@ from cryomigrate.render import (
 
 # The shell's convention for a process ended by SIGINT (128 + 2), so scripts can tell a
 # person's Ctrl-C from a migration failing (1).
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = Interrupted.exit_code
+
+
+def _environment_name(option: str | None) -> str:
+    """The environment a failed command was for; config's rule, imported only on this
+    error path so that ``--help`` does not load it."""
+    from cryomigrate.config import environment_name
+
+    return environment_name(option)
 
 
 def out(text: str = "") -> None:
@@ -129,19 +137,6 @@ def _progress_so_far(ctx: click.Context) -> Any:
 
     return RunResult(_environment_name(state.get("environment")), state["action"], False,
                      tuple(state.get("done", ())), skipped=tuple(state.get("skipped", ())))
-
-
-def _environment_name(option: str | None) -> str:
-    """The environment a failed command was for, even when it failed before choosing one.
-
-    The only copy of this rule outside config.py, which does not expose it yet; see
-    ``Config.environment``.
-    """
-    import os
-
-    from cryomigrate.config import DEFAULT_ENVIRONMENT
-
-    return option or os.environ.get("CRYOMIGRATE_ENV") or DEFAULT_ENVIRONMENT
 
 
 # --- running a command ------------------------------------------------------------------

@@ -74,7 +74,7 @@ class Config:
         ``strict_vars=False`` leaves an unset ``${VAR}`` as written; ``validate`` uses it to
         render templates for environments whose secrets this shell does not have.
         """
-        name = name or os.environ.get("CRYOMIGRATE_ENV") or DEFAULT_ENVIRONMENT
+        name = environment_name(name)
         envs = self.data["environments"]
         if name not in envs:
             raise ConfigError(
@@ -102,6 +102,12 @@ class Config:
         line = next((self.lines[key[:n]] for n in range(len(key), 0, -1)
                      if key[:n] in self.lines), None)
         return f"{self.path}:{line}" if line else str(self.path)
+
+
+def environment_name(option: str | None) -> str:
+    """``--env``, else ``$CRYOMIGRATE_ENV``, else ``development``: the one place this rule
+    lives, used also to name the environment of a command that failed before choosing."""
+    return option or os.environ.get("CRYOMIGRATE_ENV") or DEFAULT_ENVIRONMENT
 
 
 def find_config(path: str | os.PathLike[str] | None = None) -> Path:

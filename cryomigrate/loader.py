@@ -12,16 +12,16 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
-from cryomigrate import scripts, templating
-from cryomigrate.backends.base import Script
-from cryomigrate.connection import MigrationConnection
+from cryomigrate import sqlscript, templating
 from cryomigrate.discovery import MigrationFile, checksum_of
 from cryomigrate.errors import MigrationFailed, MigrationFileError
+from cryomigrate.migration_conn import MigrationConnection
+from cryomigrate.sqlscript import Script
 
 Direction = Literal["apply", "rollback"]
 
@@ -141,14 +141,14 @@ def _decode(file: MigrationFile, content: bytes) -> str:
 
 
 def _load_sql(file: MigrationFile, checksum: str, text: str) -> SqlMigration:
-    sections = scripts.parse_sections(text, file.label)
+    sections = sqlscript.parse_sections(text, file.label)
     notices: list[str] = []
-    apply_script = scripts.prepare(sections.apply, origin=file.label,
+    apply_script = sqlscript.prepare(sections.apply, origin=file.label,
                                    first_line=sections.apply_line,
                                    transactional=sections.transactional, notice=notices.append)
     rollback_script = None
     if sections.rollback is not None:
-        rollback_script = scripts.prepare(sections.rollback, origin=file.label,
+        rollback_script = sqlscript.prepare(sections.rollback, origin=file.label,
                                           first_line=sections.rollback_line,
                                           transactional=sections.transactional)
     return SqlMigration(file, checksum, _sql_description(text), sections.transactional,
@@ -181,7 +181,9 @@ def _load_python(file: MigrationFile, checksum: str, source: str) -> PythonMigra
         ) from None
     sys.modules[module_name] = module
     try:
-        with _importable(os.path.dirname(file.path)):
+        # What a module prints while it loads is a diagnostic: stdout holds cryomigrate's
+        # own output, with --format json exactly one document.
+        with _importable(os.path.dirname(file.path)), redirect_stdout(sys.stderr):
             exec(code, module.__dict__)
     except (Exception, SystemExit) as exc:
         raise MigrationFileError(

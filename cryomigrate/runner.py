@@ -18,7 +18,6 @@ from typing import Any
 
 from cryomigrate.backends import Backend
 from cryomigrate.config import Environment
-from cryomigrate.connection import MigrationConnection
 from cryomigrate.errors import (
     CryomigrateError,
     DirtyMigration,
@@ -27,9 +26,10 @@ from cryomigrate.errors import (
     MigrationFailed,
 )
 from cryomigrate.loader import Direction, Migration
+from cryomigrate.migration_conn import MigrationConnection
 from cryomigrate.models import MigrationRun, RunResult
 from cryomigrate.planner import DIRTY_POLL_S, settle_dirty
-from cryomigrate.scripts import dropped_control_advice
+from cryomigrate.sqlscript import dropped_control_advice
 from cryomigrate.tracker import Tracker, now
 
 Progress = Callable[[str, Any], None]

@@ -14,7 +14,7 @@ from cryomigrate.config import load_config
 from cryomigrate.discovery import scan
 from cryomigrate.errors import InputError, MigrationFileError
 from cryomigrate.models import NewResult
-from cryomigrate.project import PathLike
+from cryomigrate.session import PathLike
 
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _TIMESTAMP_WIDTH = 14

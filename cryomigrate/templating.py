@@ -38,7 +38,7 @@ def quote_literal(value: object) -> str:
 
 @lru_cache(maxsize=1)
 def _jinja() -> SandboxedEnvironment:
-    # Imported here: jinja2 costs ~50 ms and most runs render no template.
+    # Imported here: jinja2 is slow to import and most runs render no template.
     from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
 

@@ -17,7 +17,7 @@ from cryomigrate.discovery import MigrationFile, checksum_of, scan_all
 from cryomigrate.errors import ConnectionFailed, InputError, StateBlocked
 from cryomigrate.loader import Migration, PythonMigration, SqlMigration, load
 from cryomigrate.models import Finding, ValidateResult
-from cryomigrate.project import PathLike, connect
+from cryomigrate.session import PathLike, connect
 
 _UNSET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 

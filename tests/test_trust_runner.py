@@ -234,8 +234,6 @@ def test_sqlite_pragmas_in_one_migration_do_not_break_the_next(
     assert history_versions(sqlite_project) == ["001", "002"]
 
 
-@pytest.mark.xfail(strict=True, reason="SQLite reset_session is a no-op: PRAGMA query_only "
-                   "set by a migration makes cryomigrate's own history write fail")
 def test_sqlite_query_only_set_by_a_migration_does_not_reach_our_writes(
         sqlite_project: Project) -> None:
     # DESIGN 4: cryomigrate's own statements never depend on the user's settings.
@@ -298,8 +296,6 @@ def test_print_inside_apply_goes_to_stderr(project: Project, fmt: str) -> None:
     assert history_versions(project) == ["001", "002"]
 
 
-@pytest.mark.xfail(strict=True, reason="loader._load_python executes the module without "
-                   "redirecting stdout: import-time print() lands on stdout")
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_print_at_import_time_goes_to_stderr(project: Project, fmt: str) -> None:
     add_tables(project, "001_t1")

@@ -10,13 +10,12 @@ from cryomigrate.backends.base import (
     Expect,
     QueryError,
     QueryResult,
-    Script,
     Transaction,
 )
 from cryomigrate.errors import ConfigError
 
 __all__ = [
-    "Backend", "ConnectOptions", "Expect", "QueryError", "QueryResult", "Script", "Transaction",
+    "Backend", "ConnectOptions", "Expect", "QueryError", "QueryResult", "Transaction",
     "open_backend",
 ]
 

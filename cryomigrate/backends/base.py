@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cryomigrate.errors import DatabaseError
 
 if TYPE_CHECKING:
-    from cryomigrate.sqlsplit import Statement
+    from cryomigrate.sqlscript import Script
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 
@@ -26,50 +26,6 @@ class QueryResult:
 
     data: list[dict[str, Any]] = field(default_factory=list)
     rowcount: int = -1
-
-
-class Script:
-    """SQL ready to run: ``text`` with transaction control blanked out, and its statements.
-
-    ``first_line`` is the line of ``text`` in the migration file, so a failing statement
-    can be reported at its line in the file the user edits. Statements are split out of
-    ``text`` only when asked for: a networked backend sends the text whole and needs them
-    only to place an error. ``dropped_control`` lists the user's own transaction control
-    that was blanked out, as (file line, words such as ``BEGIN``), so that a failure can
-    say the file's ``BEGIN ... COMMIT`` no longer scoped anything.
-    """
-
-    def __init__(self, origin: str, text: str, first_line: int = 1,
-                 statements: Sequence[Statement] | None = None, *,
-                 dropped_control: tuple[tuple[int, str], ...] = ()) -> None:
-        self.origin = origin
-        self.text = text
-        self.first_line = first_line
-        self._statements = statements
-        self.dropped_control = dropped_control
-
-    def _parts(self) -> Sequence[Statement]:
-        if self._statements is None:
-            from cryomigrate.sqlsplit import split  # its regexes cost ~10 ms to compile
-
-            self._statements = split(self.text)
-        return self._statements
-
-    @property
-    def statements(self) -> tuple[str, ...]:
-        return tuple(s.text for s in self._parts())
-
-
-    def file_line(self, index: int) -> int:
-        parts = self._parts()
-        if not parts:
-            return self.first_line
-        return self.first_line + parts[max(0, min(index, len(parts) - 1))].line - 1
-
-    def index_at(self, offset: int) -> int:
-        """The statement that holds character ``offset`` of ``text``."""
-        parts = self._parts()
-        return max((i for i, s in enumerate(parts) if s.start <= offset), default=0)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from cryomigrate.backends import ConnectOptions
-from cryomigrate.backends.base import Expect, Params, QueryError, QueryResult, Script
+from cryomigrate.backends.base import Expect, Params, QueryError, QueryResult
 from cryomigrate.errors import CryomigrateError, DatabaseError, InputError, LockTimeout
+from cryomigrate.sqlscript import Script
 
 _LOCK_NOT_AVAILABLE = "55P03"
 _ACTIVE_SQL_TRANSACTION = "25001"

@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cryomigrate.backends import ConnectOptions
-from cryomigrate.backends.base import Expect, Params, QueryError, QueryResult, Script
+from cryomigrate.backends.base import Expect, Params, QueryError, QueryResult
 from cryomigrate.errors import ConfigError, ConnectionFailed, LockTimeout
+from cryomigrate.sqlscript import Script
 
 # Milliseconds since the current transaction began, as SQL: the duration of a history row
 # written at the end of its migration's transaction.
@@ -188,7 +189,9 @@ class SqliteTransaction:
         self._queue.append(lambda: self._backend.run_script(script))
 
     def reset_session(self) -> None:
-        pass  # nothing a SQLite script sets outlives its statement in a way we depend on
+        # The one connection setting a script can make that would stop cryomigrate's own
+        # writes; SQLite has no role or search path.
+        self.defer("PRAGMA query_only = OFF", where="resetting the connection")
 
     def flush(self) -> bool:
         if not self._passed:

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from cryomigrate import scripts, templating
+from cryomigrate import sqlscript, templating
 from cryomigrate.backends.base import Backend, Params, QueryError, QueryResult, Transaction
 
 
@@ -34,7 +34,7 @@ class SqlQuery:
             except QueryError as exc:
                 raise QueryError(f"{where}: conn.sql(): {exc}", sqlstate=exc.sqlstate) from exc
         # Errors then read "001_x.py line 12: conn.sql() SQL line 2: ...".
-        script = scripts.prepare(self._query, origin=f"{where}: conn.sql() SQL",
+        script = sqlscript.prepare(self._query, origin=f"{where}: conn.sql() SQL",
                                  transactional=conn.transactional, notice=conn._notice)
         return conn._backend.run_script(script)
 
