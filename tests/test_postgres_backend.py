@@ -185,7 +185,7 @@ def test_a_concurrent_run_that_got_there_first_is_skipped_cleanly(pg_project: Pr
     try:
         tracker = Tracker(backend, "cryomigrate_history", "development")
         with backend.transaction(lock=True, expect=tracker.guard(1, applied=False)) as tx:
-            from cryomigrate.backends.base import Script
+            from cryomigrate.sqlscript import Script
 
             tx.defer_script(Script("001_t.sql", "CREATE TABLE t (id int);\n"))
             assert tx.commit() is False

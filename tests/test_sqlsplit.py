@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cryomigrate.errors import MigrationFileError
-from cryomigrate.scripts import parse_sections, prepare
+from cryomigrate.sqlscript import parse_sections, prepare
 from cryomigrate.sqlsplit import split
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cryomigrate import apply_migrations
-from cryomigrate.scripts import parse_sections
+from cryomigrate.sqlscript import parse_sections
 from tests.conftest import Project, corpus_dir
 from tests.helpers_core import (
     add_tables,
