@@ -2,6 +2,9 @@
 
 Versions compare as integers so that ``5``, ``005`` and ``0005`` are one version and
 ``010`` sorts after ``009``; the spelling in the file name is kept for display.
+Repeatable migrations (``R_<name>``, DESIGN §12) have no version: they are found in the
+same pass, so a folder is listed once whatever it holds, and kept apart from the
+versioned files, which every version-keyed rule reads.
 """
 
 from __future__ import annotations
@@ -9,13 +12,20 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryomigrate.errors import MigrationFileError
 from cryomigrate.models import Kind
 
 _NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9_]+)\.(?P<ext>py|sql|sql\.j2)$")
+# A repeatable's name starts with a letter or digit: ``R__x`` (Flyway's spelling) is a
+# near miss with its own advice, never a repeatable named ``_x``.
+_REPEATABLE = re.compile(r"^R_(?P<name>[A-Za-z0-9][A-Za-z0-9_]*)\.(?P<ext>py|sql|sql\.j2)$")
+# Where a repeatable's file stands in for a version: in the journal's version column and in
+# labels, ``R`` reads as the start of its file name. No version is ever negative.
+REPEATABLE_VERSION = -1
+REPEATABLE_TEXT = "R"
 _KINDS: dict[str, Kind] = {"py": "python", "sql": "sql", "sql.j2": "template"}
 _MIGRATION_SUFFIXES = (".py", ".sql", ".sql.j2")
 _CHUNK = 1 << 16
@@ -29,6 +39,7 @@ class MigrationFile:
     kind: Kind
     path: str  # a str, not a Path: status builds one per file, and Paths are costly
     label: str  # how messages name a migration: its file name, which the user can find
+    repeatable: bool = False  # an R_<name> file: no version, re-run when it changes
 
     def read_bytes(self) -> bytes:
         # os.open/os.read: no file object, no buffer; status reads every migration to
@@ -78,14 +89,43 @@ def parse_version(text: str) -> int:
 
 
 def scan(folder: Path) -> list[MigrationFile]:
-    """The migrations in ``folder`` sorted by version; misnamed or duplicate files are errors."""
-    found, problems = scan_all(folder)
-    if problems:
-        raise MigrationFileError("; ".join(problems))
-    return found
+    """The versioned migrations in ``folder`` sorted by version; misnamed or duplicate
+    files are errors."""
+    return scan_project(folder).files
 
 
 def scan_all(folder: Path) -> tuple[list[MigrationFile], list[str]]:
+    """Every well-named versioned migration in ``folder``, sorted, and every problem."""
+    found = scan_folder(folder)
+    return found.files, found.problems
+
+
+def scan_project(folder: Path) -> Scan:
+    """Versioned and repeatable migrations; any problem in the folder is an error."""
+    found = scan_folder(folder)
+    if found.problems:
+        raise MigrationFileError("; ".join(found.problems))
+    return found
+
+
+@dataclass(frozen=True)
+class Scan:
+    files: list[MigrationFile]  # versioned, sorted by version
+    repeatables: list[MigrationFile]  # R_<name>, sorted by name: the order they run in
+    problems: list[str]
+
+
+@dataclass
+class _Listing:
+    found: list[MigrationFile] = field(default_factory=list)
+    repeatables: list[MigrationFile] = field(default_factory=list)
+    misnamed: list[str] = field(default_factory=list)
+    near_misses: list[str] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)
+    too_large: list[str] = field(default_factory=list)
+
+
+def scan_folder(folder: Path) -> Scan:
     """Every well-named migration in ``folder``, sorted, and every problem found there.
 
     ``validate`` reports all the problems at once; a run stops on them (``scan``). Only a
@@ -96,10 +136,7 @@ def scan_all(folder: Path) -> tuple[list[MigrationFile], list[str]]:
             f"migrations folder {folder} does not exist; create it or set 'migrations:' "
             "in environments.yaml"
         )
-    found: list[MigrationFile] = []
-    misnamed: list[str] = []
-    broken: list[str] = []
-    too_large: list[str] = []
+    listing = _Listing()
     prefix = os.path.join(folder, "")
     with os.scandir(folder) as entries:  # scandir: no stat call per file
         for entry in entries:
@@ -109,25 +146,71 @@ def scan_all(folder: Path) -> tuple[list[MigrationFile], list[str]]:
             if not entry.is_file():  # follows symlinks: a link to a file is that file
                 if (entry.is_symlink() and not os.path.exists(entry.path)
                         and (_NAME.match(name) or name.endswith(_MIGRATION_SUFFIXES))):
-                    broken.append(name)  # a link to a folder is a folder: ignored
+                    listing.broken.append(name)  # a link to a folder is a folder: ignored
                 continue
-            if not name.endswith(_MIGRATION_SUFFIXES):
-                continue
-            match = _NAME.match(name)
-            if match is None:
-                misnamed.append(name)
-            elif int(match["version"]) > MAX_VERSION:
-                too_large.append(name)
-            else:
-                found.append(MigrationFile(
-                    version=int(match["version"]), version_text=match["version"],
-                    name=match["name"], kind=_KINDS[match["ext"]], path=prefix + name,
-                    label=name,
-                ))
-    found.sort(key=lambda m: (m.version, m.label))
-    problems = _describe(folder, sorted(misnamed), sorted(broken), sorted(too_large))
-    problems += _duplicates(folder, found)
-    return found, problems
+            if name.endswith(_MIGRATION_SUFFIXES):
+                _sort_out(listing, name, prefix + name)
+    listing.found.sort(key=lambda m: (m.version, m.label))
+    listing.repeatables.sort(key=lambda m: (m.name, m.label))
+    problems = _describe(folder, sorted(listing.misnamed), sorted(listing.broken),
+                         sorted(listing.too_large))
+    problems += [f"{folder}: {problem}" for problem in sorted(listing.near_misses)]
+    problems += _duplicates(folder, listing.found)
+    problems += _repeatable_clashes(folder, listing.repeatables)
+    return Scan(listing.found, listing.repeatables, problems)
+
+
+def _sort_out(listing: _Listing, name: str, path: str) -> None:
+    match = _NAME.match(name)
+    if match is None:
+        repeatable = _REPEATABLE.match(name)
+        if repeatable is not None:
+            listing.repeatables.append(MigrationFile(
+                version=REPEATABLE_VERSION, version_text=REPEATABLE_TEXT,
+                name=repeatable["name"], kind=_KINDS[repeatable["ext"]], path=path,
+                label=name, repeatable=True,
+            ))
+            return
+        near_miss = repeatable_near_miss(name)
+        if near_miss is not None:
+            listing.near_misses.append(near_miss)
+        else:
+            listing.misnamed.append(name)
+    elif int(match["version"]) > MAX_VERSION:
+        listing.too_large.append(name)
+    else:
+        listing.found.append(MigrationFile(
+            version=int(match["version"]), version_text=match["version"],
+            name=match["name"], kind=_KINDS[match["ext"]], path=path, label=name,
+        ))
+
+
+def repeatable_near_miss(filename: str) -> str | None:
+    """What is wrong with a file name that was meant as a repeatable migration, if it was.
+
+    Each spelling gets its own advice, and none is read as something else: Flyway's
+    ``R__x`` would otherwise make a second identity (``_x``) for the view ``x``, and a
+    lower-case ``r_x`` one that runs on Linux but not where file names ignore case.
+    """
+    stem = filename
+    for suffix in (".sql.j2", ".sql", ".py"):
+        if filename.endswith(suffix):
+            stem, ext = filename[: -len(suffix)], suffix
+            break
+    if stem.startswith("R__"):
+        rest = stem[3:].lstrip("_")
+        return (f"{filename} uses Flyway's R__ prefix; cryomigrate's repeatable migrations "
+                f"are R_<name> with one underscore: rename it to R_{rest or '<name>'}{ext}")
+    if stem == "R_":
+        return (f"{filename} is a repeatable migration without a name; rename it to "
+                f"R_<name>{ext} (name: letters, digits, _)")
+    if stem.startswith("r_"):
+        return (f"{filename} starts with a lower-case r; repeatable migrations start with "
+                f"an upper-case R_: rename it to R_{stem[2:]}{ext}")
+    if stem.startswith("R_"):
+        return (f"{filename} is not named R_<name>{ext} (name: letters, digits and _, "
+                "starting with a letter or digit); rename it")
+    return None
 
 
 def _describe(folder: Path, misnamed: list[str], broken: list[str], too_large: list[str]
@@ -136,7 +219,8 @@ def _describe(folder: Path, misnamed: list[str], broken: list[str], too_large: l
     if misnamed:
         problems.append(
             f"{folder}: these files look like migrations but are not named "
-            f"<version>_<name>.py|.sql|.sql.j2 (version: digits, name: letters, digits, _): "
+            f"<version>_<name>.py|.sql|.sql.j2 (version: digits, name: letters, digits, _) "
+            f"or R_<name>.py|.sql|.sql.j2 (repeatable): "
             f"{', '.join(misnamed)}; rename them, or prefix them with _ to ignore them"
         )
     if broken:
@@ -162,3 +246,18 @@ def _duplicates(folder: Path, found: list[MigrationFile]) -> list[str]:
     described = "; ".join(" and ".join(names) for names in clashes)
     return [f"{folder}: more than one migration has the same version: {described}; "
             "give each migration its own version number"]
+
+
+def _repeatable_clashes(folder: Path, repeatables: list[MigrationFile]) -> list[str]:
+    """Two repeatables whose names differ only in case (or extension) are one identity:
+    the history knows a repeatable by name, and a checkout on macOS or Windows, where
+    file names ignore case, could not even hold both files."""
+    by_name: dict[str, list[str]] = {}
+    for migration in repeatables:
+        by_name.setdefault(migration.name.lower(), []).append(migration.label)
+    clashes = [names for names in by_name.values() if len(names) > 1]
+    if not clashes:
+        return []
+    described = "; ".join(" and ".join(sorted(names)) for names in clashes)
+    return [f"{folder}: more than one repeatable migration has the same name (ignoring "
+            f"case and extension): {described}; keep one file per name"]

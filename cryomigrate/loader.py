@@ -123,10 +123,43 @@ def load(file: MigrationFile, *, environment: str, vars: dict[str, Any],
         )
     text = _decode(file, content)
     if file.kind == "python":
-        return _load_python(file, checksum, text)
-    if file.kind == "template":
-        text = templating.render(text, origin=file.label, environment=environment, vars=vars)
-    return _load_sql(file, checksum, text)
+        migration: Migration = _load_python(file, checksum, text)
+    else:
+        if file.kind == "template":
+            text = templating.render(text, origin=file.label, environment=environment,
+                                     vars=vars)
+            if file.repeatable:
+                # What a repeatable runs is its rendered SQL: a changed variable changes
+                # the view it creates, so it must make the repeatable run again.
+                checksum = checksum_of(text.encode())
+        migration = _load_sql(file, checksum, text)
+    if file.repeatable:
+        _check_repeatable(migration)
+    return migration
+
+
+def _check_repeatable(migration: Migration) -> None:
+    """A repeatable runs forwards only, in a transaction (DESIGN §12).
+
+    A rollback it carries would never run, and a user who wrote one expects it to: that is
+    refused rather than silently ignored. Outside a transaction, a failure half-way would
+    need the dirty-state machinery of versioned migrations; re-running an idempotent file
+    (CREATE OR REPLACE) atomically is the point of a repeatable.
+    """
+    label = migration.file.label
+    if migration.reversible:
+        how = ("a rollback() function" if migration.file.kind == "python"
+               else "a -- cryomigrate:rollback section")
+        raise MigrationFileError(
+            f"{label}: has {how}, but a repeatable migration is never rolled back; remove "
+            "it (to undo what a repeatable made, drop it in a versioned migration and "
+            "delete the repeatable's file)"
+        )
+    if not migration.transactional:
+        raise MigrationFileError(
+            f"{label}: a repeatable migration always runs in a transaction, so it cannot be "
+            "non-transactional; move that work into a versioned migration"
+        )
 
 
 def _decode(file: MigrationFile, content: bytes) -> str:

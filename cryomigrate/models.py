@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["python", "sql", "template"]
-State = Literal["applied", "pending", "modified", "missing", "dirty"]
+# ``changed`` is a repeatable migration edited since its last run: due to run again.
+State = Literal["applied", "pending", "modified", "missing", "dirty", "changed"]
 
 
 @dataclass(frozen=True)
@@ -25,13 +26,26 @@ class HistoryRow:
 
 
 @dataclass(frozen=True)
+class RepeatableRow:
+    """The last applied run of a repeatable migration, as the tracker reads it."""
+
+    name: str
+    kind: str
+    checksum: str
+    applied_at: str
+    applied_by: str
+    duration_ms: int
+
+
+@dataclass(frozen=True)
 class MigrationStatus:
-    version: str
+    version: str | None  # None for a repeatable migration, which has no version
     name: str
     kind: str
     state: State
     applied_at: str | None
     checksum: str | None
+    repeatable: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,12 +72,18 @@ class StatusResult:
 class MigrationRun:
     """One migration a run executed (or, in a dry run, would execute)."""
 
-    version: str
+    version: str | None  # None for a repeatable migration
     name: str
     kind: str
     duration_ms: int
     sql: str | None = None
     description: str = ""  # a Python module's docstring line, a SQL file's first comment
+    repeatable: bool = False
+
+    @property
+    def label(self) -> str:
+        """``005_add_x`` or ``R_views``: how the file name starts."""
+        return f"{'R' if self.version is None else self.version}_{self.name}"
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -72,6 +92,7 @@ class MigrationRun:
             "kind": self.kind,
             "description": self.description,
             "duration_ms": self.duration_ms,
+            "repeatable": self.repeatable,
         }
         if self.sql is not None:
             data["sql"] = self.sql
@@ -102,10 +123,12 @@ class RunResult:
         }
 
 
-def _skipped(label: str) -> dict[str, str]:
-    """``005_add_x.sql`` -> version ``005``, name ``add_x``: the keys a run's list uses."""
+def _skipped(label: str) -> dict[str, str | None]:
+    """``005_add_x.sql`` -> version ``005``, name ``add_x``: the keys a run's list uses;
+    ``R_views.sql`` -> version None, as a repeatable has none."""
     version, _, rest = label.partition("_")
-    return {"version": version, "name": rest.split(".", 1)[0], "file": label}
+    return {"version": None if version == "R" else version, "name": rest.split(".", 1)[0],
+            "file": label}
 
 
 @dataclass(frozen=True)
@@ -183,8 +206,9 @@ class BaselineResult:
 @dataclass(frozen=True)
 class NewResult:
     path: str
-    version: str
+    version: str | None  # None for a repeatable migration
     name: str
+    repeatable: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

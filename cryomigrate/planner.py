@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cryomigrate.config import Policies
 from cryomigrate.discovery import MigrationFile
 from cryomigrate.errors import DirtyMigration, InputError, StateBlocked
-from cryomigrate.models import HistoryRow, MigrationStatus
+from cryomigrate.models import HistoryRow, MigrationStatus, RepeatableRow, State
 
 
 @dataclass(frozen=True)
@@ -188,3 +188,53 @@ def check_entry(entry: Entry, policies: Policies) -> str | None:
 
 def _label_of(all_entries: Sequence[Entry], version: int | None) -> str:
     return next((e.label for e in all_entries if e.version == version), str(version))
+
+
+# --- repeatable migrations (DESIGN §12) ---------------------------------------------------
+
+@dataclass(frozen=True)
+class RepeatableEntry:
+    """A repeatable migration's file, the checksum of what it would run now, and the row of
+    its last applied run (if any)."""
+
+    file: MigrationFile
+    checksum: str
+    row: RepeatableRow | None
+
+    @property
+    def state(self) -> State:
+        if self.row is None:
+            return "pending"
+        return "applied" if self.row.checksum == self.checksum else "changed"
+
+
+def repeatable_entries(files: Sequence[MigrationFile], rows: Mapping[str, RepeatableRow],
+                       checksums: Mapping[str, str]) -> list[RepeatableEntry]:
+    """In name order, the order they run in. A row whose file is gone is not an entry:
+    a repeatable is never undone, so what it made stays until a versioned migration
+    drops it, and nothing about it blocks a run."""
+    return [RepeatableEntry(f, checksums[f.name], rows.get(f.name)) for f in files]
+
+
+def repeatable_status(entry: RepeatableEntry) -> MigrationStatus:
+    row = entry.row
+    return MigrationStatus(
+        version=None, name=entry.file.name, kind=entry.file.kind, state=entry.state,
+        applied_at=row.applied_at if row else None, checksum=entry.checksum,
+        repeatable=True,
+    )
+
+
+def plan_repeatables(repeatables: Sequence[RepeatableEntry], all_entries: Sequence[Entry],
+                     planned: Sequence[MigrationFile]) -> list[MigrationFile]:
+    """The repeatables an apply runs after ``planned``: those not applied as they are now,
+    and only if the run leaves no versioned migration pending.
+
+    Repeatables (views, functions, policies) are written against the newest schema, so a
+    run that stops short of it (``--target`` below a pending version) leaves them for the
+    run that gets there.
+    """
+    chosen = {f.version for f in planned}
+    if any(e.state == "pending" and e.version not in chosen for e in all_entries):
+        return []
+    return [r.file for r in repeatables if r.state != "applied"]

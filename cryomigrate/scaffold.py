@@ -1,22 +1,34 @@
-"""``cryomigrate new``: the next-numbered migration file, numbered the way the folder is.
+"""``cryomigrate new``: the next-numbered migration file, numbered the way the folder is,
+or (``--repeatable``) a repeatable migration ``R_<name>``.
 
 It needs no database and no secret: only the migrations folder, which it creates if
 missing. A scaffold's rollback never silently does nothing: the Python one raises until
 it is written, and ``validate`` warns about it and about an empty SQL rollback section.
+The name may be a sentence, as Alembic's ``revision -m`` habit has people type it: it is
+made into a name (``slug``), and what cannot become one is refused saying what was tried.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime, timezone
+from pathlib import Path
 
 from cryomigrate.config import load_config
-from cryomigrate.discovery import scan
+from cryomigrate.discovery import scan_project
 from cryomigrate.errors import InputError, MigrationFileError
 from cryomigrate.models import NewResult
 from cryomigrate.session import PathLike
 
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_SEPARATORS = re.compile(r"[^a-z0-9]+")
+# Letters that Unicode does not decompose into an ASCII letter plus accents, but that
+# have a spelling every reader agrees on.
+_ASCII_LETTERS = str.maketrans({
+    "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O",
+    "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH",
+})
 _TIMESTAMP_WIDTH = 14
 _MAX_FILE_NAME_BYTES = 255  # the limit of common file systems (ext4, APFS, NTFS)
 
@@ -44,14 +56,32 @@ _SQL = """-- {title}
 
 """
 
+# A repeatable is never rolled back, so its scaffolds have no rollback to forget; they
+# are re-run whenever they change, so they say to write them to be re-run.
+_REPEATABLE_PYTHON = '''"""{title}.
+
+A repeatable migration: run again, after the versioned ones, whenever this file changes.
+Write it so that running it again is harmless (CREATE OR REPLACE, DROP ... IF EXISTS).
+"""
+
+
+def apply(conn, environment):
+    conn.sql("""
+        -- e.g. CREATE OR REPLACE VIEW ...
+    """).execute()
+'''
+
+_REPEATABLE_SQL = """-- {title}
+-- A repeatable migration: run again, after the versioned ones, whenever this file
+-- changes. Write it so that running it again is harmless (CREATE OR REPLACE VIEW,
+-- DROP POLICY IF EXISTS ... then CREATE POLICY).
+
+"""
+
 
 def new_migration(name: str, *, sql: bool = False, config: PathLike = None,
-                  environment: str | None = None) -> NewResult:
-    if not _NAME.fullmatch(name):
-        raise InputError(
-            f"'{name}' is not a valid migration name: use letters, digits and _ only "
-            "(e.g. add_user_preferences)"
-        )
+                  environment: str | None = None, repeatable: bool = False) -> NewResult:
+    name = slug(name)
     # strict_vars=False: only the folder is needed, never the database URL's secrets.
     env = load_config(config).environment(environment, strict_vars=False)
     folder = env.migrations_dir
@@ -60,22 +90,77 @@ def new_migration(name: str, *, sql: bool = False, config: PathLike = None,
     except OSError as exc:
         raise MigrationFileError(f"cannot create the migrations folder {folder}: {exc}") \
             from None
-    version = _next_version([f.version_text for f in scan(folder)])
-    filename = f"{version}_{name}.{'sql' if sql else 'py'}"
+    found = scan_project(folder)
+    if repeatable:
+        _refuse_existing_repeatable(name, [f.name for f in found.repeatables])
+        version = None
+        filename = f"R_{name}.{'sql' if sql else 'py'}"
+        template = _REPEATABLE_SQL if sql else _REPEATABLE_PYTHON
+    else:
+        version = _next_version([f.version_text for f in found.files])
+        filename = f"{version}_{name}.{'sql' if sql else 'py'}"
+        template = _SQL if sql else _PYTHON
+    _check_length(name, filename, "R" if version is None else version)
+    title = name.replace("_", " ").capitalize()
+    path = _create(folder / filename, template.format(title=title))
+    return NewResult(path, version, name, repeatable)
+
+
+def slug(text: str) -> str:
+    """A migration name from what was typed: a valid name as written, a sentence made into
+    one (``"Add user preferences!"`` -> ``add_user_preferences``).
+
+    Accented letters lose their accents; a letter with no ASCII spelling (``日``) is
+    refused, since dropping it could leave a name that says something else.
+    """
+    if _NAME.fullmatch(text) and text.strip("_"):
+        return re.sub("__+", "_", text).strip("_")  # already a name: its case is kept
+    ascii_text = unicodedata.normalize("NFKD", text.translate(_ASCII_LETTERS))
+    ascii_text = "".join(c for c in ascii_text if not unicodedata.combining(c))
+    foreign = sorted({c for c in ascii_text if c.isalnum() and not c.isascii()})
+    if foreign:
+        raise InputError(
+            f"'{text}' cannot become a migration name: {', '.join(foreign)} "
+            f"{'has' if len(foreign) == 1 else 'have'} no ASCII spelling, and names are "
+            "ASCII letters, digits and _; write it in ASCII (e.g. add_user_preferences)"
+        )
+    name = _SEPARATORS.sub("_", ascii_text.lower()).strip("_")
+    if not name:
+        raise InputError(
+            f"'{text}' cannot become a migration name: turning everything but letters and "
+            "digits into _ left nothing; give a name with letters or digits "
+            "(e.g. add_user_preferences)"
+        )
+    return name
+
+
+def _refuse_existing_repeatable(name: str, existing: list[str]) -> None:
+    """Never overwrite, and never make a second file for one name: the history knows a
+    repeatable by its name, whatever its case or extension."""
+    for other in existing:
+        if other.lower() == name.lower():
+            raise InputError(
+                f"a repeatable migration named '{other}' already exists; edit its file "
+                "(that is how a repeatable is changed), or choose another name"
+            )
+
+
+def _check_length(name: str, filename: str, prefix: str) -> None:
     if len(filename.encode()) > _MAX_FILE_NAME_BYTES:
         raise InputError(
-            f"'{name[:40]}...' is too long: the file name {version}_<name> would be "
+            f"'{name[:40]}...' is too long: the file name {prefix}_<name> would be "
             f"{len(filename.encode())} bytes, over the {_MAX_FILE_NAME_BYTES} a file name "
             "may have; choose a shorter name"
         )
-    title = name.replace("_", " ").capitalize()
-    text = (_SQL if sql else _PYTHON).format(title=title)
+
+
+def _create(path: Path, text: str) -> str:
     try:
-        with open(folder / filename, "x", encoding="utf-8") as out:  # never overwrite
+        with open(path, "x", encoding="utf-8") as out:  # never overwrite
             out.write(text)
     except OSError as exc:
-        raise MigrationFileError(f"cannot create {folder / filename}: {exc}") from None
-    return NewResult(str(folder / filename), version, name)
+        raise MigrationFileError(f"cannot create {path}: {exc}") from None
+    return str(path)
 
 
 def _next_version(existing: list[str]) -> str:

@@ -26,9 +26,12 @@ def render_status(result: Any) -> str:
     head = f"Environment {result.environment} ({result.database})"
     if not result.migrations:
         return f"{head}\n\n  no migrations yet; create one with `cryomigrate new NAME`"
-    rows = [(m.version, m.name, m.kind, m.state, _time(m.applied_at)) for m in result.migrations]
+    # A repeatable has no version; R (its file name's start) says what it is.
+    rows = [(m.version or "R", m.name, m.kind, m.state, _time(m.applied_at))
+            for m in result.migrations]
     counts = [f"{result.count(s)} {s}" for s in
-              ("applied", "pending", "modified", "missing", "dirty") if result.count(s)]
+              ("applied", "pending", "modified", "missing", "dirty", "changed")
+              if result.count(s)]
     return (f"{head}\n\n{table(('VERSION', 'NAME', 'KIND', 'STATE', 'APPLIED AT'), rows)}\n\n"
             f"{_plural(len(result.migrations), 'migration')}: {', '.join(counts)}")
 
@@ -40,7 +43,7 @@ def render_run(result: Any) -> str:
                  f"{_plural(len(result.migrations), 'migration')}; nothing was changed."]
         for m in result.migrations:
             about = f": {m.description}" if m.description else ""
-            lines.append(f"\n-- {m.version}_{m.name} ({m.kind}){about}")
+            lines.append(f"\n-- {m.label} ({m.kind}){about}")
             if m.sql is not None:
                 lines.append(m.sql or "-- (no statements)")
             elif m.kind == "python":

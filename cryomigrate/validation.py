@@ -13,25 +13,30 @@ import re
 
 from cryomigrate import planner
 from cryomigrate.config import Config, Environment, load_config
-from cryomigrate.discovery import MigrationFile, checksum_of, scan_all
+from cryomigrate.discovery import MigrationFile, checksum_of, scan_folder
 from cryomigrate.errors import ConnectionFailed, InputError, StateBlocked
 from cryomigrate.loader import Migration, PythonMigration, SqlMigration, load
 from cryomigrate.models import Finding, ValidateResult
-from cryomigrate.session import PathLike, connect
+from cryomigrate.session import EnvironmentRef, PathLike, connect, resolve_environment
 
 _UNSET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def validate(config_path: PathLike = None, environment: str | None = None) -> ValidateResult:
+def validate(config_path: PathLike = None, environment: EnvironmentRef = None
+             ) -> ValidateResult:
     config = load_config(config_path)
-    env = config.environment(environment, strict_vars=False)
-    files, problems = scan_all(env.migrations_dir)
-    findings = [Finding("error", problem) for problem in problems]
-    checked, sums = _check_files(config, files)
+    env = resolve_environment(config_path, environment, strict_vars=False)
+    scanned = scan_folder(env.migrations_dir)
+    files = scanned.files
+    findings = [Finding("error", problem) for problem in scanned.problems]
+    # Repeatables are loaded (and templates rendered for every environment) like the
+    # rest; their loader refuses a rollback or a non-transactional one.
+    checked, sums = _check_files(config, [*files, *scanned.repeatables])
     findings += checked
+    count = len(files) + len(scanned.repeatables)
 
     def result() -> ValidateResult:
-        return ValidateResult(env.name, len(files), config.environment_names, tuple(findings))
+        return ValidateResult(env.name, count, config.environment_names, tuple(findings))
 
     errors = [f.message for f in findings if f.level == "error"]
     if errors:
@@ -60,7 +65,8 @@ def _check_files(config: Config, files: list[MigrationFile]
     for file in files:
         try:
             content = file.read_bytes()
-            sums[file.version] = checksum_of(content)
+            if not file.repeatable:  # the database checks compare versioned files only
+                sums[file.version] = checksum_of(content)
             # Only templates differ per environment; everything else is checked once.
             for env in environments if file.kind == "template" else environments[:1]:
                 migration = load(file, environment=env.name, vars=env.vars, content=content)
