@@ -18,7 +18,7 @@ from typing import Any
 from cryomigrate.backends import Backend, Expect, Transaction
 from cryomigrate.backends.base import Params
 from cryomigrate.errors import DatabaseError
-from cryomigrate.models import HistoryRow, JournalEntry
+from cryomigrate.models import HistoryRow, JournalEntry, RepeatableRow
 
 _HISTORY_DDL = {
     "sqlite": """CREATE TABLE IF NOT EXISTS {table} (
@@ -83,11 +83,43 @@ BEGIN
     EXECUTE 'ALTER TABLE {journal} ENABLE ROW LEVEL SECURITY';
 END $cryomigrate$"""
 _COLUMNS = "version, version_text, name, kind, checksum, state, applied_at, applied_by, duration_ms"
+# Repeatable migrations (DESIGN §12) have no version, and the history table's key is the
+# version: their last applied runs live in a table of their own, one row per name, so that
+# a history table created by any earlier cryomigrate is never altered. Created on the first
+# repeatable run, under the run lock, and shut to every role but its owner like the others.
+_REPEATABLE_DDL = {
+    "sqlite": """CREATE TABLE IF NOT EXISTS {table} (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    applied_by TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL DEFAULT 0)""",
+    "postgresql": """CREATE TABLE IF NOT EXISTS {table} (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL,
+    applied_by TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL DEFAULT 0)""",
+}
+_HARDEN_REPEATABLE_PG = """DO $cryomigrate$ DECLARE
+    role_name text;
+BEGIN
+    EXECUTE 'REVOKE ALL ON TABLE {table} FROM PUBLIC';
+    FOREACH role_name IN ARRAY ARRAY['anon', 'authenticated'] LOOP
+        IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = role_name) THEN
+            EXECUTE pg_catalog.format('REVOKE ALL ON TABLE {table} FROM %I', role_name);
+        END IF;
+    END LOOP;
+    EXECUTE 'ALTER TABLE {table} ENABLE ROW LEVEL SECURITY';
+END $cryomigrate$"""
+_REPEATABLE_COLUMNS = "name, kind, checksum, applied_at, applied_by, duration_ms"
 # Times are read back as UTC ISO text on every backend: one spelling whatever the session's
 # DateStyle and TimeZone, and no driver type loading on the paths that only look.
 _UTC_TEXT = {
     "sqlite": "{column}",
-    "postgresql": """to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"+00:00"')""",
+    "postgresql": """pg_catalog.to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"+00:00"')""",
 }
 
 
@@ -114,6 +146,7 @@ class Tracker:
         # The tables are known to exist (read, or created, on this or an earlier
         # connection): no CREATE TABLE IF NOT EXISTS, and no transaction for it, per run.
         self.ready = False
+        self.repeatable_ready = False  # the same, for the repeatable runs' table
         utc = _UTC_TEXT[backend.dialect]
         self._select = _COLUMNS.replace(
             "applied_at", utc.format(column="applied_at") + " AS applied_at")
@@ -220,6 +253,69 @@ class Tracker:
             tx.defer(sql, params, where=f"writing the history row of {version_text}")
         else:
             self._one_row(self.backend.query(sql, params).rowcount, what, version_text)
+
+    # -- repeatable migrations (DESIGN §12) ---------------------------------------------
+
+    @property
+    def _repeatable_name(self) -> str:
+        return self._table_name + "_repeatable"
+
+    @property
+    def repeatable_table(self) -> str:
+        return self.backend.quote_table(self._repeatable_name)
+
+    def ensure_repeatable_table(self, tx: Transaction) -> None:
+        """Create the repeatable runs' table if missing, with ``tx`` holding the run lock;
+        a database whose history predates repeatables gains it here, once."""
+        if self.repeatable_ready:
+            return
+        dialect = self.backend.dialect
+        self.backend.ensure_schema(self._repeatable_name)
+        tx.defer(_REPEATABLE_DDL[dialect].format(table=self.repeatable_table),
+                 where=f"creating the table {self._repeatable_name}")
+        if dialect == "postgresql":
+            tx.defer(_HARDEN_REPEATABLE_PG.format(table=self.repeatable_table),
+                     where=f"restricting access to the table {self._repeatable_name}")
+        self.repeatable_ready = True
+
+    def read_repeatables(self) -> dict[str, RepeatableRow]:
+        """The last applied run of each repeatable, by name; nothing (and nothing created)
+        when no repeatable has run yet."""
+        if not self.backend.table_exists(self._repeatable_name):
+            return {}
+        self.repeatable_ready = True
+        columns = _REPEATABLE_COLUMNS.replace(
+            "applied_at", _UTC_TEXT[self.backend.dialect].format(column="applied_at")
+            + " AS applied_at")
+        rows = self.backend.query(f"SELECT {columns} FROM {self.repeatable_table}").data
+        return {str(row["name"]): RepeatableRow(
+            name=str(row["name"]), kind=str(row["kind"]), checksum=str(row["checksum"]),
+            applied_at=_text_time(row["applied_at"]), applied_by=str(row["applied_by"]),
+            duration_ms=int(row["duration_ms"])) for row in rows}
+
+    def repeatable_guard(self, name: str, checksum: str) -> Expect:
+        """A repeatable's run goes ahead only if no run recorded this very content: a
+        concurrent run that applied it first turns this one into a skip. The name is
+        [A-Za-z0-9_] and the checksum sha256:<hex>, both checked by cryomigrate, so they
+        are spelled inline (a guard takes no parameters)."""
+        if not (name.replace("_", "").isalnum() and name.isascii()
+                and checksum.startswith("sha256:") and checksum[7:].isalnum()):
+            raise DatabaseError(f"internal: unexpected repeatable name or checksum {name!r}")
+        return Expect(f"SELECT 1 FROM {self.repeatable_table} WHERE name = '{name}' "
+                      f"AND checksum = '{checksum}'", present=False)
+
+    def record_repeatable(self, *, name: str, kind: str, checksum: str,
+                          tx: Transaction) -> None:
+        """Queue the row of this run, replacing the previous run's: one row per name. The
+        upsert touches exactly one row by construction, behind the transaction's guard."""
+        p = self._p
+        sql = (f"INSERT INTO {self.repeatable_table} ({_REPEATABLE_COLUMNS}) "
+               f"VALUES ({p}, {p}, {p}, {p}, {p}, {self.backend.elapsed_ms}) "
+               "ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, "
+               "checksum = excluded.checksum, applied_at = excluded.applied_at, "
+               "applied_by = excluded.applied_by, duration_ms = excluded.duration_ms")
+        tx.defer(sql, (name, kind, checksum, now(), current_user()),
+                 where=f"writing the history row of R_{name}")
 
     def read_journal(self, limit: int | None = None) -> list[JournalEntry]:
         if not self.backend.table_exists(self._table_name + "_journal"):

@@ -42,6 +42,13 @@ _UNDEFINED_SETTING = "42704"
 # What a script may have set for the session, undone before cryomigrate writes anything;
 # the session authorization also undoes a SET ROLE.
 _RESET_SESSION = ("RESET ALL", "SET SESSION AUTHORIZATION DEFAULT")
+# The environment's timeouts for the rest of a transaction, in one statement; an unset one
+# goes back to the session's own value (its reset_val: role, database or server default).
+_ENVIRONMENT_TIMEOUTS = (
+    "SELECT pg_catalog.set_config('lock_timeout', COALESCE(%s::pg_catalog.text, (SELECT reset_val "
+    "FROM pg_catalog.pg_settings WHERE name = 'lock_timeout')), true), "
+    "pg_catalog.set_config('statement_timeout', COALESCE(%s::pg_catalog.text, (SELECT reset_val "
+    "FROM pg_catalog.pg_settings WHERE name = 'statement_timeout')), true)")
 _COPY_WITH_CLIENT = re.compile(r"(?is)\s*COPY\b.*\b(STDIN|STDOUT)\b")
 _UNFINISHED = ("unterminated quoted string", "unterminated quoted identifier",
                "syntax error at end of input")
@@ -165,8 +172,8 @@ class PostgresBackend:
                       "pg_catalog.set_config('statement_timeout', '0', true)",
                       (f"{max(1, opts.lock_wait_ms)}ms",)),
                 _Item(f"SELECT pg_catalog.pg_advisory_xact_lock({self._lock_key})", lock=True),
-                _Item(_set("lock_timeout", opts.lock_timeout_ms)),
-                _Item(_set("statement_timeout", opts.statement_timeout_ms)),
+                _Item(_ENVIRONMENT_TIMEOUTS, (_ms(opts.lock_timeout_ms),
+                                              _ms(opts.statement_timeout_ms))),
             ]
         if expect is not None:
             self._pending.append(_Item(_guard(expect), guard=True, where="checking the history"))
@@ -275,6 +282,16 @@ class PostgresBackend:
     def close(self) -> None:
         self._db.close()
 
+    def cancel(self) -> None:
+        """Ask the server to cancel what this connection runs; callable from any thread.
+
+        psycopg cancels on KeyboardInterrupt only in the thread it lands in (the main
+        one), so a fleet's Ctrl-C cancels its worker threads' statements this way; the
+        cancelled call then fails in its own thread and rolls back as any failure does.
+        """
+        with contextlib.suppress(psycopg.Error):
+            self._db.cancel_safe(timeout=5)
+
 
 class PgTransaction:
     """The queue of one transaction; see ``base.Transaction``."""
@@ -328,6 +345,10 @@ def _guard(expect: Expect) -> str:
     negation = "NOT " if expect.present else ""
     return (f"SELECT pg_catalog.current_setting('{_GUARD_SETTING}') "
             f"WHERE {negation}EXISTS ({expect.query})")
+
+
+def _ms(value: int | None) -> str | None:
+    return None if value is None else f"{value}ms"
 
 
 def _set(name: str, ms: int | None, *, local: bool = True) -> str:
