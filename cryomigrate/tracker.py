@@ -119,7 +119,8 @@ _REPEATABLE_COLUMNS = "name, kind, checksum, applied_at, applied_by, duration_ms
 # DateStyle and TimeZone, and no driver type loading on the paths that only look.
 _UTC_TEXT = {
     "sqlite": "{column}",
-    "postgresql": """pg_catalog.to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"+00:00"')""",
+    "postgresql": ("""pg_catalog.to_char({column} AT TIME ZONE 'UTC', """
+                   """'YYYY-MM-DD"T"HH24:MI:SS.MS"+00:00"')"""),
 }
 
 
