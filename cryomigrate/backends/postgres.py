@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +80,7 @@ class PostgresBackend:
         self._options = options
         self._pending: list[_Item] = []
         self._pipelined = psycopg.Pipeline.is_supported()
-        self.on_notice: Any = None
+        self.on_notice: Callable[[str], None] | None = None
         info = connection.info
         self.display_url = f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}"
         digest = hashlib.sha256(f"cryomigrate:{options.lock_name}".encode()).digest()
@@ -121,7 +121,7 @@ class PostgresBackend:
         return _result(cursor)
 
     def run_script(self, script: Script) -> QueryResult:
-        if self._db.info.transaction_status == TransactionStatus.IDLE:
+        if not self._pending and self._db.info.transaction_status == TransactionStatus.IDLE:
             # Outside a transaction (a non-transactional migration): one statement at a
             # time, since statements sent together would form one implicit transaction.
             result = QueryResult()
