@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from cryomigrate import planner, policies
-from cryomigrate.config import Environment, load_config
+from cryomigrate import planner, policies, repeatables
+from cryomigrate.config import Environment
 from cryomigrate.discovery import MigrationFile, checksums, parse_version
 from cryomigrate.errors import DirtyMigration, InputError, MigrationFileError, StateBlocked
 from cryomigrate.models import (
@@ -27,7 +27,14 @@ from cryomigrate.models import (
     ValidateResult,
 )
 from cryomigrate.policies import Confirm
-from cryomigrate.session import PathLike, Project, connect, open_project
+from cryomigrate.session import (
+    EnvironmentRef,
+    PathLike,
+    Project,
+    connect,
+    open_project,
+    resolve_environment,
+)
 from cryomigrate.tracker import Tracker, now
 
 if TYPE_CHECKING:  # loading and running are imported only when there is work to do
@@ -37,16 +44,17 @@ if TYPE_CHECKING:  # loading and running are imported only when there is work to
 Version = str | int | None
 
 
-def get_migration_status(environment: str | None = None, *, config: PathLike = None
+def get_migration_status(environment: EnvironmentRef = None, *, config: PathLike = None
                          ) -> StatusResult:
     project = open_project(config, environment)
     with connect(project.env, read_only=True) as (backend, tracker):
         found = _entries(project, tracker)
         return StatusResult(project.env.name, backend.display_url,
-                            tuple(planner.to_status(e) for e in found))
+                            tuple(planner.to_status(e) for e in found)
+                            + repeatables.statuses(project.repeatables, tracker, project.env))
 
 
-def apply_migrations(target_version: Version = None, environment: str | None = None, *,
+def apply_migrations(target_version: Version = None, environment: EnvironmentRef = None, *,
                      config: PathLike = None, dry_run: bool = False, confirm: Confirm = False,
                      lock_wait: float = 60, progress: Progress | None = None) -> RunResult:
     """Apply pending migrations up to and including ``target_version`` (all when None)."""
@@ -61,7 +69,8 @@ def apply_migrations(target_version: Version = None, environment: str | None = N
                 lock_wait=lock_wait, progress=progress)
 
 
-def rollback_migrations(target_version: Version = None, environment: str | None = None, *,
+def rollback_migrations(target_version: Version = None,
+                        environment: EnvironmentRef = None, *,
                         steps: int | None = None, config: PathLike = None,
                         dry_run: bool = False, confirm: Confirm = False, lock_wait: float = 60,
                         progress: Progress | None = None) -> RunResult:
@@ -96,6 +105,9 @@ def _run(direction: Direction, project: Project, plan: Planner, *, dry_run: bool
     env = project.env
     with connect(env, read_only=True, lock_wait=lock_wait) as (backend, tracker):
         files, warnings = _plan_past_dirty(project, tracker, plan, lock_wait, progress)
+        if direction == "apply":  # after the versioned ones; rollback never runs them
+            files = files + repeatables.to_apply(project.repeatables, project.files, tracker,
+                                                 env, files)
         _warn(progress, warnings)
         migrations = [_load(f, env, reversible=direction == "rollback") for f in files]
         if dry_run:
@@ -104,17 +116,19 @@ def _run(direction: Direction, project: Project, plan: Planner, *, dry_run: bool
         policies.check_confirmed(env, verb, [m.file.label for m in migrations], confirm)
         if not migrations:
             return RunResult(env.name, direction, False, (), tuple(warnings))
+        from cryomigrate import after_run
         from cryomigrate.runner import Runner
 
+        hook = after_run.prepare(env)
         if backend.writable:  # one session per run, where the connection can write
             result = Runner(backend, tracker, env, progress, lock_wait).run(direction,
                                                                            migrations)
-            return _with_notices(result, warnings)
-        tables_exist = tracker.ready
+            return after_run.run(backend, hook, _with_notices(result, warnings))
+        tables_exist, repeatables_exist = tracker.ready, tracker.repeatable_ready
     with connect(env, lock_wait=lock_wait) as (backend, tracker):
-        tracker.ready = tables_exist
+        tracker.ready, tracker.repeatable_ready = tables_exist, repeatables_exist
         result = Runner(backend, tracker, env, progress, lock_wait).run(direction, migrations)
-    return _with_notices(result, warnings)
+        return after_run.run(backend, hook, _with_notices(result, warnings))
 
 
 def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wait: float,
@@ -148,9 +162,9 @@ def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wai
             time.sleep(planner.DIRTY_POLL_S)
 
 
-def get_history(environment: str | None = None, *, config: PathLike = None,
+def get_history(environment: EnvironmentRef = None, *, config: PathLike = None,
                 limit: int | None = None) -> HistoryResult:
-    env = load_config(config).environment(environment)
+    env = resolve_environment(config, environment)
     with connect(env, read_only=True) as (_, tracker):
         return HistoryResult(env.name, tuple(tracker.read_journal(limit)))
 
@@ -248,8 +262,8 @@ def _load(file: MigrationFile, env: Environment, *, reversible: bool) -> Migrati
 def _preview(env: Environment, direction: Direction, migrations: Sequence[Migration],
              warnings: list[str]) -> RunResult:
     runs = tuple(
-        MigrationRun(m.file.version_text, m.file.name, m.file.kind, 0, m.preview(direction),
-                     m.description)
+        MigrationRun(None if m.file.repeatable else m.file.version_text, m.file.name,
+                     m.file.kind, 0, m.preview(direction), m.description, m.file.repeatable)
         for m in migrations
     )
     return RunResult(env.name, direction, True, runs, tuple(warnings))
@@ -268,7 +282,7 @@ def _warn(progress: Progress | None, warnings: list[str]) -> None:
             progress("warning", warning)
 
 
-def validate(environment: str | None = None, *, config: PathLike = None) -> ValidateResult:
+def validate(environment: EnvironmentRef = None, *, config: PathLike = None) -> ValidateResult:
     """Check files, names, every environment's templates, the config and the database."""
     from cryomigrate.validation import validate as run_validation
 
@@ -276,8 +290,10 @@ def validate(environment: str | None = None, *, config: PathLike = None) -> Vali
 
 
 def new_migration(name: str, *, sql: bool = False, config: PathLike = None,
-                  environment: str | None = None) -> NewResult:
-    """Create the next-numbered migration file, numbered like the folder's latest."""
+                  environment: str | None = None, repeatable: bool = False) -> NewResult:
+    """Create the next-numbered migration file, numbered like the folder's latest; with
+    ``repeatable``, the repeatable migration ``R_<name>``."""
     from cryomigrate.scaffold import new_migration as scaffold
 
-    return scaffold(name, sql=sql, config=config, environment=environment)
+    return scaffold(name, sql=sql, config=config, environment=environment,
+                    repeatable=repeatable)

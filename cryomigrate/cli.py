@@ -21,7 +21,7 @@ import click
 
 from cryomigrate import __version__
 from cryomigrate.errors import CryomigrateError, Interrupted
-from cryomigrate.options import Count, Version, common_options, lock_wait_option
+from cryomigrate.options import Count, Version, common_options, fleet_options, lock_wait_option
 from cryomigrate.redact import redact
 from cryomigrate.terminal import (
     render_history,
@@ -180,7 +180,7 @@ def _progress(ctx: click.Context, fmt: str, verb: str) -> Callable[[str, Any], N
         elif event == "done":
             done.append(payload)
             if fmt == "text":
-                label = f"{payload.version}_{payload.name}"
+                label = payload.label
                 out(f"  {verb}  {label:<40} {payload.kind:<9} {payload.duration_ms:>6} ms")
         elif event == "skip":
             skipped.append(payload.file.label)
@@ -204,6 +204,40 @@ def _emit(fmt: str, result: Any, text: Callable[[Any], str]) -> None:
             out(rendered)
 
 
+def _fleet(ctx: click.Context, fmt: str, env: str | None, command: str, **kwargs: Any) -> bool:
+    """Run ``command`` on every database of a fleet environment (DESIGN 11); False, and
+    nothing done, when ``env`` has one database."""
+    from cryomigrate import fleet
+    from cryomigrate.fleet.terminal import render_line, render_summary
+
+    flags: dict[str, Any] = ctx.obj.get("fleet", {})
+    if not fleet.is_fleet(env, config=ctx.obj["config"]):
+        if flags:
+            given = ", ".join(f"--{name.replace('_', '-')}" for name in flags)
+            raise click.UsageError(f"{given}: only for a fleet environment (databases:); "
+                                   f"'{_environment_name(env)}' has one database", ctx)
+        return False
+    stdout = sys.stdout  # while the fleet runs, sys.stdout is stderr (see fleet.pool)
+
+    def line(outcome: Any) -> None:
+        if fmt == "text":
+            click.echo(redact(render_line(outcome)), file=stdout)
+
+    def event(database: str, kind: str, text: str) -> None:
+        err(f"{kind}: {database}: {text}")
+
+    ctx.obj["render_partial"] = render_summary
+    runs: dict[str, Callable[..., Any]] = {
+        "status": fleet.fleet_status, "apply": fleet.apply_fleet,
+        "rollback": fleet.rollback_fleet, "validate": fleet.validate_fleet,
+        "history": fleet.fleet_history}
+    options = fleet.FleetOptions(on_database=line, on_event=event, **flags)
+    result = runs[command](environment=env, config=ctx.obj["config"], options=options,
+                           **kwargs)
+    _emit(fmt, result, render_summary)
+    return True
+
+
 # --- the commands -----------------------------------------------------------------------
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -217,6 +251,7 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 
 @main.command()
+@fleet_options
 @common_options
 @click.pass_context
 def status(ctx: click.Context, env: str | None, fmt: str) -> None:
@@ -224,6 +259,8 @@ def status(ctx: click.Context, env: str | None, fmt: str) -> None:
     from cryomigrate import api
 
     _begin(ctx, fmt, env)
+    if _fleet(ctx, fmt, env, "status"):
+        return
     result = api.get_migration_status(env, config=ctx.obj["config"])
     _emit(fmt, result, render_status)
 
@@ -234,6 +271,7 @@ def status(ctx: click.Context, env: str | None, fmt: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan and its SQL; change nothing.")
 @click.option("--yes", is_flag=True, help="Confirm for environments that require it.")
 @lock_wait_option
+@fleet_options
 @common_options
 @click.pass_context
 def apply(ctx: click.Context, env: str | None, target: str | None, dry_run: bool, yes: bool,
@@ -242,6 +280,10 @@ def apply(ctx: click.Context, env: str | None, target: str | None, dry_run: bool
     from cryomigrate import api
 
     _begin(ctx, fmt, env)
+    if _fleet(ctx, fmt, env, "apply", target_version=target, dry_run=dry_run,
+              confirm=_confirmer(yes, "apply, on each database of the fleet that lacks them,"),
+              lock_wait=lock_wait):
+        return
     ctx.obj.update(action="apply", render_partial=render_stopped)
     result = api.apply_migrations(target, env, config=ctx.obj["config"], dry_run=dry_run,
                                   confirm=_confirmer(yes, "apply"), lock_wait=lock_wait,
@@ -256,6 +298,7 @@ def apply(ctx: click.Context, env: str | None, target: str | None, dry_run: bool
 @click.option("--dry-run", is_flag=True, help="Print the plan and its SQL; change nothing.")
 @click.option("--yes", is_flag=True, help="Confirm for environments that require it.")
 @lock_wait_option
+@fleet_options
 @common_options
 @click.pass_context
 def rollback(ctx: click.Context, env: str | None, target: str | None, steps: int | None,
@@ -266,6 +309,10 @@ def rollback(ctx: click.Context, env: str | None, target: str | None, steps: int
     _begin(ctx, fmt, env)
     if target is not None and steps is not None:
         raise click.UsageError("use --target or --steps, not both", ctx)
+    if _fleet(ctx, fmt, env, "rollback", target_version=target, steps=steps, dry_run=dry_run,
+              confirm=_confirmer(yes, "roll back, on each database of the fleet that has "
+                                 "them,"), lock_wait=lock_wait):
+        return
     ctx.obj.update(action="rollback", render_partial=render_stopped)
     result = api.rollback_migrations(target, env, steps=steps, config=ctx.obj["config"],
                                      dry_run=dry_run, confirm=_confirmer(yes, "roll back"),
@@ -275,6 +322,7 @@ def rollback(ctx: click.Context, env: str | None, target: str | None, steps: int
 
 
 @main.command()
+@fleet_options
 @common_options
 @click.pass_context
 def validate(ctx: click.Context, env: str | None, fmt: str) -> None:
@@ -282,6 +330,8 @@ def validate(ctx: click.Context, env: str | None, fmt: str) -> None:
     from cryomigrate import api
 
     _begin(ctx, fmt, env)
+    if _fleet(ctx, fmt, env, "validate"):
+        return
     ctx.obj["render_partial"] = render_validate
     _emit(fmt, api.validate(env, config=ctx.obj["config"]), render_validate)
 
@@ -289,19 +339,24 @@ def validate(ctx: click.Context, env: str | None, fmt: str) -> None:
 @main.command()
 @click.argument("name")
 @click.option("--sql", is_flag=True, help="Create a .sql migration instead of a .py one.")
+@click.option("--repeatable", is_flag=True,
+              help="Create a repeatable migration R_NAME, re-run whenever it changes.")
 @common_options
 @click.pass_context
-def new(ctx: click.Context, name: str, sql: bool, env: str | None, fmt: str) -> None:
-    """Create the next-numbered migration file NAME."""
+def new(ctx: click.Context, name: str, sql: bool, repeatable: bool, env: str | None,
+        fmt: str) -> None:
+    """Create the next-numbered migration file NAME (a name, or a sentence made into one)."""
     from cryomigrate import api
 
     _begin(ctx, fmt, env)
-    result = api.new_migration(name, sql=sql, config=ctx.obj["config"], environment=env)
+    result = api.new_migration(name, sql=sql, config=ctx.obj["config"], environment=env,
+                               repeatable=repeatable)
     _emit(fmt, result, lambda r: f"created {r.path}")
 
 
 @main.command()
 @click.option("--limit", type=Count(), help="Show only the newest N entries.")
+@fleet_options
 @common_options
 @click.pass_context
 def history(ctx: click.Context, env: str | None, limit: int | None, fmt: str) -> None:
@@ -309,6 +364,8 @@ def history(ctx: click.Context, env: str | None, limit: int | None, fmt: str) ->
     from cryomigrate import api
 
     _begin(ctx, fmt, env)
+    if _fleet(ctx, fmt, env, "history", limit=limit):
+        return
     _emit(fmt, api.get_history(env, config=ctx.obj["config"], limit=limit), render_history)
 
 
@@ -348,3 +405,11 @@ def repair(ctx: click.Context, env: str | None, mark_applied: str | None,
     lines += [f"marked applied: {x}" for x in result.marked_applied]
     lines += [f"marked pending: {x}" for x in result.marked_pending]
     _emit(fmt, result, lambda r: "\n".join(lines) or "nothing to repair")
+
+
+@main.command("supabase-setup")
+def supabase_setup() -> None:
+    """Print the SQL of cryomigrate's functions for the Supabase HTTP API (run it once)."""
+    from cryomigrate.backends.supabase_functions import SETUP_SQL
+
+    out(SETUP_SQL.rstrip("\n"))

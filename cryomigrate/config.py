@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +49,23 @@ class Environment:
     lock_timeout_ms: int | None = None
     statement_timeout_ms: int | None = None
     pooler: str | None = None
+    service_key: str | None = None
+    supabase_history: bool = False
+    after_run: str | None = None
     policies: Policies = Policies()
     vars: dict[str, Any] = field(default_factory=dict)
+    # A fleet (DESIGN 11): its databases in configuration order, and database is "".
+    # Each is run with ``dataclasses.replace(env, database=url, databases=None)``.
+    databases: tuple[str, ...] | None = None
+    parallel: int = 4
 
     @property
     def root(self) -> Path:
         return self.config_path.parent
+
+    @property
+    def is_fleet(self) -> bool:
+        return self.databases is not None
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,9 @@ class Config:
         merged = _merge(self.data["defaults"], envs[name])
         resolved = {key: _resolve(value, self, name, (key,), strict_vars)
                     for key, value in merged.items()}
+        if envs[name].get("databases") is not None or \
+                envs[name].get("databases_file") is not None:
+            return _fleet_environment(self, name, resolved, strict_vars)
         if not resolved.get("database"):
             raise ConfigError(
                 f"{self.where(('environments', name))}: environments.{name}.database is not "
@@ -150,13 +164,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 def _merge(defaults: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
-    for key in ("database", "lock_timeout", "statement_timeout", "pooler"):
+    for key in ("database", "lock_timeout", "statement_timeout", "pooler", "service_key",
+                "supabase_history", "after_run"):
         merged[key] = env[key] if env[key] is not None else defaults[key]
     merged["policies"] = {
         key: env["policies"][key] if env["policies"][key] is not None else value
         for key, value in defaults["policies"].items()
     }
     merged["vars"] = {**defaults["vars"], **env["vars"]}
+    merged["databases"] = env.get("databases")
+    merged["parallel"] = env.get("parallel") or defaults.get("parallel") or 4
     return merged
 
 
@@ -205,7 +222,7 @@ def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Envir
 
     database = str(data["database"])
     register_url(database)
-    if "${" not in database:  # validate leaves other environments' secrets unresolved
+    if database and "${" not in database:  # validate leaves others' secrets unresolved
         checked("database", check_database_url)
     return Environment(
         name=name,
@@ -216,6 +233,45 @@ def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Envir
         lock_timeout_ms=checked("lock_timeout", parse_duration),
         statement_timeout_ms=checked("statement_timeout", parse_duration),
         pooler=data.get("pooler"),
+        service_key=_service_key(config, name, database, data.get("service_key")),
+        supabase_history=bool(data.get("supabase_history")),
+        after_run=data.get("after_run"),
         policies=Policies(**{k: v for k, v in data["policies"].items() if v is not None}),
         vars=data["vars"],
     )
+
+
+def _fleet_environment(config: Config, name: str, data: dict[str, Any],
+                       strict: bool) -> Environment:
+    """A fleet: every URL checked where it was written (the list's line, the file's).
+
+    Unless ``strict``, the file is not read: validate renders templates for every
+    environment, and a fleet's inventory may exist only where that fleet is migrated.
+    """
+    from cryomigrate.fleetconfig import fleet_databases
+
+    listed = [(url, f"{config.where(key)}: {'.'.join(key)}")
+              for index, url in enumerate(data["databases"] or [])
+              for key in [("environments", name, "databases", str(index))]]
+    file_key = ("environments", name, "databases_file")
+    file = config.data["environments"][name].get("databases_file")
+    urls = fleet_databases(
+        listed, file, file_where=config.where(file_key), key=".".join(file_key),
+        base=config.path.parent,
+        resolve=lambda line: _substitute(line, config, name, ("databases_file",), strict),
+        read_file=strict)
+    return replace(_build_environment(config, name, {**data, "database": ""}),
+                   databases=urls, parallel=data["parallel"])
+
+
+def _service_key(config: Config, name: str, database: str, key: str | None) -> str | None:
+    """The Supabase HTTP API's key: a secret wherever it came from (a literal included),
+    and required exactly when the URL selects that API."""
+    register_secret(key)
+    if key is None and database.split(":", 1)[0].lower() in ("https", "http"):
+        where = config.key_of(name, ("database",))
+        raise ConfigError(
+            f"{config.where(where)}: environments.{name}.database is an https:// URL, which "
+            "selects the Supabase HTTP API: set service_key for this environment, e.g. "
+            "service_key: ${SUPABASE_SERVICE_ROLE_KEY}")
+    return key

@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from yaml.constructor import SafeConstructor
 
@@ -42,13 +49,51 @@ class PoliciesModel(_Strict):
     allow_out_of_order: bool | None = None
 
 
+def _fleet_url(value: str) -> str:
+    # A URL that still holds ${VAR} is checked once resolved, for the environment in use.
+    if "${" not in value:
+        check_database_url(value)
+    return value
+
+
 class EnvironmentModel(_Strict):
     database: str | None = None
     lock_timeout: str | None = None
     statement_timeout: str | None = None
     pooler: Literal["transaction", "session"] | None = None
+    service_key: str | None = None  # the Supabase HTTP API (DESIGN 8.1)
+    supabase_history: bool | None = None  # the Supabase CLI's table kept in step (8.2)
+    after_run: str | None = None  # SQL run after a run that changed something (8.3)
+    # A fleet (DESIGN 11): these instead of database; the file is read when used.
+    databases: list[Annotated[str, AfterValidator(_fleet_url)]] | None = None
+    databases_file: str | None = None
+    parallel: int | None = None
     policies: PoliciesModel = PoliciesModel()
     vars: dict[str, Any] = {}
+
+    @field_validator("databases")
+    @classmethod
+    def _some_databases(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("an empty fleet; list at least one database URL, or remove "
+                             "databases:")
+        return value
+
+    @field_validator("parallel")
+    @classmethod
+    def _parallel(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"must be 1 or more (how many databases run at once), not "
+                             f"{value}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_or_fleet(self) -> EnvironmentModel:
+        if self.database is not None and (self.databases is not None
+                                          or self.databases_file is not None):
+            raise ValueError("set database (one database) or databases / databases_file (a "
+                             "fleet), not both")
+        return self
 
     @field_validator("lock_timeout", "statement_timeout")
     @classmethod
@@ -76,6 +121,14 @@ class ConfigModel(_Strict):
     @classmethod
     def _table(cls, value: str) -> str:
         check_table_name(value)
+        return value
+
+    @field_validator("defaults")
+    @classmethod
+    def _no_fleet(cls, value: EnvironmentModel) -> EnvironmentModel:
+        if value.databases is not None or value.databases_file is not None:
+            raise ValueError("databases and databases_file name a fleet, so they belong "
+                             "to an environment, not to defaults")
         return value
 
     @field_validator("environments")

@@ -11,6 +11,7 @@
     │   └── DirtyMigration                 a run stopped (or is still running) inside one
     ├── LockTimeout                   5  another run held the lock for longer than --lock-wait
     ├── ConnectionFailed              6  the database could not be reached
+    ├── FleetFailed                 1-6  databases of a fleet failed: the first one's code
     └── Interrupted                 130  Ctrl-C during a run (what it left is said)
 
 Messages are written for the person at the terminal: they name the file, key or
@@ -93,6 +94,18 @@ class LockTimeout(CryomigrateError):
 
 class ConnectionFailed(CryomigrateError):
     exit_code = 6
+
+
+class FleetFailed(CryomigrateError):
+    """Some databases of a fleet failed; ``result`` is the FleetResult of every database.
+
+    Its exit code is that of the first failed database in configuration order, so a
+    fleet of one fails exactly as that database alone would.
+    """
+
+    def __init__(self, message: str, *, exit_code: int, result: Any = None) -> None:
+        super().__init__(message, result=result)
+        self.exit_code = exit_code
 
 
 class Interrupted(CryomigrateError):

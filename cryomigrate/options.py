@@ -131,3 +131,46 @@ def lock_wait_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--config, --env and --format: every command takes them, after the command name."""
     return config_option(env_option(format_option(f)))
+
+
+class Shard(_TextParam):
+    """``K/N``: the K-th of N fixed slices of a fleet, 1 <= K <= N.
+
+    Near misses (``0/3``, ``4/3``, ``1/0``, ``1-3``, ``a/b``) are refused: a CI matrix that
+    silently took no database, or all of them, would look like a passing job.
+    """
+
+    name = "K/N"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        k, slash, n = str(value).strip().partition("/")
+        if not slash or not all(p.isascii() and p.isdigit() and len(p) <= 9 for p in (k, n)):
+            self.fail(f"'{value}' is not a shard; write K/N, e.g. 2/3 for the second of "
+                      "three slices", param, ctx)
+        if not 1 <= int(k) <= int(n):
+            self.fail(f"'{value}': K must be from 1 to N (and N at least 1), e.g. 1/3, 2/3, "
+                      "3/3", param, ctx)
+        return int(k), int(n)
+
+
+def _fleet_flag(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Fleet options go to ``ctx.obj["fleet"]``, so commands keep their signatures."""
+    if value is not None and value is not False and param.name is not None:
+        ctx.ensure_object(dict).setdefault("fleet", {})[param.name] = value
+
+
+def fleet_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--parallel, --shard and --fail-fast, for fleet environments (DESIGN 11)."""
+    f = click.option("--fail-fast", "fail_fast", is_flag=True, expose_value=False,
+                     callback=_fleet_flag,
+                     help="Fleet: start no database after one failed.")(f)
+    f = click.option("--shard", "shard", type=Shard(), expose_value=False,
+                     callback=_fleet_flag, metavar="K/N",
+                     help="Fleet: run only the K-th of N fixed slices of its databases.")(f)
+    return click.option("--parallel", "parallel", type=Count(), expose_value=False,
+                        callback=_fleet_flag, metavar="N",
+                        help="Fleet: at most N databases at once (default: the "
+                             "environment's parallel, or 4).")(f)

@@ -9,6 +9,7 @@ timeout. Scripts are executed statement by statement and never through
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -152,6 +153,11 @@ class SqliteBackend:
 
     def close(self) -> None:
         self._db.close()
+
+    def cancel(self) -> None:
+        """Abort what this connection runs; callable from any thread (a fleet's Ctrl-C)."""
+        with contextlib.suppress(sqlite3.ProgrammingError):
+            self._db.interrupt()
 
 
 def _path_from_url(url: str, base_dir: Path) -> str:
