@@ -58,6 +58,9 @@ class Runner:
             if migrations and not self.tracker.ready:
                 with self.backend.transaction(lock=True) as tx:
                     self.tracker.ensure_tables(tx)
+            if any(m.file.repeatable for m in migrations) and not self.tracker.repeatable_ready:
+                with self.backend.transaction(lock=True) as tx:
+                    self.tracker.ensure_repeatable_table(tx)
             for migration in migrations:
                 self._one(state, migration)
         except CryomigrateError as exc:
@@ -119,9 +122,10 @@ class Runner:
             state.skipped.append(label)
             self._progress("skip", migration)
             return
-        run = MigrationRun(migration.file.version_text, migration.file.name,
-                           migration.file.kind, _elapsed_ms(clock),
-                           description=migration.description)
+        file = migration.file
+        run = MigrationRun(None if file.repeatable else file.version_text, file.name,
+                           file.kind, _elapsed_ms(clock), description=migration.description,
+                           repeatable=file.repeatable)
         state.done.append(run)
         self._progress("done", run)
 
@@ -129,6 +133,8 @@ class Runner:
                        conn: MigrationConnection, started_at: str) -> bool:
         """Execute and record the migration in one transaction; False if another run got
         there first. For a SQL migration all of it is one message to the server."""
+        if migration.file.repeatable:
+            return self._repeatable(migration, conn, started_at)
         file = migration.file
         guard = self.tracker.guard(file.version, applied=direction == "rollback")
         with self.backend.transaction(lock=True, expect=guard) as tx:
@@ -147,6 +153,25 @@ class Runner:
                 self.tracker.delete(file.version, file.version_text, tx=tx)
             self.tracker.journal(version_text=file.version_text, name=file.name,
                                  action=direction, outcome="ok", started_at=started_at,
+                                 duration_ms=None, tx=tx)
+            return tx.commit()
+
+    def _repeatable(self, migration: Migration, conn: MigrationConnection,
+                    started_at: str) -> bool:
+        """Run a repeatable and record it in one transaction, as a versioned migration is;
+        False if a concurrent run already applied this very content (the guard)."""
+        file = migration.file
+        guard = self.tracker.repeatable_guard(file.name, migration.checksum)
+        with self.backend.transaction(lock=True, expect=guard) as tx:
+            conn._transaction = tx
+            if file.kind == "python" and not tx.flush():
+                return False
+            _execute("apply", migration, conn)
+            tx.reset_session()
+            self.tracker.record_repeatable(name=file.name, kind=file.kind,
+                                           checksum=migration.checksum, tx=tx)
+            self.tracker.journal(version_text=file.version_text, name=file.name,
+                                 action="apply", outcome="ok", started_at=started_at,
                                  duration_ms=None, tx=tx)
             return tx.commit()
 
