@@ -14,6 +14,7 @@ from typing import Any
 
 from cryomigrate import sqlscript, templating
 from cryomigrate.backends.base import Backend, Params, QueryError, QueryResult, Transaction
+from cryomigrate.errors import MigrationFailed
 
 
 class SqlQuery:
@@ -59,6 +60,23 @@ class MigrationConnection:
 
     def sql(self, query: str, params: Params = None) -> SqlQuery:
         return SqlQuery(self, query, params)
+
+    def rpc(self, name: str, params: dict[str, Any] | None = None) -> Any:
+        """The Supabase client's own ``rpc(...)`` (call ``.execute()``), over the HTTP API."""
+        return self._supabase_client("rpc").rpc(name, params or {})
+
+    def table(self, name: str) -> Any:
+        """The Supabase client's own ``table(...)`` query builder, over the HTTP API."""
+        return self._supabase_client("table").table(name)
+
+    def _supabase_client(self, method: str) -> Any:
+        client = getattr(self._backend, "client", None)
+        if client is None:
+            raise MigrationFailed(
+                f"{self.where_called()}: conn.{method}() is the Supabase client's and needs the "
+                "Supabase HTTP API (database: https://..., service_key: ...); over a direct "
+                "connection use conn.sql(...)")
+        return client
 
     def render(self, template: str, **extra: Any) -> str:
         return templating.render(template, origin=self.origin, environment=self.environment,

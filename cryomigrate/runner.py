@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryomigrate.backends import Backend
 from cryomigrate.config import Environment
@@ -31,6 +31,9 @@ from cryomigrate.models import MigrationRun, RunResult
 from cryomigrate.planner import DIRTY_POLL_S, settle_dirty
 from cryomigrate.sqlscript import dropped_control_advice
 from cryomigrate.tracker import Tracker, now
+
+if TYPE_CHECKING:
+    from cryomigrate.backends import Transaction
 
 Progress = Callable[[str, Any], None]
 
@@ -54,7 +57,14 @@ class Runner:
 
     def run(self, direction: Direction, migrations: Sequence[Migration]) -> RunResult:
         state = _Run(direction)
+        if _calls_are_transactions(self.backend):
+            _refuse_outside_transaction(migrations)
         try:
+            if migrations and self._supabase_history:
+                from cryomigrate import supabase_history
+
+                with self.backend.transaction(lock=True) as tx:
+                    supabase_history.ensure_table(tx)
             if migrations and not self.tracker.ready:
                 with self.backend.transaction(lock=True) as tx:
                     self.tracker.ensure_tables(tx)
@@ -94,7 +104,7 @@ class Runner:
         try:
             with _stdout_to_stderr():
                 ran = (self._transactional(state.direction, migration, conn, started_at)
-                       if migration.transactional
+                       if self._atomic(migration)
                        else self._outside_transaction(state.direction, migration, conn,
                                                       started_at, clock))
         except LockTimeout:
@@ -151,6 +161,7 @@ class Runner:
                                     state="applied", tx=tx)
             else:
                 self.tracker.delete(file.version, file.version_text, tx=tx)
+            self._supabase_row(tx, direction, migration)
             self.tracker.journal(version_text=file.version_text, name=file.name,
                                  action=direction, outcome="ok", started_at=started_at,
                                  duration_ms=None, tx=tx)
@@ -196,6 +207,7 @@ class Runner:
                                        tx=tx)
             else:
                 self.tracker.delete(file.version, file.version_text, tx=tx)
+            self._supabase_row(tx, direction, migration)
             self.tracker.journal(version_text=file.version_text, name=file.name,
                                  action=direction, outcome="ok", started_at=started_at,
                                  duration_ms=duration, tx=tx)
@@ -214,6 +226,8 @@ class Runner:
         if it stays dirty past ``lock_wait``, that run died and a person must settle it.
         """
         file = migration.file
+        if _calls_are_transactions(self.backend):
+            return self._claim_in_one_call(direction, migration)
         deadline = time.monotonic() + self.lock_wait
         waiting = False
         while True:
@@ -240,6 +254,44 @@ class Runner:
                 waiting = True
                 self._progress("warning", waiting_for_dirty(file.label, self.lock_wait))
             time.sleep(DIRTY_POLL_S)
+
+    # -- the Supabase HTTP API and the Supabase CLI's history (DESIGN 8) ----------------
+
+    def _atomic(self, migration: Migration) -> bool:
+        """Whether the migration runs in one transaction with its record. Over an API where
+        every call is its own transaction, Python code (which needs results as it goes)
+        cannot: it is marked dirty while it runs, like a non-transactional migration."""
+        if migration.file.kind == "python" and _calls_are_transactions(self.backend):
+            return False
+        return migration.transactional
+
+    def _claim_in_one_call(self, direction: Direction, migration: Migration) -> bool:
+        """Mark the migration dirty in one guarded call (read and write cannot share a
+        transaction across calls); False if another run got there first."""
+        file = migration.file
+        rollback = direction == "rollback"
+        guard = self.tracker.guard(file.version, applied=rollback,
+                                   state="applied" if rollback else None)
+        with self.backend.transaction(lock=True, expect=guard) as tx:
+            if rollback:
+                self.tracker.set_state(file.version, file.version_text, "dirty", 0, tx=tx)
+            else:
+                self.tracker.insert(version=file.version, version_text=file.version_text,
+                                    name=file.name, kind=file.kind, checksum=migration.checksum,
+                                    state="dirty", duration_ms=0, tx=tx)
+            return tx.commit()
+
+    @property
+    def _supabase_history(self) -> bool:
+        return bool(getattr(self.env, "supabase_history", False)) \
+            and self.backend.dialect == "postgresql"
+
+    def _supabase_row(self, tx: Transaction, direction: Direction, migration: Migration) -> None:
+        """The Supabase CLI's row, in the same transaction as ours (supabase_history: true)."""
+        if self._supabase_history and not migration.file.repeatable:
+            from cryomigrate import supabase_history
+
+            supabase_history.defer_row(tx, direction, migration)
 
     def _journal_failure(self, direction: Direction, migration: Migration, started_at: str,
                          clock: float, error: str) -> None:
@@ -311,3 +363,24 @@ def _prefixed(migration: Migration, message: str) -> str:
 
 def _elapsed_ms(clock: float) -> int:
     return round((time.perf_counter() - clock) * 1000)
+
+
+def _calls_are_transactions(backend: Backend) -> bool:
+    """True for a transport where each call is a transaction of its own (the Supabase HTTP
+    API): nothing can stay open between two calls."""
+    return bool(getattr(backend, "calls_are_transactions", False))
+
+
+def _refuse_outside_transaction(migrations: Sequence[Migration]) -> None:
+    """A non-transactional SQL migration's statements must run outside any transaction,
+    which no call over the HTTP API can do: refused before anything runs."""
+    from cryomigrate.errors import InputError
+
+    refused = [m.file.label for m in migrations
+               if not m.transactional and m.file.kind != "python"]
+    if refused:
+        raise InputError(
+            f"{', '.join(refused)} must run outside a transaction (-- cryomigrate:no-transaction"
+            "), which the Supabase HTTP API cannot do: every call is one transaction. Nothing "
+            "was run. Give this environment a direct connection (database: postgresql://... "
+            "from the project's Database settings, direct or session pooler) for it")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 MASK = "***"
-SCHEMES = ("sqlite", "postgresql", "postgres")
+SCHEMES = ("sqlite", "postgresql", "postgres", "https", "http")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _URL_WORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S*")
 # Characters that change where a parser splits user name, password, host and path.
@@ -87,7 +87,8 @@ def check_database_url(url: str) -> None:
         shown = f"scheme '{scheme}'" if scheme else "no scheme"
         raise ValueError(
             f"unsupported database URL ({shown}); use sqlite:///relative.db, "
-            "sqlite:////absolute.db, postgresql://... or postgres://..."
+            "sqlite:////absolute.db, postgresql://..., postgres://... or, for the Supabase "
+            "HTTP API, https://<project-ref>.supabase.co"
         )
     part = _unencoded_part(url) if scheme != "sqlite" else None
     if part:

@@ -31,6 +31,7 @@ class ConnectOptions:
     read_only: bool = False
     lock_name: str = "cryomigrate_history"  # runs sharing a history table share a lock
     pooler: str | None = None  # "transaction": no session-level setting is ever made
+    service_key: str | None = None  # the Supabase HTTP API's key (a secret)
 
 
 def open_backend(url: str, options: ConnectOptions) -> Backend:
@@ -43,7 +44,11 @@ def open_backend(url: str, options: ConnectOptions) -> Backend:
         from cryomigrate.backends.postgres import PostgresBackend
 
         return PostgresBackend.connect(url, options)
+    if scheme in ("https", "http"):
+        from cryomigrate.backends.supabase_http import SupabaseHttpBackend
+
+        return SupabaseHttpBackend.connect(url, options)
     raise ConfigError(
         f"unsupported database URL scheme '{scheme or url}': use sqlite:///file.db, "
-        "postgresql://... or postgres://..."
+        "postgresql://..., postgres://... or https://<project-ref>.supabase.co"
     )

@@ -1,0 +1,326 @@
+"""Supabase over its HTTP API (DESIGN 8.1) and the after_run hook (8.3).
+
+The real ``supabase`` client talks to a loopback stand-in for PostgREST's RPC endpoint
+(tests/postgrest_standin.py) over a real PostgreSQL with the Supabase stub's roles and
+``auth.users``; cryomigrate's functions come from ``cryomigrate supabase-setup`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+
+from tests import helpers_pg as h
+from tests import postgrest_standin as standin
+from tests.conftest import PG_ADMIN_URL, PgDatabase, Project, corpus_dir
+from tests.helpers_core import config_with
+from tests.test_supabase import USER_PREFERENCES
+
+SERVICE_KEY = standin.make_jwt("service_role")
+ANON_KEY = standin.make_jwt("anon")
+
+GRANT_TEMPLATE = """
+    -- cryomigrate:apply
+    GRANT SELECT ON public.user_preferences TO {{ vars.reader | ident }};
+    COMMENT ON TABLE public.user_preferences IS {{ ('owned by ' ~ environment) | literal }};
+    -- cryomigrate:rollback
+    REVOKE SELECT ON public.user_preferences FROM {{ vars.reader | ident }};
+"""
+
+DEFAULTS_PY = '''
+    """Give every user default preferences, as the original module's scripts did."""
+
+
+    def apply(conn, environment):
+        users = conn.sql("SELECT id FROM auth.users ORDER BY email").execute().data
+        for user in users:
+            conn.sql("INSERT INTO public.user_preferences (user_id, theme) VALUES (%s, %s)",
+                     (user["id"], "dark")).execute()
+        counted = conn.rpc("count_preferences", {}).execute().data
+        assert counted == len(users), counted
+
+
+    def rollback(conn, environment):
+        conn.sql("DELETE FROM public.user_preferences").execute()
+'''
+
+COUNT_FUNCTION = """
+    -- cryomigrate:apply
+    CREATE FUNCTION public.count_preferences() RETURNS integer
+    LANGUAGE sql STABLE AS $$ SELECT count(*)::integer FROM public.user_preferences $$;
+    -- cryomigrate:rollback
+    DROP FUNCTION public.count_preferences();
+"""
+
+
+@dataclass
+class Api:
+    project: Project
+    server: standin._Server
+
+    def configure(self, extra: str = "", key: str = "${SUPABASE_SERVICE_ROLE_KEY}") -> None:
+        config_with(self.project, "")
+        self.project.config.write_text(
+            "environments:\n  development:\n"
+            f"    database: {standin.project_url(self.server)}\n"
+            f"    service_key: {key}\n    vars: {{reader: authenticated}}\n{extra}",
+            encoding="utf-8")
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [r for r in self.server.requests if r[0] != "GET"]
+
+
+@pytest.fixture
+def supabase(pg_project: Project, pg_database: PgDatabase) -> Iterator[Project]:
+    """The database with the Supabase stub (cluster-wide roles, undone afterwards)."""
+    stub = corpus_dir()
+    assert stub is not None
+    with h.cluster_side_effects_undone(PG_ADMIN_URL, pg_database.url, pg_database.name):
+        h.run_sql_file(pg_database.url, stub / "supabase_stub.sql")
+        yield pg_project
+
+
+@pytest.fixture
+def api(supabase: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    """The stand-in serving the database, cryomigrate's functions installed through
+    ``cryomigrate supabase-setup`` (twice: it is idempotent)."""
+    setup = supabase.cli("supabase-setup")
+    assert setup.exit_code == 0, setup.output
+    for _ in range(2):
+        h.execute(supabase.url, setup.stdout)
+    monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", SERVICE_KEY)
+    with standin.serving(supabase.url) as server:
+        result = Api(supabase, server)
+        result.configure()
+        yield result
+
+
+def _states(project: Project) -> list[tuple[str, str]]:
+    result = project.cli("status", "--format", "json")
+    assert result.exit_code == 0, result.output
+    return [(m["version"], m["state"]) for m in json.loads(result.stdout)["migrations"]]
+
+
+def _add_workflow(project: Project) -> None:
+    project.add("001_user_preferences.sql", USER_PREFERENCES)
+    project.add("002_count_preferences.sql", COUNT_FUNCTION)
+    project.add("003_grant_reader.sql.j2", GRANT_TEMPLATE)
+    project.add("004_default_preferences.py", DEFAULTS_PY)
+
+
+def test_setup_sql_grants_execute_to_service_role_only(api: Api) -> None:
+    rows = api.project.query(
+        "SELECT p.proname, p.prosecdef, p.proconfig, "
+        "has_function_privilege('anon', p.oid, 'EXECUTE'), "
+        "has_function_privilege('authenticated', p.oid, 'EXECUTE'), "
+        "has_function_privilege('service_role', p.oid, 'EXECUTE') "
+        "FROM pg_proc p WHERE p.proname LIKE 'cryomigrate%' ORDER BY 1")
+    assert rows == [(name, True, ["search_path=\"\""], False, False, True)
+                    for name in ("cryomigrate_exec", "cryomigrate_read")]
+
+
+def test_original_workflow_over_http(api: Api) -> None:
+    project = api.project
+    for email in ("alice@example.com", "bob@example.com"):
+        h.execute(project.url, f"INSERT INTO auth.users (email) VALUES ('{email}')")
+    _add_workflow(project)
+
+    assert _states(project) == [(v, "pending") for v in ("001", "002", "003", "004")]
+    dry = project.cli("apply", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "CREATE TABLE public.user_preferences" in dry.stdout
+    assert api.writes() == [], "status and --dry-run only read"
+    assert "cryomigrate_history" not in project.tables()
+
+    applied = project.cli("apply", "--target", "3")
+    assert applied.exit_code == 0, applied.output
+    applied = project.cli("apply")
+    assert applied.exit_code == 0, applied.output
+    assert _states(project) == [(v, "applied") for v in ("001", "002", "003", "004")]
+    assert project.query("SELECT theme, count(*) FROM user_preferences GROUP BY 1") == [
+        ("dark", 2)]
+    assert project.query("SELECT has_table_privilege('authenticated', "
+                         "'public.user_preferences', 'SELECT')") == [(True,)]
+    assert project.query("SELECT obj_description('public.user_preferences'::regclass)") == [
+        ("owned by development",)]
+    assert project.history() == [
+        ("001", "user_preferences", "applied"), ("002", "count_preferences", "applied"),
+        ("003", "grant_reader", "applied"), ("004", "default_preferences", "applied")]
+
+    before = len(api.writes())
+    assert _states(project)[-1] == ("004", "applied")
+    history = project.cli("history", "--format", "json")
+    assert history.exit_code == 0, history.output
+    assert len(json.loads(history.stdout)["entries"]) == 4
+    validate = project.cli("validate")
+    assert validate.exit_code == 0, validate.output
+    assert len(api.writes()) == before, "status, history and validate only read"
+
+    rolled = project.cli("rollback", "--steps", "1")
+    assert rolled.exit_code == 0, rolled.output
+    assert project.query("SELECT count(*) FROM user_preferences") == [(0,)]
+    rolled = project.cli("rollback")
+    assert rolled.exit_code == 0, rolled.output
+    assert "user_preferences" not in project.tables()
+    assert project.history() == []
+    assert project.query("SELECT action, outcome, count(*) FROM cryomigrate_history_journal "
+                         "GROUP BY 1, 2 ORDER BY 1") == [("apply", "ok", 4),
+                                                         ("rollback", "ok", 4)]
+
+
+def test_baseline_and_repair_over_http(api: Api) -> None:
+    project = api.project
+    project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    project.add("002_b.sql", "CREATE TABLE b (id int);\n")
+    h.execute(project.url, "CREATE TABLE a (id int)")
+    baseline = project.cli("baseline", "1")
+    assert baseline.exit_code == 0, baseline.output
+    assert _states(project) == [("001", "applied"), ("002", "pending")]
+    project.add("001_a.sql", "CREATE TABLE a (id int); -- edited\n")
+    assert _states(project)[0] == ("001", "modified")
+    repaired = project.cli("repair")
+    assert repaired.exit_code == 0, repaired.output
+    applied = project.cli("apply")
+    assert applied.exit_code == 0, applied.output
+    assert _states(project) == [("001", "applied"), ("002", "applied")]
+
+
+def test_anon_key_is_refused_and_nothing_applied(api: Api) -> None:
+    project = api.project
+    api.configure(key=ANON_KEY)
+    project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    for command in (("status",), ("apply",)):
+        result = project.cli(*command)
+        assert result.exit_code == 6, result.output
+        assert "service_role" in result.stderr
+        assert ANON_KEY not in result.output
+    assert "a" not in project.tables()
+    assert "cryomigrate_history" not in project.tables()
+
+
+def test_missing_functions_name_supabase_setup(api: Api) -> None:
+    project = api.project
+    h.execute(project.url, "DROP FUNCTION public.cryomigrate_exec(jsonb); "
+                           "DROP FUNCTION public.cryomigrate_read(jsonb)")
+    project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    result = project.cli("apply")
+    assert result.exit_code == 6, result.output
+    assert "cryomigrate supabase-setup" in result.stderr
+
+
+def test_failing_sql_migration_leaves_nothing_and_is_journaled(api: Api) -> None:
+    project = api.project
+    project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    project.add("002_b.sql", "CREATE TABLE b (id int);\nINSERT INTO b VALUES (1);\n"
+                             "SELECT 1 / 0;\n")
+    result = project.cli("apply")
+    assert result.exit_code == 1, result.output
+    assert "002_b.sql line 3" in result.stderr and "division by zero" in result.stderr
+    assert "a" in project.tables() and "b" not in project.tables()
+    assert project.history() == [("001", "a", "applied")]
+    assert project.journal() == [("001", "apply", "ok"), ("002", "apply", "failed")]
+
+
+def test_non_transactional_migration_refused_before_anything_runs(api: Api) -> None:
+    project = api.project
+    project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    project.add("002_index.sql", "-- cryomigrate:no-transaction\n"
+                                 "CREATE INDEX CONCURRENTLY a_id ON a (id);\n")
+    result = project.cli("apply")
+    assert result.exit_code == 2, result.output
+    assert "002_index.sql" in result.stderr and "direct connection" in result.stderr
+    assert "a" not in project.tables()
+    assert "cryomigrate_history" not in project.tables()
+
+
+def test_failing_python_migration_stays_dirty(api: Api) -> None:
+    project = api.project
+    project.add("001_py.py", '''
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE half (id int)").execute()
+            conn.sql("SELECT 1 / 0").execute()
+    ''')
+    result = project.cli("apply")
+    assert result.exit_code == 1, result.output
+    assert "dirty" in result.stderr
+    assert project.history() == [("001", "py", "dirty")]
+    assert "half" in project.tables()
+    assert project.cli("apply").exit_code == 4
+
+
+def test_service_key_absent_from_every_output(api: Api) -> None:
+    project = api.project
+    project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    project.add("002_bad.sql", "SELECT * FROM missing_table;\n")
+    outputs = [project.cli(*args) for args in (
+        ("status",), ("status", "--format", "json"), ("apply", "--format", "json"),
+        ("apply",), ("history", "--format", "json"), ("validate", "--format", "json"),
+        ("rollback", "--dry-run"))]
+    api.configure(key=SERVICE_KEY)  # written into the file, not only the environment
+    outputs += [project.cli("apply", "--format", "json"), project.cli("status")]
+    api.configure(key="not-a-jwt-but-a-secret-0123456789")
+    outputs.append(project.cli("apply", "--format", "json"))
+    assert any(r.exit_code == 1 for r in outputs)
+    for result in outputs:
+        assert SERVICE_KEY not in result.output, result.output
+        assert SERVICE_KEY.split(".")[2] not in result.output
+        assert "not-a-jwt-but-a-secret-0123456789" not in result.output
+
+
+def test_supabase_history_written_inside_the_call(api: Api) -> None:
+    project = api.project
+    api.configure("    supabase_history: true\n")
+    project.add("20240101000000_a.sql", "CREATE TABLE a (id int);\nCREATE TABLE a2 (id int);\n")
+    assert project.cli("apply").exit_code == 0
+    assert project.query("SELECT version, name, statements FROM "
+                         "supabase_migrations.schema_migrations") == [
+        ("20240101000000", "a", ["CREATE TABLE a (id int)", "CREATE TABLE a2 (id int)"])]
+    project.add("20240101000000_a.sql", "-- cryomigrate:apply\nCREATE TABLE a (id int);\n"
+                "CREATE TABLE a2 (id int);\n-- cryomigrate:rollback\nDROP TABLE a, a2;\n")
+    assert project.cli("repair").exit_code == 0
+    assert project.cli("rollback").exit_code == 0
+    assert project.query("SELECT count(*) FROM supabase_migrations.schema_migrations") == [(0,)]
+
+
+# -- after_run (DESIGN 8.3), on the direct connection ------------------------------------
+
+def _notifications(listener: psycopg.Connection[object]) -> list[str]:
+    return [n.payload for n in listener.notifies(timeout=0.5)]
+
+
+def test_after_run_notifies_once_per_changing_run(pg_project: Project) -> None:
+    project = pg_project
+    config_with(project, """
+        vars: {channel: cryomigrate_test}
+        after_run: "NOTIFY {{ vars.channel | ident }}, {{ ('reload ' ~ environment) | literal }};"
+    """)
+    for version, table in (("001", "a"), ("002", "b")):
+        project.add(f"{version}_{table}.sql",
+                    f"-- cryomigrate:apply\nCREATE TABLE {table} (id int);"
+                    f"\n-- cryomigrate:rollback\nDROP TABLE {table};\n")
+    with psycopg.connect(project.url, autocommit=True) as listener:
+        listener.execute("LISTEN cryomigrate_test")
+        assert project.cli("apply", "--dry-run").exit_code == 0
+        assert _notifications(listener) == []
+        assert project.cli("apply").exit_code == 0
+        assert _notifications(listener) == ["reload development"]
+        assert project.cli("apply").exit_code == 0  # nothing to do
+        assert _notifications(listener) == []
+        assert project.cli("rollback", "--steps", "1").exit_code == 0
+        assert _notifications(listener) == ["reload development"]
+
+
+def test_after_run_failure_is_exit_1_after_a_committed_run(pg_project: Project) -> None:
+    project = pg_project
+    config_with(project, 'after_run: "SELECT 1 / 0;"')
+    project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    result = project.cli("apply", "--format", "json")
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert [m["version"] for m in document["applied"]] == ["001"]
+    assert "after_run" in document["error"]["message"]
+    assert project.history() == [("001", "a", "applied")]
