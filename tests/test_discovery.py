@@ -125,3 +125,15 @@ def test_configured_migrations_folder(sqlite_project: Project) -> None:
     (folder / "001_t.sql").write_text("CREATE TABLE t (id INTEGER);")
     assert_clean_exit(sqlite_project.cli("apply"), 0)
     assert "t" in sqlite_project.tables()
+
+
+def test_repeatables_are_found_apart_from_versioned_files(sqlite_project: Project) -> None:
+    from cryomigrate.discovery import scan_project
+
+    for name in ("002_b.sql", "R_z.sql", "R_a.py", "R_m.sql.j2", "001_a.sql"):
+        sqlite_project.add(name, "SELECT 1;\n")
+    found = scan_project(sqlite_project.migrations)
+    assert [f.label for f in found.files] == ["001_a.sql", "002_b.sql"]
+    assert [(f.name, f.kind, f.repeatable) for f in found.repeatables] == [
+        ("a", "python", True), ("m", "template", True), ("z", "sql", True)]
+    assert scan(sqlite_project.migrations) == found.files

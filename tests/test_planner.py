@@ -8,7 +8,7 @@ from cryomigrate import planner
 from cryomigrate.config import Policies
 from cryomigrate.discovery import MigrationFile
 from cryomigrate.errors import InputError, StateBlocked
-from cryomigrate.models import HistoryRow
+from cryomigrate.models import HistoryRow, RepeatableRow
 
 STRICT = Policies()
 
@@ -124,3 +124,38 @@ def test_plan_rollback_target_steps_all() -> None:
 def test_status_keeps_version_spelling_and_sorts_by_value() -> None:
     found = planner.entries([file(10, "10"), file(9, "9"), file(2, "0002")], {}, {})
     assert [planner.to_status(e).version for e in found] == ["0002", "9", "10"]
+
+
+# --- repeatable migrations (issue 14) --------------------------------------------------
+
+def repeatable(name: str) -> MigrationFile:
+    return MigrationFile(-1, "R", name, "sql", f"/m/R_{name}.sql", f"R_{name}.sql",
+                         repeatable=True)
+
+
+def repeatable_row(name: str, checksum: str) -> RepeatableRow:
+    return RepeatableRow(name, "sql", checksum, "2024-01-01T00:00:00+00:00", "me", 1)
+
+
+def test_repeatable_states() -> None:
+    found = planner.repeatable_entries(
+        [repeatable("a"), repeatable("b"), repeatable("c")],
+        {"a": repeatable_row("a", "sha256:same"), "b": repeatable_row("b", "sha256:old"),
+         "gone": repeatable_row("gone", "sha256:x")},
+        {"a": "sha256:same", "b": "sha256:new", "c": "sha256:c"},
+    )
+    assert [(e.file.name, e.state) for e in found] == [
+        ("a", "applied"), ("b", "changed"), ("c", "pending")]
+    status = planner.repeatable_status(found[1])
+    assert (status.version, status.state, status.repeatable) == (None, "changed", True)
+
+
+def test_repeatables_planned_only_when_nothing_versioned_stays_pending() -> None:
+    due = planner.repeatable_entries([repeatable("a"), repeatable("b")],
+                                     {"a": repeatable_row("a", "sha256:same")},
+                                     {"a": "sha256:same", "b": "sha256:b"})
+    found = entries([1, 2, 3], [1])
+    assert [f.name for f in planner.plan_repeatables(due, found, [file(2), file(3)])] == ["b"]
+    assert planner.plan_repeatables(due, found, [file(2)]) == []  # --target 2: 3 stays
+    everything_applied = entries([1, 2], [1, 2])
+    assert [f.name for f in planner.plan_repeatables(due, everything_applied, [])] == ["b"]
