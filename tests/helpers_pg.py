@@ -194,11 +194,18 @@ def _cluster_state(admin: Any, test_db: str) -> tuple[dict[tuple[str | None, str
                                                         dict[str, str]], set[str]]:
     settings: dict[tuple[str | None, str | None], dict[str, str]] = {}
     for datname, rolname, config in admin.execute(_SETTINGS_SQL).fetchall():
-        if datname == test_db:
-            continue  # dropped with the test database
+        if datname == test_db or _other_tests(datname, rolname):
+            continue  # dropped with the test database, or another test's own
         settings[(datname, rolname)] = dict(item.split("=", 1) for item in config or [])
-    roles = {row[0] for row in admin.execute("SELECT rolname FROM pg_roles").fetchall()}
+    roles = {row[0] for row in admin.execute("SELECT rolname FROM pg_roles").fetchall()
+             if not _other_tests(None, row[0])}
     return settings, roles
+
+
+def _other_tests(datname: str | None, rolname: str | None) -> bool:
+    """Databases and roles named cm_* belong to tests running at the same time (xdist):
+    they come and go on their own, and are none of this test's business."""
+    return any(name is not None and name.startswith("cm_") for name in (datname, rolname))
 
 
 def _alter_target(datname: str | None, rolname: str | None) -> Any:

@@ -16,13 +16,12 @@ from collections.abc import Iterator
 import pytest
 
 from tests import helpers_pg as h
-from tests.conftest import PG_ADMIN_URL, PgDatabase, Project, corpus_dir
+from tests.conftest import CLUSTER_WIDE, PG_ADMIN_URL, PgDatabase, Project, corpus_dir
 from tests.helpers_core import add_tables, assert_clean_exit, history_versions
 
 HISTORY_TABLES = ("cryomigrate_history", "cryomigrate_history_journal")
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 # Roles and cluster settings are shared by every database: such tests run one at a time.
-CLUSTER_WIDE = pytest.mark.xdist_group("postgres-cluster")
 
 
 def _timeouts(project: Project, **settings: str) -> None:
