@@ -38,6 +38,7 @@ from cryomigrate.session import (
 from cryomigrate.tracker import Tracker, now
 
 if TYPE_CHECKING:  # loading and running are imported only when there is work to do
+    from cryomigrate.adopt import AdoptResult
     from cryomigrate.loader import Direction, Migration
     from cryomigrate.runner import Progress
 
@@ -193,6 +194,36 @@ def baseline(version: Version, environment: str | None = None, *, config: PathLi
                             action="baseline", outcome="ok", started_at=now(), duration_ms=0)
             recorded.append(file.label)
     return BaselineResult(project.env.name, tuple(recorded))
+
+
+def adopt(tool: str, environment: str | None = None, *, table: str | None = None,
+          config: PathLike = None, dry_run: bool = False, lock_wait: float = 60
+          ) -> AdoptResult:
+    """Record as applied what another tool applied to this database (DESIGN 9.2); its own
+    table is only read. All or nothing, in one locked transaction."""
+    from cryomigrate.adopt import TABLES, AdoptResult, read_applied, to_adopt
+
+    if tool not in TABLES:
+        raise InputError(f"--from: unknown tool '{tool}'; one of {', '.join(TABLES)}")
+    table = table or TABLES[tool]
+    project = open_project(config, environment)
+    with connect(project.env, read_only=dry_run, lock_wait=lock_wait) as (backend, tracker):
+        if dry_run:
+            files = to_adopt(tool, table, read_applied(backend, tool, table), project.files,
+                             set(tracker.read_all()))
+            return AdoptResult(project.env.name, tool, table, True,
+                               tuple(f.label for f in files))
+        with backend.transaction(lock=True) as tx:
+            files = to_adopt(tool, table, read_applied(backend, tool, table), project.files,
+                             set(tracker.read_all()))
+            tracker.ensure_tables(tx)
+            for file in files:
+                tracker.insert(version=file.version, version_text=file.version_text,
+                               name=file.name, kind=file.kind, checksum=file.checksum(),
+                               state="applied", duration_ms=0)
+                tracker.journal(version_text=file.version_text, name=file.name,
+                                action="adopt", outcome="ok", started_at=now(), duration_ms=0)
+    return AdoptResult(project.env.name, tool, table, False, tuple(f.label for f in files))
 
 
 def repair(environment: str | None = None, *, config: PathLike = None,

@@ -21,7 +21,14 @@ import click
 
 from cryomigrate import __version__
 from cryomigrate.errors import CryomigrateError, Interrupted
-from cryomigrate.options import Count, Version, common_options, fleet_options, lock_wait_option
+from cryomigrate.options import (
+    Count,
+    TableName,
+    Version,
+    common_options,
+    fleet_options,
+    lock_wait_option,
+)
 from cryomigrate.redact import redact
 from cryomigrate.terminal import (
     render_history,
@@ -405,6 +412,30 @@ def repair(ctx: click.Context, env: str | None, mark_applied: str | None,
     lines += [f"marked applied: {x}" for x in result.marked_applied]
     lines += [f"marked pending: {x}" for x in result.marked_pending]
     _emit(fmt, result, lambda r: "\n".join(lines) or "nothing to repair")
+
+
+@main.command()
+@click.option("--from", "tool", required=True, metavar="TOOL",
+              type=click.Choice(["supabase", "dbmate", "golang-migrate", "goose", "flyway",
+                                 "cryoprotect"]),
+              help="The tool whose history table says what is applied.")
+@click.option("--table", type=TableName(), metavar="NAME",
+              help="That tool's history table (default: the tool's own default).")
+@click.option("--dry-run", is_flag=True, help="List what would be recorded; change nothing.")
+@lock_wait_option
+@common_options
+@click.pass_context
+def adopt(ctx: click.Context, tool: str, table: str | None, dry_run: bool, env: str | None,
+          lock_wait: float, fmt: str) -> None:
+    """Record what another tool applied to this database as applied (its table is only read)."""
+    from cryomigrate import api
+
+    _begin(ctx, fmt, env)
+    result = api.adopt(tool, env, table=table, config=ctx.obj["config"], dry_run=dry_run,
+                       lock_wait=lock_wait)
+    verb = "would record" if result.dry_run else "recorded"
+    _emit(fmt, result, lambda r: f"{verb} {len(r.adopted)} migration(s) applied by {tool} "
+          f"({r.table}) as applied" + "".join(f"\n  {label}" for label in r.adopted))
 
 
 @main.command("supabase-setup")

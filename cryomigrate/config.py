@@ -52,6 +52,7 @@ class Environment:
     service_key: str | None = None
     supabase_history: bool = False
     after_run: str | None = None
+    format: str = "cryomigrate"  # whose folder layout migrations_dir has (DESIGN 9.1)
     policies: Policies = Policies()
     vars: dict[str, Any] = field(default_factory=dict)
     # A fleet (DESIGN 11): its databases in configuration order, and database is "".
@@ -229,6 +230,7 @@ def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Envir
         config_path=config.path,
         migrations_dir=(config.path.parent / config.data["migrations"]).resolve(),
         history_table=config.data["history_table"],
+        format=config.data.get("format", "cryomigrate"),
         database=database,
         lock_timeout_ms=checked("lock_timeout", parse_duration),
         statement_timeout_ms=checked("statement_timeout", parse_duration),

@@ -114,6 +114,7 @@ class EnvironmentModel(_Strict):
 class ConfigModel(_Strict):
     migrations: str = "migrations"
     history_table: str = "cryomigrate_history"
+    format: str = "cryomigrate"  # another tool's folder, read as it is (DESIGN 9.1)
     defaults: EnvironmentModel = EnvironmentModel()
     environments: dict[str, EnvironmentModel]
 
@@ -121,6 +122,15 @@ class ConfigModel(_Strict):
     @classmethod
     def _table(cls, value: str) -> str:
         check_table_name(value)
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        from cryomigrate.formats import names
+
+        if value not in names():
+            raise ValueError(f"unknown format '{value}'; one of {', '.join(names())}")
         return value
 
     @field_validator("defaults")

@@ -100,9 +100,9 @@ def scan_all(folder: Path) -> tuple[list[MigrationFile], list[str]]:
     return found.files, found.problems
 
 
-def scan_project(folder: Path) -> Scan:
+def scan_project(folder: Path, format: str = "cryomigrate") -> Scan:
     """Versioned and repeatable migrations; any problem in the folder is an error."""
-    found = scan_folder(folder)
+    found = scan_folder(folder, format)
     if found.problems:
         raise MigrationFileError("; ".join(found.problems))
     return found
@@ -125,12 +125,17 @@ class _Listing:
     too_large: list[str] = field(default_factory=list)
 
 
-def scan_folder(folder: Path) -> Scan:
+def scan_folder(folder: Path, format: str = "cryomigrate") -> Scan:
     """Every well-named migration in ``folder``, sorted, and every problem found there.
 
     ``validate`` reports all the problems at once; a run stops on them (``scan``). Only a
-    missing folder raises here, since then there is nothing else to look at.
+    missing folder raises here, since then there is nothing else to look at. A folder
+    written for another tool (``format:``, DESIGN §9.1) is read by that format's reader.
     """
+    if format != "cryomigrate":
+        from cryomigrate.formats import scan as scan_format
+
+        return scan_format(format, folder)
     if not folder.is_dir():
         raise MigrationFileError(
             f"migrations folder {folder} does not exist; create it or set 'migrations:' "

@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 from cryomigrate import sqlscript, templating
 from cryomigrate.discovery import MigrationFile, checksum_of
 from cryomigrate.errors import MigrationFailed, MigrationFileError
+from cryomigrate.formats.base import ForeignFile
 from cryomigrate.migration_conn import MigrationConnection
 from cryomigrate.sqlscript import Script
 
@@ -111,6 +112,10 @@ class PythonMigration:
 def load(file: MigrationFile, *, environment: str, vars: dict[str, Any],
          content: bytes | None = None) -> Migration:
     """``content`` is the file's bytes when the caller has read them already."""
+    if isinstance(file, ForeignFile):  # a folder written for another tool (DESIGN §9.1)
+        from cryomigrate.formats import load_foreign
+
+        return load_foreign(file, content)
     if content is None:
         content = file.read_bytes()
     checksum = checksum_of(content)

@@ -50,6 +50,22 @@ class Version(_TextParam):
         return text
 
 
+class TableName(_TextParam):
+    """A table name, optionally schema-qualified, checked as ``history_table`` is."""
+
+    name = "table"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        from cryomigrate.configvalues import check_table_name
+
+        try:
+            check_table_name(str(value))
+        except ValueError as exc:
+            self.fail(f"'{value}' {exc}", param, ctx)
+        return str(value)
+
+
 class Count(_IntParam):
     """A whole number of migrations or entries, 1 or more."""
 

@@ -85,6 +85,9 @@ def new_migration(name: str, *, sql: bool = False, config: PathLike = None,
     # strict_vars=False: only the folder is needed, never the database URL's secrets.
     env = load_config(config).environment(environment, strict_vars=False)
     folder = env.migrations_dir
+    if env.format != "cryomigrate":  # another tool's folder is named as that tool names it
+        raise InputError(f"the migrations folder is in {env.format}'s format (format: in "
+                         f"environments.yaml); create the file as {env.format} names them")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

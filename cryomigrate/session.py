@@ -51,7 +51,7 @@ def resolve_environment(config: PathLike, environment: EnvironmentRef, *,
 
 def open_project(config: PathLike = None, environment: EnvironmentRef = None) -> Project:
     env = resolve_environment(config, environment)
-    found = scan_project(env.migrations_dir)
+    found = scan_project(env.migrations_dir, env.format)
     return Project(env, found.files, found.repeatables)
 
 

@@ -26,7 +26,7 @@ def validate(config_path: PathLike = None, environment: EnvironmentRef = None
              ) -> ValidateResult:
     config = load_config(config_path)
     env = resolve_environment(config_path, environment, strict_vars=False)
-    scanned = scan_folder(env.migrations_dir)
+    scanned = scan_folder(env.migrations_dir, env.format)
     files = scanned.files
     findings = [Finding("error", problem) for problem in scanned.problems]
     # Repeatables are loaded (and templates rendered for every environment) like the

@@ -1,0 +1,88 @@
+"""Migration folders written for other tools, read as those tools read them (DESIGN §9.1).
+
+One module per format, each with two functions: ``scan(folder) -> Scan`` (which files are
+migrations, with their versions, pairs and problems) and ``sections(file, text, down) ->
+Sections`` (the SQL each direction runs, byte for byte, and whether in a transaction).
+A format's name is its module's name with ``-`` for ``_``: adding a format is adding one
+module here. Modules are imported only when their format is used, so the default format
+pays nothing for the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from cryomigrate.errors import ConfigError, MigrationFileError
+from cryomigrate.formats.base import ForeignFile, Sections, split_pair
+
+if TYPE_CHECKING:
+    from cryomigrate.discovery import Scan
+    from cryomigrate.loader import SqlMigration
+
+DEFAULT = "cryomigrate"
+_NOT_FORMATS = {"base"}
+
+
+def names() -> tuple[str, ...]:
+    """Every format there is: one per module of this package."""
+    import pkgutil
+
+    found = [info.name for info in pkgutil.iter_modules(__path__)
+             if info.name not in _NOT_FORMATS]
+    return tuple(sorted(name.replace("_", "-") for name in found))
+
+
+def reader(name: str) -> ModuleType:
+    if name not in names():
+        raise ConfigError(f"unknown migrations format '{name}'; formats: {', '.join(names())}")
+    return importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
+
+
+def scan(name: str, folder: Path) -> Scan:
+    found: Scan = reader(name).scan(folder)
+    return found
+
+
+def load_foreign(file: ForeignFile, content: bytes | None = None) -> SqlMigration:
+    """A file of another tool's folder as a SQL migration: its sections, prepared as
+    cryomigrate's own are (a user's BEGIN/COMMIT in a transactional one is not sent)."""
+    from cryomigrate import sqlscript
+    from cryomigrate.discovery import checksum_of
+    from cryomigrate.loader import SqlMigration
+
+    if content is None:
+        content = file.read_bytes()
+    up, down = split_pair(file, content)
+    text = _decode(file.label, up)
+    down_text = _decode(file.companion_label, down) if down is not None else None
+    sections: Sections = reader(file.format).sections(file, text, down_text)
+    notices: list[str] = []
+    tx = sections.transactional
+    apply = sqlscript.prepare(sections.apply.text, origin=sections.apply.origin,
+                              first_line=sections.apply.first_line, transactional=tx,
+                              notice=notices.append)
+    rollback = None
+    if sections.rollback is not None:
+        rollback = sqlscript.prepare(sections.rollback.text, origin=sections.rollback.origin,
+                                     first_line=sections.rollback.first_line,
+                                     transactional=tx)
+    return SqlMigration(file, checksum_of(content), file.name.replace("_", " "), tx, apply,
+                        rollback, tuple(notices))
+
+
+def _decode(label: str, content: bytes) -> str:
+    if b"\x00" in content:
+        line = content[: content.index(b"\x00")].count(b"\n") + 1
+        raise MigrationFileError(
+            f"{label} line {line}: contains a NUL byte (\\x00), which a migration cannot "
+            "hold; nothing was sent to the database")
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = content[: exc.start].count(b"\n") + 1
+        raise MigrationFileError(
+            f"{label} line {line}: not valid UTF-8 (byte 0x{content[exc.start]:02x}); save "
+            "the file as UTF-8") from None
