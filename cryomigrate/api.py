@@ -39,8 +39,10 @@ from cryomigrate.tracker import Tracker, now
 
 if TYPE_CHECKING:  # loading and running are imported only when there is work to do
     from cryomigrate.adopt import AdoptResult
+    from cryomigrate.lint import LintResult
     from cryomigrate.loader import Direction, Migration
     from cryomigrate.runner import Progress
+    from cryomigrate.snapshot import SnapshotCheck
 
 Version = str | int | None
 
@@ -111,6 +113,12 @@ def _run(direction: Direction, project: Project, plan: Planner, *, dry_run: bool
                                                  env, files)
         _warn(progress, warnings)
         migrations = [_load(f, env, reversible=direction == "rollback") for f in files]
+        if direction == "apply":  # lint, destructive and promotion policies (DESIGN 10)
+            from cryomigrate.preflight import before_apply
+
+            found, confirm = before_apply(env, backend.dialect, migrations, dry_run=dry_run,
+                                          confirm=confirm, progress=progress)
+            warnings = warnings + found
         if dry_run:
             return _preview(env, direction, migrations, warnings)
         verb = "apply" if direction == "apply" else "roll back"
@@ -328,3 +336,56 @@ def new_migration(name: str, *, sql: bool = False, config: PathLike = None,
 
     return scaffold(name, sql=sql, config=config, environment=environment,
                     repeatable=repeatable)
+
+
+# -- production safety (DESIGN 10) -------------------------------------------------------
+
+def lint(environment: EnvironmentRef = None, *, config: PathLike = None,
+         all_migrations: bool = False) -> LintResult:
+    """Lint the pending migrations' SQL (every migration with ``all_migrations``) as
+    rendered for the environment; PolicyRefused (with the result) when the environment's
+    policies refuse what was found."""
+    from cryomigrate.lint import LintResult, lint_migrations
+
+    project = open_project(config, environment)
+    env = project.env
+    with connect(env, read_only=True) as (backend, tracker):
+        files = list(project.files)
+        if all_migrations:
+            files += project.repeatables
+        else:
+            history = tracker.read_all()
+            files = [f for f in files if f.version not in history]
+            files += repeatables.to_apply(project.repeatables, project.files, tracker, env,
+                                          files)
+        dialect = backend.dialect
+    migrations = [_load(f, env, reversible=False) for f in files]
+    found = lint_migrations(env, dialect, migrations, use_squawk=True, require_squawk=True)
+    refused = policies.lint_refusals(env, len(found.findings), found.destructive)
+    result = LintResult(found.environment, found.findings, found.destructive, found.notes,
+                        tuple(refused))
+    if refused:
+        from cryomigrate.errors import PolicyRefused
+
+        raise PolicyRefused("; ".join(refused), result=result)
+    return result
+
+
+def verify(environment: EnvironmentRef = None, *, config: PathLike = None,
+           progress: Progress | None = None) -> SnapshotCheck:
+    """Apply, roll back, compare and re-apply every migration on a scratch database."""
+    from cryomigrate.snapshot.verify import verify as run_verify
+
+    project = open_project(config, environment)
+    migrations = [_load(f, project.env, reversible=False) for f in project.files]
+    return run_verify(project.env, migrations, progress)
+
+
+def drift(environment: EnvironmentRef = None, *, config: PathLike = None) -> SnapshotCheck:
+    """Replay the applied migrations on a scratch database and compare its schema with the
+    environment's; writes nothing to the environment."""
+    from cryomigrate.snapshot.drift import drift as run_drift
+
+    project = open_project(config, environment)
+    return run_drift(project.env, project.files, project.repeatables,
+                     lambda f: _load(f, project.env, reversible=False))

@@ -438,6 +438,47 @@ def adopt(ctx: click.Context, tool: str, table: str | None, dry_run: bool, env: 
           f"({r.table}) as applied" + "".join(f"\n  {label}" for label in r.adopted))
 
 
+@main.command()
+@click.option("--all", "all_migrations", is_flag=True,
+              help="Lint every migration, not only the pending ones.")
+@common_options
+@click.pass_context
+def lint(ctx: click.Context, all_migrations: bool, env: str | None, fmt: str) -> None:
+    """Lint the SQL of pending migrations with squawk and cryomigrate's own rules."""
+    from cryomigrate import api
+    from cryomigrate.lint import render
+
+    _begin(ctx, fmt, env)
+    ctx.obj["render_partial"] = render
+    _emit(fmt, api.lint(env, config=ctx.obj["config"], all_migrations=all_migrations), render)
+
+
+@main.command()
+@common_options
+@click.pass_context
+def verify(ctx: click.Context, env: str | None, fmt: str) -> None:
+    """Apply, roll back and re-apply each migration on a scratch database, comparing."""
+    from cryomigrate import api
+    from cryomigrate.snapshot import render
+
+    _begin(ctx, fmt, env)
+    ctx.obj["render_partial"] = render
+    _emit(fmt, api.verify(env, config=ctx.obj["config"]), render)
+
+
+@main.command()
+@common_options
+@click.pass_context
+def drift(ctx: click.Context, env: str | None, fmt: str) -> None:
+    """Compare the database's schema with its applied migrations replayed elsewhere."""
+    from cryomigrate import api
+    from cryomigrate.snapshot import render
+
+    _begin(ctx, fmt, env)
+    ctx.obj["render_partial"] = render
+    _emit(fmt, api.drift(env, config=ctx.obj["config"]), render)
+
+
 @main.command("supabase-setup")
 def supabase_setup() -> None:
     """Print the SQL of cryomigrate's functions for the Supabase HTTP API (run it once)."""

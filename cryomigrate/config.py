@@ -35,6 +35,9 @@ class Policies:
     allow_rollback: bool = True
     allow_modified: bool = False
     allow_out_of_order: bool = False
+    lint: str = "warn"  # off | warn | refuse (DESIGN 10.1)
+    destructive: str = "allow"  # allow | confirm | refuse
+    require_applied_in: str | None = None  # an environment that must have applied it first
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Environment:
     service_key: str | None = None
     supabase_history: bool = False
     after_run: str | None = None
+    lock_retries: int = 0
+    scratch_setup: Path | None = None  # SQL run on a scratch database first (verify, drift)
     format: str = "cryomigrate"  # whose folder layout migrations_dir has (DESIGN 9.1)
     policies: Policies = Policies()
     vars: dict[str, Any] = field(default_factory=dict)
@@ -166,7 +171,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 def _merge(defaults: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for key in ("database", "lock_timeout", "statement_timeout", "pooler", "service_key",
-                "supabase_history", "after_run"):
+                "supabase_history", "after_run", "lock_retries", "scratch_setup"):
         merged[key] = env[key] if env[key] is not None else defaults[key]
     merged["policies"] = {
         key: env["policies"][key] if env["policies"][key] is not None else value
@@ -238,6 +243,9 @@ def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Envir
         service_key=_service_key(config, name, database, data.get("service_key")),
         supabase_history=bool(data.get("supabase_history")),
         after_run=data.get("after_run"),
+        lock_retries=data.get("lock_retries") or 0,
+        scratch_setup=(config.path.parent / data["scratch_setup"]).resolve()
+        if data.get("scratch_setup") else None,
         policies=Policies(**{k: v for k, v in data["policies"].items() if v is not None}),
         vars=data["vars"],
     )

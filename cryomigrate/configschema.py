@@ -47,6 +47,10 @@ class PoliciesModel(_Strict):
     allow_rollback: bool | None = None
     allow_modified: bool | None = None
     allow_out_of_order: bool | None = None
+    # Production safety (DESIGN 10): lint findings, destructive statements, promotion.
+    lint: Literal["off", "warn", "refuse"] | None = None
+    destructive: Literal["allow", "confirm", "refuse"] | None = None
+    require_applied_in: str | None = None
 
 
 def _fleet_url(value: str) -> str:
@@ -64,6 +68,8 @@ class EnvironmentModel(_Strict):
     service_key: str | None = None  # the Supabase HTTP API (DESIGN 8.1)
     supabase_history: bool | None = None  # the Supabase CLI's table kept in step (8.2)
     after_run: str | None = None  # SQL run after a run that changed something (8.3)
+    lock_retries: int | None = None  # retries of a migration failing on lock_timeout (10.2)
+    scratch_setup: str | None = None  # SQL file run on verify/drift's scratch database
     # A fleet (DESIGN 11): these instead of database; the file is read when used.
     databases: list[Annotated[str, AfterValidator(_fleet_url)]] | None = None
     databases_file: str | None = None
@@ -84,6 +90,14 @@ class EnvironmentModel(_Strict):
     def _parallel(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
             raise ValueError(f"must be 1 or more (how many databases run at once), not "
+                             f"{value}")
+        return value
+
+    @field_validator("lock_retries")
+    @classmethod
+    def _retries(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= 100:
+            raise ValueError(f"must be from 0 to 100 (retries after a lock_timeout), not "
                              f"{value}")
         return value
 
@@ -140,6 +154,18 @@ class ConfigModel(_Strict):
             raise ValueError("databases and databases_file name a fleet, so they belong "
                              "to an environment, not to defaults")
         return value
+
+    @model_validator(mode="after")
+    def _promotion_source(self) -> ConfigModel:
+        """``require_applied_in`` names another defined environment: a typo must not
+        turn the promotion gate into a gate that nothing passes, or none at all."""
+        for name, env in [("defaults", self.defaults), *self.environments.items()]:
+            source = env.policies.require_applied_in
+            if source is not None and (source not in self.environments or source == name):
+                raise ValueError(
+                    f"{name}.policies.require_applied_in: '{source}' must name another "
+                    f"environment of this file ({', '.join(self.environments)})")
+        return self
 
     @field_validator("environments")
     @classmethod

@@ -33,8 +33,12 @@ if TYPE_CHECKING:
 
 MARKERS = ("apply", "rollback", "no-transaction")
 _MENTION = re.compile(r"(?i)cryomigrate[ \t]*:")
-_MARKER_LINE = re.compile(r"[ \t]*--[ \t]*cryomigrate:(apply|rollback|no-transaction)[ \t]*\r?")
-_KNOWN = ", ".join(f"-- cryomigrate:{name}" for name in MARKERS)
+# ``lint-ignore`` waives lint rules for the file (DESIGN 10.1): one or more rule names in
+# lower case; it is no section marker, so sections never end at it.
+_LINT_IGNORE = "lint-ignore"
+_MARKER_LINE = re.compile(r"[ \t]*--[ \t]*cryomigrate:(apply|rollback|no-transaction"
+                          r"|lint-ignore(?:[ \t]+[a-z0-9][a-z0-9-]*)+)[ \t]*\r?")
+_KNOWN = ", ".join(f"-- cryomigrate:{name}" for name in (*MARKERS, "lint-ignore <rule>..."))
 _LINE_BACKSLASH = re.compile(r"(?m)^[ \t]*\\")
 _STDIN = re.compile(r"(?i)\bstdin\b")
 _COPY_FROM_STDIN = re.compile(r"(?i)(?:^|;)\s*(COPY\b[^;]*?\bFROM\s+STDIN)\b")
@@ -161,7 +165,7 @@ class _Marker:
 
 
 def parse_sections(text: str, origin: str) -> Sections:
-    markers = check_text(text, origin)
+    markers = [m for m in check_text(text, origin) if not m.name.startswith(_LINT_IGNORE)]
     transactional = True
     sections: dict[str, tuple[str, int]] = {}
     for index, marker in enumerate(markers):
@@ -191,6 +195,12 @@ def parse_sections(text: str, origin: str) -> Sections:
         raise MigrationFileError(f"{origin}: has sections but no -- cryomigrate:apply")
     rollback_text, rollback_line = sections.get("rollback", (None, 0))
     return Sections(*sections["apply"], rollback_text, rollback_line, transactional)
+
+
+def lint_waivers(text: str, origin: str) -> dict[str, int]:
+    """The rules a file's ``-- cryomigrate:lint-ignore`` lines waive, with each one's line."""
+    return {rule: marker.line for marker in check_text(text, origin)
+            if marker.name.startswith(_LINT_IGNORE) for rule in marker.name.split()[1:]}
 
 
 def check_text(text: str, origin: str) -> list[_Marker]:

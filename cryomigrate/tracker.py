@@ -156,6 +156,12 @@ class Tracker:
     def exists(self) -> bool:
         return self.backend.table_exists(self._table_name)
 
+    def own_tables(self) -> tuple[str, ...]:
+        """The tables cryomigrate keeps (as configured, schema-qualified or not): a schema
+        snapshot leaves them out, since they differ wherever history does."""
+        name = self._table_name
+        return (name, name + "_journal", name + "_repeatable")
+
     def ensure_tables(self, tx: Transaction) -> None:
         """Create both tables if missing, with ``tx`` holding the run lock so creation
         cannot race; on PostgreSQL only their owner can touch them."""

@@ -19,7 +19,7 @@ from tests.conftest import Project
 
 def table_sql(name: str) -> str:
     """A reversible SQL migration creating table ``name``."""
-    return (f"-- cryomigrate:apply\nCREATE TABLE {name} (id INTEGER PRIMARY KEY);\n"
+    return (f"-- cryomigrate:apply\nCREATE TABLE {name} (id BIGINT PRIMARY KEY);\n"
             f"-- cryomigrate:rollback\nDROP TABLE {name};\n")
 
 
