@@ -289,7 +289,7 @@ FAILURES: list[tuple[str, Callable[[Project], None], tuple[str, ...], int]] = [
     *[("config twice", _nothing, (*c, "--config", "/no/such.yaml"), 2) for c in COMMANDS],
     *[("unknown option", _nothing, (*c, "--bogus"), 2) for c in COMMANDS],
     ("missing name", _nothing, ("new",), 2),
-    ("bad name", _nothing, ("new", "add-x"), 2),
+    ("bad name", _nothing, ("new", "!?"), 2),
     ("missing version", _nothing, ("baseline",), 2),
     ("bad target", _nothing, ("apply", "--target", "5x"), 2),
     ("target past the end", _nothing, ("apply", "--target", "9"), 2),
