@@ -52,6 +52,12 @@ class PoliciesModel(_Strict):
     destructive: Literal["allow", "confirm", "refuse"] | None = None
     require_applied_in: str | None = None
 
+    @field_validator("lint", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        # YAML reads an unquoted `off` as false: `lint: off` is how DESIGN spells it.
+        return "off" if value is False else value
+
 
 def _fleet_url(value: str) -> str:
     # A URL that still holds ${VAR} is checked once resolved, for the environment in use.

@@ -9,6 +9,7 @@ non-transactional migration runs with no transaction (and no lock) open at all; 
 
 from __future__ import annotations
 
+import random
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -100,6 +101,52 @@ class Runner:
         # What the server says while the migration runs (RAISE NOTICE in a backfill) is
         # the user's to see, named by the migration it came from.
         self.backend.on_notice = lambda text: notice(f"{label}: {text}")
+        try:
+            ran, clock = self._with_lock_retries(state, migration, conn)
+        finally:
+            self.backend.on_notice = None
+        if not ran:
+            state.skipped.append(label)
+            self._progress("skip", migration)
+            return
+        file = migration.file
+        run = MigrationRun(None if file.repeatable else file.version_text, file.name,
+                           file.kind, _elapsed_ms(clock), description=migration.description,
+                           repeatable=file.repeatable)
+        state.done.append(run)
+        self._progress("done", run)
+
+    def _with_lock_retries(self, state: _Run, migration: Migration,
+                           conn: MigrationConnection) -> tuple[bool, float]:
+        """lock_retries (DESIGN 10.2): a transactional migration that failed on the
+        environment's lock_timeout (SQLSTATE 55P03) was rolled back, so it is tried again
+        after a growing, jittered pause; each attempt is journaled by ``_attempt``. The run
+        lock waiting past --lock-wait is LockTimeout, never retried."""
+        retries = self.env.lock_retries if self._atomic(migration) else 0
+        for attempt in range(retries + 1):
+            try:
+                return self._attempt(state, migration, conn)
+            except MigrationFailed as exc:
+                if not _lock_timed_out(exc):
+                    raise
+                if attempt == retries:
+                    if retries:
+                        raise MigrationFailed(
+                            f"{exc} -- gave up after {retries + 1} attempts "
+                            f"(lock_retries: {retries}); another session holds a lock the "
+                            "migration needs for longer than lock_timeout allows") from exc
+                    raise
+                pause = _retry_pause(attempt)
+                self._progress("warning", f"{migration.file.label}: lock_timeout, rolled "
+                               f"back; retrying in {pause:.1f}s (attempt {attempt + 2} of "
+                               f"{retries + 1})")
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    def _attempt(self, state: _Run, migration: Migration,
+                 conn: MigrationConnection) -> tuple[bool, float]:
+        """Run the migration once; any failure is journaled. Whether it ran (False: another
+        run did it first) and when it started."""
         started_at, clock = now(), time.perf_counter()
         try:
             with _stdout_to_stderr():
@@ -107,6 +154,7 @@ class Runner:
                        if self._atomic(migration)
                        else self._outside_transaction(state.direction, migration, conn,
                                                       started_at, clock))
+            return ran, clock
         except LockTimeout:
             raise  # nothing was attempted
         except MigrationFailed as exc:
@@ -126,18 +174,6 @@ class Runner:
             message = _interrupted(migration)
             self._journal_failure(state.direction, migration, started_at, clock, message)
             raise Interrupted(message, result=self._result(state)) from exc
-        finally:
-            self.backend.on_notice = None
-        if not ran:
-            state.skipped.append(label)
-            self._progress("skip", migration)
-            return
-        file = migration.file
-        run = MigrationRun(None if file.repeatable else file.version_text, file.name,
-                           file.kind, _elapsed_ms(clock), description=migration.description,
-                           repeatable=file.repeatable)
-        state.done.append(run)
-        self._progress("done", run)
 
     def _transactional(self, direction: Direction, migration: Migration,
                        conn: MigrationConnection, started_at: str) -> bool:
@@ -196,7 +232,8 @@ class Runner:
                 _execute(direction, migration, conn)
         except MigrationFailed as exc:
             raise MigrationFailed(
-                f"{exc} -- it ran outside a transaction, so it is now marked dirty; check "
+                f"{exc}{self._left_invalid()} -- it ran outside a transaction, so it is now "
+                "marked dirty; check "
                 f"what the database holds, then run {settle_dirty(file.version_text)}"
             ) from exc
         guard = self.tracker.guard(file.version, applied=True, state="dirty")
@@ -217,6 +254,20 @@ class Runner:
                     "(repaired by hand?); check the database, then run "
                     f"{settle_dirty(file.version_text)}")
         return True
+
+    def _left_invalid(self) -> str:
+        """After a non-transactional failure: the INVALID indexes a failed CREATE INDEX
+        CONCURRENTLY leaves behind (PostgreSQL keeps them, and a retry then fails on the
+        name), with how to drop them."""
+        from cryomigrate.snapshot.catalog import invalid_indexes
+
+        try:
+            names = invalid_indexes(self.backend)
+        except CryomigrateError:
+            return ""  # the connection may be gone; the migration's own error matters
+        return "".join(f"; it left the INVALID index {name} behind (a failed CREATE INDEX "
+                       f"CONCURRENTLY); drop it with `DROP INDEX CONCURRENTLY IF EXISTS "
+                       f"{name};` before running it again" for name in names)
 
     def _claim(self, direction: Direction, migration: Migration) -> bool:
         """Mark a non-transactional migration dirty before it runs; False if already done.
@@ -345,6 +396,28 @@ def _execute(direction: Direction, migration: Migration, conn: MigrationConnecti
         raise MigrationFailed(
             _prefixed(migration, f"{direction}() raised {type(exc).__name__}: {exc}")
         ) from exc
+
+
+_LOCK_NOT_AVAILABLE = "55P03"
+_RETRY_PAUSE_S = 0.5  # the first pause; each one after doubles, up to the cap
+_RETRY_PAUSE_CAP_S = 30.0
+
+
+def _lock_timed_out(exc: BaseException) -> bool:
+    """Whether a statement of the migration failed on lock_timeout (SQLSTATE 55P03), as
+    the backend's QueryError says somewhere down the chain of causes."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def _retry_pause(attempt: int) -> float:
+    """Growing and jittered, so that runs retrying against one busy table spread out."""
+    ceiling = min(_RETRY_PAUSE_CAP_S, _RETRY_PAUSE_S * 2.0 ** attempt)
+    return ceiling * random.uniform(0.5, 1.0)
 
 
 def _explained(exc: CryomigrateError) -> str:

@@ -257,6 +257,8 @@ class PostgresBackend:
         else:
             reason = _compose(sqlstate, diag.message_primary or _one_line(str(exc)),
                               diag.message_detail, diag.message_hint)
+            if sqlstate == _LOCK_NOT_AVAILABLE:
+                reason += _blocked_on(diag.context)
         if item.script is None:
             return QueryError(f"{item.where}: {reason}" if item.where else reason,
                               sqlstate=sqlstate)
@@ -395,6 +397,13 @@ def _compose(sqlstate: str, primary: str, detail: str | None, hint: str | None) 
                  "non-transactional with a `-- cryomigrate:no-transaction` line at the top "
                  "(SQL) or `transactional = False` (Python)")
     return text
+
+
+def _blocked_on(context: str | None) -> str:
+    """The relation a lock_timeout waited for, when the server says it (a row lock's
+    CONTEXT names it; a table lock's error does not)."""
+    found = re.search(r'relation "([^"]+)"', context or "")
+    return f"; it was waiting for a lock on relation {found[1]}" if found else ""
 
 
 def _one_line(text: str) -> str:

@@ -183,3 +183,21 @@ def _attributes(row: dict[str, Any]) -> dict[str, str]:
     if "sql" in values:  # SQLite keeps the text as written: compare it modulo spacing
         values["sql"] = " ".join(values["sql"].split())
     return values
+
+
+# Indexes a failed CREATE INDEX CONCURRENTLY left behind: marked invalid, and no build of
+# one is in progress on their table (another session's build is invalid until it ends).
+_INVALID_INDEXES = """SELECT pg_catalog.quote_ident(n.nspname) || '.'
+        || pg_catalog.quote_ident(c.relname) AS name
+    FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indexrelid
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE NOT x.indisvalid AND NOT EXISTS (SELECT 1 FROM
+        pg_catalog.pg_stat_progress_create_index p WHERE p.relid = x.indrelid)
+    ORDER BY 1"""
+
+
+def invalid_indexes(backend: Backend) -> list[str]:
+    """The INVALID indexes of a PostgreSQL database, schema-qualified and quoted."""
+    if backend.dialect != "postgresql":
+        return []
+    return [str(row["name"]) for row in backend.query(_INVALID_INDEXES).data]

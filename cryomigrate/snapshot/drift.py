@@ -16,7 +16,7 @@ from cryomigrate.loader import Migration
 from cryomigrate.session import connect
 from cryomigrate.snapshot import Snapshot, SnapshotCheck, compare
 from cryomigrate.snapshot.catalog import take
-from cryomigrate.snapshot.scratch import run_setup, scratch_environment
+from cryomigrate.snapshot.scratch import scratch_environment
 
 
 def drift(env: Environment, files: Sequence[MigrationFile],
@@ -46,7 +46,6 @@ def _replayed(env: Environment, migrations: list[Migration]) -> Snapshot:
     from cryomigrate.runner import Runner
 
     with scratch_environment(env) as scratch, connect(scratch) as (backend, tracker):
-        run_setup(scratch, backend)
         try:
             Runner(backend, tracker, scratch).run("apply", migrations)
         except CryomigrateError as exc:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from cryomigrate.backends import Backend, ConnectOptions, open_backend
+from cryomigrate.backends import ConnectOptions, open_backend
 from cryomigrate.config import Environment
 from cryomigrate.errors import InputError
 from cryomigrate.sqlscript import prepare
@@ -33,7 +33,9 @@ def scratch_environment(env: Environment) -> Iterator[Environment]:
     if env.database.split(":", 1)[0].lower() == "sqlite":
         folder = tempfile.mkdtemp(prefix="cryomigrate-scratch-")
         try:
-            yield replace(env, database=f"sqlite:///{Path(folder).resolve()}/scratch.db")
+            scratch = replace(env, database=f"sqlite:///{Path(folder).resolve()}/scratch.db")
+            _setup(scratch)
+            yield scratch
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return
@@ -44,7 +46,9 @@ def scratch_environment(env: Environment) -> Iterator[Environment]:
     _admin(env, f'CREATE DATABASE "{name}"')
     try:
         parts = urlsplit(env.database)
-        yield replace(env, database=urlunsplit(parts._replace(path="/" + name)))
+        scratch = replace(env, database=urlunsplit(parts._replace(path="/" + name)))
+        _setup(scratch)
+        yield scratch
     finally:
         _admin(env, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -57,13 +61,18 @@ def _admin(env: Environment, statement: str) -> None:
         backend.close()
 
 
-def run_setup(env: Environment, backend: Backend) -> None:
+def _setup(env: Environment) -> None:
     """The environment's ``scratch_setup`` SQL (e.g. a Supabase stub), statement by
-    statement outside a transaction, before anything is replayed."""
+    statement outside a transaction, on a connection of its own: what it sets for the
+    database (``ALTER DATABASE ... SET search_path``) holds only for later connections."""
     if env.scratch_setup is None:
         return
     try:
         text = env.scratch_setup.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise InputError(f"scratch_setup: cannot read {env.scratch_setup}: {exc}") from None
-    backend.run_script(prepare(text, origin=env.scratch_setup.name, transactional=False))
+    backend = open_backend(env.database, ConnectOptions(base_dir=env.root))
+    try:
+        backend.run_script(prepare(text, origin=env.scratch_setup.name, transactional=False))
+    finally:
+        backend.close()

@@ -17,7 +17,7 @@ from cryomigrate.loader import Migration
 from cryomigrate.session import connect
 from cryomigrate.snapshot import SnapshotCheck, Step, compare
 from cryomigrate.snapshot.catalog import take
-from cryomigrate.snapshot.scratch import run_setup, scratch_environment
+from cryomigrate.snapshot.scratch import scratch_environment
 
 Progress = Callable[[str, Any], None]
 
@@ -29,7 +29,6 @@ def verify(env: Environment, migrations: Sequence[Migration],
     steps: list[Step] = []
     notes: list[str] = []
     with scratch_environment(env) as scratch, connect(scratch) as (backend, tracker):
-        run_setup(scratch, backend)
         with backend.transaction(lock=True) as tx:  # before the first snapshot
             tracker.ensure_tables(tx)
         runner = Runner(backend, tracker, scratch)

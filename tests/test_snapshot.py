@@ -1,0 +1,206 @@
+"""Issue 12, item 3: verify, drift and the promotion gate, on real databases; and the
+cryoprotect corpus through lint and verify."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLUSTER_WIDE, PG_ADMIN_URL, PgDatabase, Project, corpus_dir
+from tests.helpers_core import assert_clean_exit, execute, json_doc
+
+
+@pytest.fixture(autouse=True)
+def _own_scratch_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scratch databases named for this test alone: under pytest-xdist other tests make
+    and drop theirs meanwhile."""
+    from cryomigrate.snapshot import scratch
+
+    monkeypatch.setattr(scratch, "PREFIX", f"cryomigrate_scratch_{uuid.uuid4().hex[:8]}_")
+
+
+def _scratch_databases() -> list[str]:
+    import psycopg
+
+    from cryomigrate.snapshot import scratch
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        return [r[0] for r in admin.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+            (scratch.PREFIX,))]
+
+
+def _good(project: Project) -> None:
+    project.add("001_users.sql", """-- cryomigrate:apply
+        CREATE TABLE users (id BIGINT PRIMARY KEY, email TEXT NOT NULL DEFAULT '');
+        CREATE INDEX users_email ON users (email);
+        -- cryomigrate:rollback
+        DROP TABLE users;
+        """)
+    project.add("002_view.sql", """-- cryomigrate:apply
+        CREATE VIEW emails AS SELECT email FROM users;
+        -- cryomigrate:rollback
+        DROP VIEW emails;
+        """)
+    project.add("003_seed.py", "def apply(conn, environment):\n"
+                               "    conn.sql(\"INSERT INTO users VALUES (1, 'a')\").execute()\n")
+
+
+def test_verify_passes_a_correct_folder(project: Project) -> None:
+    _good(project)
+    result = project.cli("verify", "--format", "json")
+    assert_clean_exit(result, 0)
+    doc = json_doc(result)
+    assert [(m["migration"], m["outcome"]) for m in doc["migrations"]] == [
+        ("001_users.sql", "ok"), ("002_view.sql", "ok"), ("003_seed.py", "irreversible")]
+    assert doc["differences"] == []
+    assert project.tables() == set()  # the environment's own database is untouched
+    if project.dialect == "postgresql":
+        assert _scratch_databases() == []
+
+
+def test_verify_names_the_migration_and_what_its_rollback_leaves(project: Project) -> None:
+    _good(project)
+    project.add("004_leaky.sql", """-- cryomigrate:apply
+        CREATE TABLE audit (id BIGINT);
+        CREATE INDEX audit_id ON audit (id);
+        ALTER TABLE users ADD COLUMN nickname TEXT;
+        -- cryomigrate:rollback
+        DROP TABLE audit;
+        """)
+    project.add("005_never.sql", "-- cryomigrate:apply\nCREATE TABLE later (id BIGINT);\n"
+                                 "-- cryomigrate:rollback\nDROP TABLE later;\n")
+    result = project.cli("verify")
+    assert_clean_exit(result, 4)
+    assert "004_leaky.sql: its rollback does not restore the schema" in result.stderr
+    column = ("column public.users.nickname" if project.dialect == "postgresql"
+              else "table users")
+    assert re.search(rf"{re.escape(column)}: .*", result.stdout), result.stdout
+    assert "005_never" not in result.stdout
+    doc = json_doc(project.cli("verify", "--format", "json"))
+    assert doc["migration"] == "004_leaky.sql"
+    assert {d["object"] for d in doc["differences"]} == {column}
+    if project.dialect == "postgresql":
+        assert _scratch_databases() == []
+
+
+def test_verify_names_a_failing_migration(sqlite_project: Project) -> None:
+    sqlite_project.add("001_bad.sql", "CREATE TABLE t (id BIGINT);\nSELECT nothing FROM t;\n")
+    result = sqlite_project.cli("verify")
+    assert_clean_exit(result, 1)
+    assert "verify: apply of 001_bad.sql failed on the scratch database" in result.stderr
+
+
+def test_drift_finds_a_column_added_by_hand_and_nothing_else(project: Project) -> None:
+    _good(project)
+    assert_clean_exit(project.cli("apply"), 0)
+    clean = project.cli("drift")
+    assert_clean_exit(clean, 0)
+    assert "No drift" in clean.stdout
+    history = project.history()
+    execute(project, "ALTER TABLE users ADD COLUMN phone TEXT")
+    result = project.cli("drift", "--format", "json")
+    assert_clean_exit(result, 4)
+    differences = json_doc(result)["differences"]
+    if project.dialect == "postgresql":
+        assert differences == [{"object": "column public.users.phone",
+                                "what": "in the database, not made by its migrations"}]
+    else:  # SQLite keeps a table's CREATE statement: the table itself differs
+        assert [d["object"] for d in differences] == ["table users"]
+    assert project.history() == history  # drift wrote nothing there
+
+
+def _two_environments(project: Project, staging: str) -> None:
+    project.write_config(f"""
+        environments:
+          staging:
+            database: {staging}
+          production:
+            database: {project.url}
+            policies: {{require_applied_in: staging}}
+    """)
+
+
+def test_promotion_gate(pg_project: Project, tmp_path: Path) -> None:
+    _two_environments(pg_project, "sqlite:///staging.db")
+    pg_project.add("001_users.sql", "CREATE TABLE users (id BIGINT);\n")
+    refused = pg_project.cli("apply", "--env", "production")
+    assert_clean_exit(refused, 3)
+    assert "001_users.sql" in refused.stderr and "staging" in refused.stderr
+    assert pg_project.tables() == set()
+    assert_clean_exit(pg_project.cli("apply", "--env", "staging"), 0)
+    # The same file, changed after staging ran it, is refused again.
+    pg_project.add("001_users.sql", "CREATE TABLE users (id BIGINT, x TEXT);\n")
+    assert_clean_exit(pg_project.cli("apply", "--env", "production"), 3)
+    pg_project.add("001_users.sql", "CREATE TABLE users (id BIGINT);\n")
+    assert_clean_exit(pg_project.cli("apply", "--env", "production"), 0)
+    assert "users" in pg_project.tables()
+
+
+def test_promotion_gate_with_the_source_unreachable(sqlite_project: Project) -> None:
+    _two_environments(sqlite_project, "postgresql://nobody@127.0.0.1:1/none")
+    sqlite_project.add("001_users.sql", "CREATE TABLE users (id BIGINT);\n")
+    assert_clean_exit(sqlite_project.cli("apply", "--env", "production"), 6)
+    assert not (sqlite_project.root / "app.db").exists()
+
+
+@CLUSTER_WIDE
+def test_cryoprotect_corpus_lint_and_verify(pg_project: Project, pg_database: PgDatabase
+                                            ) -> None:
+    from tests.test_corpus import _cluster_restored
+
+    corpus = corpus_dir()
+    assert corpus is not None
+    pg_project.write_config(f"""
+        migrations: {corpus / 'cryoprotect'}
+        environments:
+          development:
+            database: {pg_project.url}
+            scratch_setup: {corpus / 'supabase_stub.sql'}
+    """)
+    lint = pg_project.cli("lint", "--format", "json")
+    assert_clean_exit(lint, 0)
+    findings = json_doc(lint)["findings"]
+    assert len({f["file"] for f in findings}) > 5
+    with _cluster_restored(pg_database):
+        result = pg_project.cli("verify", "--format", "json")
+    assert_clean_exit(result, 0)
+    steps = json_doc(result)["migrations"]
+    assert len(steps) == 14 and {s["outcome"] for s in steps} == {"irreversible"}
+    assert _scratch_databases() == []
+
+
+@pytest.mark.parametrize("key", ["scratch_setup: missing.sql"])
+def test_scratch_setup_missing_file(sqlite_project: Project, key: str) -> None:
+    sqlite_project.add("001_t.sql", "CREATE TABLE t (id BIGINT);\n")
+    sqlite_project.write_config(f"""
+        environments:
+          development:
+            database: sqlite:///app.db
+            {key}
+    """)
+    result = sqlite_project.cli("verify")
+    assert_clean_exit(result, 2)
+    assert "scratch_setup: cannot read" in result.stderr
+
+
+def test_ctrl_c_during_verify_drops_the_scratch_database(pg_project: Project,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    from cryomigrate import runner
+
+    _good(pg_project)
+    seen: list[str] = []
+
+    def interrupted(self: runner.Runner, direction: str, migrations: object) -> None:
+        seen.extend(_scratch_databases())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.Runner, "run", interrupted)
+    result = pg_project.cli("verify")
+    assert_clean_exit(result, 130)
+    assert len(seen) == 1  # it existed while verify ran
+    assert _scratch_databases() == []
