@@ -163,13 +163,14 @@ class ConfigModel(_Strict):
 
     @model_validator(mode="after")
     def _promotion_source(self) -> ConfigModel:
-        """``require_applied_in`` names another defined environment: a typo must not
-        turn the promotion gate into a gate that nothing passes, or none at all."""
+        """``require_applied_in`` names a defined environment: a typo must not turn the
+        promotion gate into one that nothing passes. (Naming itself, as an environment
+        inheriting the key from defaults does, gates nothing.)"""
         for name, env in [("defaults", self.defaults), *self.environments.items()]:
             source = env.policies.require_applied_in
-            if source is not None and (source not in self.environments or source == name):
+            if source is not None and source not in self.environments:
                 raise ValueError(
-                    f"{name}.policies.require_applied_in: '{source}' must name another "
+                    f"{name}.policies.require_applied_in: '{source}' must name an "
                     f"environment of this file ({', '.join(self.environments)})")
         return self
 

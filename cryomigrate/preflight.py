@@ -69,8 +69,8 @@ def check_promoted(env: Environment, migrations: Sequence[Migration]) -> None:
     """
     source = env.policies.require_applied_in
     versioned = [m for m in migrations if not m.file.repeatable]
-    if source is None or not versioned:
-        return
+    if source is None or source == env.name or not versioned:
+        return  # under defaults, the source environment itself inherits the key
     from cryomigrate.session import connect, resolve_environment
 
     other = resolve_environment(env.config_path, source)

@@ -93,7 +93,7 @@ def apply(conn, environment):
 def test_history_times_read_the_same_whatever_the_session_settings(pg_project: Project) -> None:
     # applied_at is read back as UTC text, so a role with another DateStyle or TimeZone
     # (set by a DBA, or by Supabase) sees the same status and history as everyone else.
-    pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    pg_project.add("001_a.sql", "CREATE TABLE a (id bigint);\n")  # nothing for lint to say
     assert pg_project.cli("apply").exit_code == 0
     plain = pg_project.cli("status", "--format", "json")
     import psycopg
@@ -294,7 +294,7 @@ def test_a_migrations_notices_reach_stderr_and_json(pg_project: Project) -> None
     import subprocess
     import sys
 
-    pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    pg_project.add("001_a.sql", "CREATE TABLE a (id bigint);\n")  # nothing for lint to say
     pg_project.add("002_b.sql", "DO $$ BEGIN RAISE NOTICE 'backfilled % rows', 42; END $$;\n")
     pg_project.add("003_c.py", "def apply(conn, environment):\n    conn.sql(\"DO $$ BEGIN "
                    "RAISE WARNING 'careful'; END $$\").execute()\n")

@@ -114,13 +114,15 @@ def test_drift_finds_a_column_added_by_hand_and_nothing_else(project: Project) -
 
 
 def _two_environments(project: Project, staging: str) -> None:
+    # Under defaults, as a team would write it: staging inherits it and is not gated.
     project.write_config(f"""
+        defaults:
+          policies: {{require_applied_in: staging}}
         environments:
           staging:
             database: {staging}
           production:
             database: {project.url}
-            policies: {{require_applied_in: staging}}
     """)
 
 
