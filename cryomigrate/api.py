@@ -289,11 +289,16 @@ def _load(file: MigrationFile, env: Environment, *, reversible: bool) -> Migrati
 
     migration = load(file, environment=env.name, vars=env.vars)
     if reversible and not migration.reversible:
-        how = ("has no rollback(conn, environment) function" if file.kind == "python"
-               else "has no -- cryomigrate:rollback section")
+        from cryomigrate.formats import missing_rollback
+        from cryomigrate.formats.base import ForeignFile
+
+        how, fix = ("has no rollback(conn, environment) function" if file.kind == "python"
+                    else "has no -- cryomigrate:rollback section"), "add a rollback"
+        if isinstance(file, ForeignFile):  # say what is missing in that tool's terms
+            how, fix = missing_rollback(file)
         raise MigrationFileError(
             f"{file.label} is irreversible: it {how}, so it cannot be rolled back; roll back "
-            f"to {file.version_text} or later, or add a rollback"
+            f"to {file.version_text} or later, or {fix}"
         )
     return migration
 

@@ -1,9 +1,11 @@
 """``cryomigrate adopt --from TOOL`` (DESIGN §9.2) on PostgreSQL.
 
 dbmate's history is written by the real dbmate (npm ``dbmate``, installed by .ci/run under
-$CRYOMIGRATE_PEERS_DIR). golang-migrate, goose and Flyway are not in the package
-registries this project can use, so their history tables are created here exactly as
-their sources create them on PostgreSQL, and say so where they do.
+$CRYOMIGRATE_PEERS_DIR), the Supabase CLI's by the real CLI (npm ``supabase``, found as in
+test_supabase_cli.py, run the same way: telemetry and update checks off, no Docker).
+golang-migrate, goose and Flyway are not in the package registries this project can use,
+so their history tables are created here exactly as their sources create them on
+PostgreSQL, and say so where they do.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tests.conftest import IN_CI, Project
 from tests.helpers_core import assert_clean_exit
 from tests.helpers_pg import execute
 from tests.test_formats import states, use_format
+from tests.test_supabase_cli import DEFAULT_CLI, QUIET
 
 PEERS = Path(os.environ.get("CRYOMIGRATE_PEERS_DIR", "/opt/cryomigrate-peers"))
 DBMATE = PEERS / "dbmate" / "node_modules" / "@dbmate" / "linux-x64" / "bin" / "dbmate"
@@ -207,3 +210,92 @@ def test_table_option_is_checked_and_a_missing_table_is_exit_4(pg_project: Proje
     result = pg_project.cli("adopt", "--from", "supabase")
     assert_clean_exit(result, 4)
     assert "supabase_migrations.schema_migrations" in result.stderr
+
+
+SUPABASE_VERSIONS = ("20240101000000", "20240102000000", "20240103000000")
+SUPABASE_HISTORY = ("SELECT version, name, statements FROM "
+                    "supabase_migrations.schema_migrations ORDER BY version")
+
+
+def supabase_cli() -> str:
+    path = os.environ.get("CRYOMIGRATE_SUPABASE_CLI", DEFAULT_CLI)
+    if os.access(path, os.X_OK):
+        return path
+    message = f"the Supabase CLI is not at {path} (.ci/run installs it)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+    raise AssertionError
+
+
+def supabase_up(project: Project) -> None:
+    result = subprocess.run(
+        [supabase_cli(), "migration", "up", "--db-url", project.url + "?sslmode=disable",
+         "--workdir", str(project.root)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **QUIET})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def add_supabase_table(project: Project, n: int) -> Path:
+    path = project.root / "supabase" / "migrations" / f"{SUPABASE_VERSIONS[n]}_t{n}.sql"
+    path.write_text(f"CREATE TABLE s{n} (id INT);\nINSERT INTO s{n} VALUES ({n});\n",
+                    encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def supabase_folder(pg_project: Project) -> Project:
+    """A supabase/migrations folder (where the CLI reads it) with two files the CLI has
+    applied; cryomigrate reads it as ``format: supabase``."""
+    project = pg_project
+    (project.root / "supabase" / "migrations").mkdir(parents=True)
+    project.write_config(f"""
+        format: supabase
+        migrations: supabase/migrations
+        environments:
+          development:
+            database: {project.url}
+    """)
+    add_supabase_table(project, 0)
+    add_supabase_table(project, 1)
+    supabase_up(project)
+    assert [r[0] for r in project.query(SUPABASE_HISTORY)] == list(SUPABASE_VERSIONS[:2])
+    return project
+
+
+def test_supabase_cli_applies_part_cryomigrate_adopts_and_applies_the_rest(
+        supabase_folder: Project) -> None:
+    project = supabase_folder
+    add_supabase_table(project, 2)
+    theirs = project.query(SUPABASE_HISTORY)
+
+    dry = adopt(project, "--from", "supabase", "--dry-run")
+    assert dry["adopted"] == ["20240101000000_t0.sql", "20240102000000_t1.sql"]
+    assert dry["table"] == "supabase_migrations.schema_migrations"
+    assert "cryomigrate_history" not in project.tables()
+    assert adopt(project, "--from", "supabase")["adopted"] == dry["adopted"]
+    assert states(project) == {SUPABASE_VERSIONS[0]: "applied",
+                               SUPABASE_VERSIONS[1]: "applied",
+                               SUPABASE_VERSIONS[2]: "pending"}
+    assert project.journal() == [(SUPABASE_VERSIONS[0], "adopt", "ok"),
+                                 (SUPABASE_VERSIONS[1], "adopt", "ok")]
+    assert project.query(SUPABASE_HISTORY) == theirs  # only read
+
+    assert_clean_exit(project.cli("apply"), 0)
+    assert set(states(project).values()) == {"applied"}
+    assert [project.query(f"SELECT id FROM s{n}") for n in range(3)] == [
+        [(0,)], [(1,)], [(2,)]]  # each file ran once: adopted ones were not run again
+    assert project.query(SUPABASE_HISTORY) == theirs  # supabase_history is off
+
+
+def test_supabase_cli_version_without_a_local_file_is_exit_4(supabase_folder: Project
+                                                             ) -> None:
+    project = supabase_folder
+    theirs = project.query(SUPABASE_HISTORY)
+    (project.root / "supabase" / "migrations" / f"{SUPABASE_VERSIONS[1]}_t1.sql").unlink()
+    result = project.cli("adopt", "--from", "supabase")
+    assert_clean_exit(result, 4)
+    assert f"version {SUPABASE_VERSIONS[1]} is applied" in result.stderr
+    assert "supabase_migrations.schema_migrations" in result.stderr
+    assert "cryomigrate_history" not in project.tables()
+    assert project.query(SUPABASE_HISTORY) == theirs

@@ -223,3 +223,56 @@ def test_unknown_format_and_new_are_refused(sqlite_project: Project) -> None:
     result = sqlite_project.cli("new", "x", "--sql")
     assert_clean_exit(result, 2)
     assert "goose's format" in result.stderr
+
+
+@pytest.mark.parametrize(("fmt", "files", "expected"), [
+    ("golang-migrate", {"1_a.up.sql": "CREATE TABLE a (id INT);\n"},
+     "1_a.up.sql is irreversible: it has no down file, so it cannot be rolled back; roll "
+     "back to 1 or later, or add 1_a.down.sql"),
+    ("sqlx", {"1_a.sql": "CREATE TABLE a (id INT);\n"},
+     "1_a.sql is irreversible: it is a simple sqlx migration, which has no down file, so it "
+     "cannot be rolled back; roll back to 1 or later, or rename it 1_a.up.sql and add "
+     "1_a.down.sql"),
+    ("sqlx", {"1_a.up.sql": "CREATE TABLE a (id INT);\n"},
+     "1_a.up.sql is irreversible: it has no down file, so it cannot be rolled back; roll "
+     "back to 1 or later, or add 1_a.down.sql"),
+    ("goose", {"00001_a.sql": "-- +goose Up\nCREATE TABLE a (id INT);\n"},
+     "00001_a.sql is irreversible: it has no -- +goose Down section, so it cannot be "
+     "rolled back; roll back to 00001 or later, or add one after its Up section"),
+    ("flyway", {"V1__a.sql": "CREATE TABLE a (id INT);\n"},
+     "V1__a.sql is irreversible: it has no undo file, so it cannot be rolled back; roll "
+     "back to 1 or later, or add U1__a.sql"),
+    ("supabase", {"20240101000000_a.sql": "CREATE TABLE a (id INT);\n"},
+     "20240101000000_a.sql is irreversible: it is a Supabase CLI migration, and the "
+     "Supabase CLI has no down migrations, so it cannot be rolled back; roll back to "
+     "20240101000000 or later, or undo it in a new migration"),
+])
+def test_irreversible_says_what_is_missing_in_the_formats_terms(
+        sqlite_project: Project, fmt: str, files: dict[str, str], expected: str) -> None:
+    use_format(sqlite_project, fmt)
+    for name, text in files.items():
+        sqlite_project.add(name, text)
+    assert_clean_exit(sqlite_project.cli("apply"), 0)
+    result = sqlite_project.cli("rollback")
+    assert_clean_exit(result, 2)
+    assert expected in " ".join(result.stderr.split()), result.stderr
+    assert "cryomigrate:rollback" not in result.stderr
+    assert "a" in sqlite_project.tables()
+
+
+def test_supabase_file_with_its_own_commit_ends_its_transaction_there(
+        pg_project: Project) -> None:
+    """The CLI sends a file as one batch, in which the file's own COMMIT (or END) really
+    commits: what it scoped to its transaction (SET LOCAL, set_config(..., true), as
+    dbdev's reserved_user_accts does with its simulated login) ends there."""
+    use_format(pg_project, "supabase")
+    pg_project.add("20240101000000_own.sql", "begin;\nselect set_config('app.who', 'x', "
+                   "true);\nend;\ncreate table own as select current_setting('app.who', "
+                   "true) as who;\n")
+    pg_project.add("20240102000000_plain.sql", "create table plain (id int);\nselect 1/0;\n")
+    result = pg_project.cli("apply")
+    assert_clean_exit(result, 1)
+    assert pg_project.query("SELECT who FROM own") == [("",)]  # not 'x': ended at END
+    assert "plain" not in pg_project.tables()  # no control of its own: one transaction
+    assert states(pg_project) == {"20240101000000": "applied",
+                                  "20240102000000": "pending"}

@@ -1,8 +1,10 @@
 """Migration folders written for other tools, read as those tools read them (DESIGN §9.1).
 
-One module per format, each with two functions: ``scan(folder) -> Scan`` (which files are
-migrations, with their versions, pairs and problems) and ``sections(file, text, down) ->
-Sections`` (the SQL each direction runs, byte for byte, and whether in a transaction).
+One module per format, each with three functions: ``scan(folder) -> Scan`` (which files
+are migrations, with their versions, pairs and problems), ``sections(file, text, down) ->
+Sections`` (the SQL each direction runs, byte for byte, and whether in a transaction) and
+``missing_rollback(file) -> (what, fix)`` (what an irreversible file lacks, in that tool's
+words, for the error that refuses to roll it back).
 A format's name is its module's name with ``-`` for ``_``: adding a format is adding one
 module here. Modules are imported only when their format is used, so the default format
 pays nothing for the others.
@@ -43,6 +45,13 @@ def reader(name: str) -> ModuleType:
 
 def scan(name: str, folder: Path) -> Scan:
     found: Scan = reader(name).scan(folder)
+    return found
+
+
+def missing_rollback(file: ForeignFile) -> tuple[str, str]:
+    """What an irreversible file lacks and how to add it, in its own tool's terms, as
+    (``has no down file``, ``add 1_x.down.sql``)."""
+    found: tuple[str, str] = reader(file.format).missing_rollback(file)
     return found
 
 

@@ -25,3 +25,7 @@ def sections(file: ForeignFile, text: str, down: str | None) -> Sections:
         rollback = Part(found.rollback, file.label, found.rollback_line)
     return Sections(Part(found.apply, file.label, found.apply_line), rollback,
                     found.transactional)
+
+
+def missing_rollback(file: ForeignFile) -> tuple[str, str]:
+    return "has no -- cryomigrate:rollback section", "add a rollback"

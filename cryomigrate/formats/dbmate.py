@@ -103,3 +103,7 @@ def _only_comments_before(label: str, preamble: str) -> None:
             raise MigrationFileError(
                 f"{label} line {number}: SQL before -- migrate:up, which dbmate refuses; "
                 "move it into the up section")
+
+
+def missing_rollback(file: ForeignFile) -> tuple[str, str]:
+    return "has no -- migrate:down section", "add one after its -- migrate:up section"

@@ -96,3 +96,7 @@ def _transactional(file: ForeignFile) -> bool:
                                  "executeInTransaction; cryomigrate runs both directions "
                                  "the same way")
     return values != {False}
+
+
+def missing_rollback(file: ForeignFile) -> tuple[str, str]:
+    return "has no undo file", f"add U{file.label[1:]}"

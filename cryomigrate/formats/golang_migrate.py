@@ -35,3 +35,7 @@ def scan(folder: Path) -> Scan:
 
 def sections(file: ForeignFile, text: str, down: str | None) -> Sections:
     return whole_file(file, text, down)
+
+
+def missing_rollback(file: ForeignFile) -> tuple[str, str]:
+    return "has no down file", f"add {file.label.removesuffix('.up.sql')}.down.sql"

@@ -127,3 +127,7 @@ def _annotation(label: str, number: int, line: str) -> str:
             "-- +goose Up, Down, StatementBegin, StatementEnd, NO TRANSACTION (any case), "
             "each alone on its line")
     return known or ""
+
+
+def missing_rollback(file: ForeignFile) -> tuple[str, str]:
+    return "has no -- +goose Down section", "add one after its Up section"

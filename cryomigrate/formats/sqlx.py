@@ -45,3 +45,11 @@ def sections(file: ForeignFile, text: str, down: str | None) -> Sections:
             "mark both or neither")
     rollback = Part(down, file.companion_label) if down is not None else None
     return Sections(Part(text, file.label), rollback, transactional)
+
+
+def missing_rollback(file: ForeignFile) -> tuple[str, str]:
+    stem = f"{file.version_text}_{file.name}"
+    if file.label.endswith(".up.sql"):
+        return "has no down file", f"add {stem}.down.sql"
+    return ("is a simple sqlx migration, which has no down file",
+            f"rename it {stem}.up.sql and add {stem}.down.sql")
