@@ -237,7 +237,8 @@ def _fleet(ctx: click.Context, fmt: str, env: str | None, command: str, **kwargs
     runs: dict[str, Callable[..., Any]] = {
         "status": fleet.fleet_status, "apply": fleet.apply_fleet,
         "rollback": fleet.rollback_fleet, "validate": fleet.validate_fleet,
-        "history": fleet.fleet_history}
+        "history": fleet.fleet_history, "lint": fleet.lint_fleet,
+        "verify": fleet.verify_fleet, "drift": fleet.drift_fleet}
     options = fleet.FleetOptions(on_database=line, on_event=event, **flags)
     result = runs[command](environment=env, config=ctx.obj["config"], options=options,
                            **kwargs)
@@ -442,6 +443,7 @@ def adopt(ctx: click.Context, tool: str, table: str | None, dry_run: bool, env: 
 @click.option("--all", "all_migrations", is_flag=True,
               help="Lint every migration, not only the pending ones.")
 @common_options
+@fleet_options
 @click.pass_context
 def lint(ctx: click.Context, all_migrations: bool, env: str | None, fmt: str) -> None:
     """Lint the SQL of pending migrations with squawk and cryomigrate's own rules."""
@@ -449,12 +451,15 @@ def lint(ctx: click.Context, all_migrations: bool, env: str | None, fmt: str) ->
     from cryomigrate.lint import render
 
     _begin(ctx, fmt, env)
+    if _fleet(ctx, fmt, env, "lint", all_migrations=all_migrations):
+        return
     ctx.obj["render_partial"] = render
     _emit(fmt, api.lint(env, config=ctx.obj["config"], all_migrations=all_migrations), render)
 
 
 @main.command()
 @common_options
+@fleet_options
 @click.pass_context
 def verify(ctx: click.Context, env: str | None, fmt: str) -> None:
     """Apply, roll back and re-apply each migration on a scratch database, comparing."""
@@ -462,12 +467,15 @@ def verify(ctx: click.Context, env: str | None, fmt: str) -> None:
     from cryomigrate.snapshot import render
 
     _begin(ctx, fmt, env)
+    if _fleet(ctx, fmt, env, "verify"):
+        return
     ctx.obj["render_partial"] = render
     _emit(fmt, api.verify(env, config=ctx.obj["config"]), render)
 
 
 @main.command()
 @common_options
+@fleet_options
 @click.pass_context
 def drift(ctx: click.Context, env: str | None, fmt: str) -> None:
     """Compare the database's schema with its applied migrations replayed elsewhere."""
@@ -475,6 +483,8 @@ def drift(ctx: click.Context, env: str | None, fmt: str) -> None:
     from cryomigrate.snapshot import render
 
     _begin(ctx, fmt, env)
+    if _fleet(ctx, fmt, env, "drift"):
+        return
     ctx.obj["render_partial"] = render
     _emit(fmt, api.drift(env, config=ctx.obj["config"]), render)
 

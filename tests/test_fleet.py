@@ -273,6 +273,31 @@ def test_sqlite_fleet_from_a_file_every_command(tmp_path: Path) -> None:
     assert "3 ok" in text.stdout and "at 001: 3" in text.stdout
 
 
+def test_lint_verify_and_drift_run_on_every_database(tmp_path: Path) -> None:
+    # The production-safety commands (DESIGN 10) on a fleet: each database alone, one
+    # document; a column added by hand to one database is that database's drift only.
+    import sqlite3
+
+    config = sqlite_fleet(tmp_path, "environments:\n  fleet:\n    databases: "
+                                    "[sqlite:///a.db, sqlite:///b.db]\n")
+    (tmp_path / "migrations" / "001_a.sql").write_text(
+        "-- cryomigrate:apply\nCREATE TABLE a (id INTEGER);\n"
+        "-- cryomigrate:rollback\nDROP TABLE a;\n")
+    assert_clean_exit(cli(config, "apply"), 0)
+    for command in ("lint", "verify", "drift"):
+        result = cli(config, command, "--format", "json", "--all" if command == "lint"
+                     else "--parallel", *(() if command == "lint" else ("2",)))
+        assert_clean_exit(result, 0)
+        assert [d["outcome"] for d in json_doc(result)["databases"]] == ["ok", "ok"], command
+    with sqlite3.connect(tmp_path / "b.db") as db:
+        db.execute("ALTER TABLE a ADD COLUMN by_hand TEXT")
+    drifted = cli(config, "drift", "--format", "json")
+    assert_clean_exit(drifted, 4)
+    outcomes = {d["database"]: d["outcome"] for d in json_doc(drifted)["databases"]}
+    assert outcomes == {"sqlite:///a.db": "ok", "sqlite:///b.db": "failed"}, outcomes
+    assert "by_hand" in drifted.stdout
+
+
 def test_library_api(tmp_path: Path) -> None:
     from cryomigrate import apply_migrations
     from cryomigrate.fleet import FleetOptions, apply_fleet, fleet_status

@@ -29,8 +29,9 @@ from cryomigrate.policies import Confirm, check_confirmed, check_rollback_allowe
 from cryomigrate.session import EnvironmentRef, PathLike, open_project, resolve_environment
 
 __all__ = [
-    "DatabaseOutcome", "FleetOptions", "FleetResult", "apply_fleet", "fleet_history",
-    "fleet_status", "is_fleet", "rollback_fleet", "validate_fleet",
+    "DatabaseOutcome", "FleetOptions", "FleetResult", "apply_fleet", "drift_fleet",
+    "fleet_history", "fleet_status", "is_fleet", "lint_fleet", "rollback_fleet",
+    "validate_fleet", "verify_fleet",
 ]
 
 Version = str | int | None
@@ -112,6 +113,31 @@ def fleet_history(environment: EnvironmentRef = None, *, config: PathLike = None
     env = _fleet(config, environment)
     return run_fleet(env, "history",
                      lambda member, _: api.get_history(member, config=config, limit=limit),
+                     options)
+
+
+def lint_fleet(environment: EnvironmentRef = None, *, config: PathLike = None,
+               all_migrations: bool = False, options: FleetOptions = DEFAULT_OPTIONS
+               ) -> FleetResult:
+    """Each database's pending migrations linted, as ``cryomigrate lint`` would alone."""
+    env = _fleet(config, environment)
+    return run_fleet(env, "lint", lambda member, _: api.lint(
+        member, config=config, all_migrations=all_migrations), options)
+
+
+def verify_fleet(environment: EnvironmentRef = None, *, config: PathLike = None,
+                 options: FleetOptions = DEFAULT_OPTIONS) -> FleetResult:
+    """``verify`` on each database's server, each on a scratch database of its own."""
+    env = _fleet(config, environment)
+    return run_fleet(env, "verify", lambda member, progress: api.verify(
+        member, config=config, progress=progress), options)
+
+
+def drift_fleet(environment: EnvironmentRef = None, *, config: PathLike = None,
+                options: FleetOptions = DEFAULT_OPTIONS) -> FleetResult:
+    """``drift`` of each database against its own applied migrations."""
+    env = _fleet(config, environment)
+    return run_fleet(env, "drift", lambda member, _: api.drift(member, config=config),
                      options)
 
 
