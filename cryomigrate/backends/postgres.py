@@ -42,13 +42,6 @@ _UNDEFINED_SETTING = "42704"
 # What a script may have set for the session, undone before cryomigrate writes anything;
 # the session authorization also undoes a SET ROLE.
 _RESET_SESSION = ("RESET ALL", "SET SESSION AUTHORIZATION DEFAULT")
-# The environment's timeouts for the rest of a transaction, in one statement; an unset one
-# goes back to the session's own value (its reset_val: role, database or server default).
-_ENVIRONMENT_TIMEOUTS = (
-    "SELECT pg_catalog.set_config('lock_timeout', COALESCE(%s::pg_catalog.text, (SELECT reset_val "
-    "FROM pg_catalog.pg_settings WHERE name = 'lock_timeout')), true), "
-    "pg_catalog.set_config('statement_timeout', COALESCE(%s::pg_catalog.text, (SELECT reset_val "
-    "FROM pg_catalog.pg_settings WHERE name = 'statement_timeout')), true)")
 _COPY_WITH_CLIENT = re.compile(r"(?is)\s*COPY\b.*\b(STDIN|STDOUT)\b")
 _UNFINISHED = ("unterminated quoted string", "unterminated quoted identifier",
                "syntax error at end of input")
@@ -172,8 +165,10 @@ class PostgresBackend:
                       "pg_catalog.set_config('statement_timeout', '0', true)",
                       (f"{max(1, opts.lock_wait_ms)}ms",)),
                 _Item(f"SELECT pg_catalog.pg_advisory_xact_lock({self._lock_key})", lock=True),
-                _Item(_ENVIRONMENT_TIMEOUTS, (_ms(opts.lock_timeout_ms),
-                                              _ms(opts.statement_timeout_ms))),
+                # SET LOCAL ... TO DEFAULT where the environment sets none: the session's
+                # own value (role, database or server default).
+                _Item(_set("lock_timeout", opts.lock_timeout_ms)),
+                _Item(_set("statement_timeout", opts.statement_timeout_ms)),
             ]
         if expect is not None:
             self._pending.append(_Item(_guard(expect), guard=True, where="checking the history"))
@@ -347,10 +342,6 @@ def _guard(expect: Expect) -> str:
     negation = "NOT " if expect.present else ""
     return (f"SELECT pg_catalog.current_setting('{_GUARD_SETTING}') "
             f"WHERE {negation}EXISTS ({expect.query})")
-
-
-def _ms(value: int | None) -> str | None:
-    return None if value is None else f"{value}ms"
 
 
 def _set(name: str, ms: int | None, *, local: bool = True) -> str:
