@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from cryomigrate import planner, policies, repeatables
+from cryomigrate import planner, policies, repeatables, supabase_history
+from cryomigrate.backends import Backend, Transaction
 from cryomigrate.config import Environment
 from cryomigrate.discovery import MigrationFile, checksums, parse_version
 from cryomigrate.errors import DirtyMigration, InputError, MigrationFileError, StateBlocked
 from cryomigrate.models import (
     BaselineResult,
     HistoryResult,
+    HistoryRow,
     MigrationRun,
     NewResult,
     RepairResult,
@@ -45,6 +47,8 @@ if TYPE_CHECKING:  # loading and running are imported only when there is work to
     from cryomigrate.snapshot import SnapshotCheck
 
 Version = str | int | None
+_T = TypeVar("_T")
+_EDIT_ATTEMPTS = 5  # fresh reads a history edit makes while concurrent runs change it
 
 
 def get_migration_status(environment: EnvironmentRef = None, *, config: PathLike = None
@@ -130,14 +134,15 @@ def _run(direction: Direction, project: Project, plan: Planner, *, dry_run: bool
 
         hook = after_run.prepare(env)
         if backend.writable:  # one session per run, where the connection can write
-            result = Runner(backend, tracker, env, progress, lock_wait).run(direction,
-                                                                           migrations)
-            return after_run.run(backend, hook, _with_notices(result, warnings))
+            runner = Runner(backend, tracker, env, progress, lock_wait)
+            return after_run.around(backend, hook, lambda: _with_notices(
+                runner.run(direction, migrations), warnings))
         tables_exist, repeatables_exist = tracker.ready, tracker.repeatable_ready
     with connect(env, lock_wait=lock_wait) as (backend, tracker):
         tracker.ready, tracker.repeatable_ready = tables_exist, repeatables_exist
-        result = Runner(backend, tracker, env, progress, lock_wait).run(direction, migrations)
-        return after_run.run(backend, hook, _with_notices(result, warnings))
+        runner = Runner(backend, tracker, env, progress, lock_wait)
+        return after_run.around(backend, hook, lambda: _with_notices(
+            runner.run(direction, migrations), warnings))
 
 
 def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wait: float,
@@ -187,21 +192,47 @@ def baseline(version: Version, environment: str | None = None, *, config: PathLi
     project = open_project(config, environment)
     if not any(f.version == upto for f in project.files):
         raise InputError(f"no migration file has version {version}")
-    recorded: list[str] = []
-    with connect(project.env, lock_wait=lock_wait) as (backend, tracker), \
-            backend.transaction(lock=True) as tx:
-        tracker.ensure_tables(tx)
-        history = tracker.read_all()
-        for file in project.files:
-            if file.version > upto or file.version in history:
-                continue
+    env = project.env
+
+    def record(tx: Transaction, history: dict[int, HistoryRow], tracker: Tracker) -> list[str]:
+        files = [f for f in project.files if f.version <= upto and f.version not in history]
+        supabase_rows = bool(files) and supabase_history.enabled(env, tracker.backend.dialect)
+        if supabase_rows:  # the Supabase CLI's table kept in step (DESIGN 8.2)
+            supabase_history.ensure_table(tx)
+        for file in files:
             tracker.insert(version=file.version, version_text=file.version_text,
                            name=file.name, kind=file.kind, checksum=file.checksum(),
-                           state="applied", duration_ms=0)
-            tracker.journal(version_text=file.version_text, name=file.name,
-                            action="baseline", outcome="ok", started_at=now(), duration_ms=0)
-            recorded.append(file.label)
-    return BaselineResult(project.env.name, tuple(recorded))
+                           state="applied", duration_ms=0, tx=tx)
+            tracker.journal(version_text=file.version_text, name=file.name, action="baseline",
+                            outcome="ok", started_at=now(), duration_ms=0, tx=tx)
+            if supabase_rows:
+                supabase_history.defer_recorded(tx, file, env)
+        return [f.label for f in files]
+
+    with connect(env, lock_wait=lock_wait) as (backend, tracker):
+        recorded = _edit_history(backend, tracker, record)
+    return BaselineResult(env.name, tuple(recorded))
+
+
+def _edit_history(backend: Backend, tracker: Tracker,
+                  edit: Callable[[Transaction, dict[int, HistoryRow], Tracker], _T]) -> _T:
+    """Read the history, then make the edits decided from it in one locked transaction
+    whose guard checks that the history is still what was read: one call over the
+    Supabase HTTP API, where a read cannot share a transaction with the writes, and
+    everything or nothing either way. A concurrent run that changed the history in between
+    makes the edit start again from a fresh read. With no history table yet there is
+    nothing to compare: the tables are created in the same transaction, and an INSERT of a
+    version recorded meanwhile fails on the key."""
+    for _ in range(_EDIT_ATTEMPTS):
+        history = tracker.read_all()
+        guard = tracker.unchanged(history) if tracker.ready else None
+        with backend.transaction(lock=True, expect=guard) as tx:
+            tracker.ensure_tables(tx)
+            outcome = edit(tx, history, tracker)
+            if tx.commit():
+                return outcome
+    raise StateBlocked("the history kept changing while this command waited for it (other "
+                       "runs are active); nothing was written, run it again")
 
 
 def adopt(tool: str, environment: str | None = None, *, table: str | None = None,
@@ -245,18 +276,29 @@ def repair(environment: str | None = None, *, config: PathLike = None,
     applied_v = _version(mark_applied, "mark_applied")
     pending_v = _version(mark_pending, "mark_pending")
     project = open_project(config, environment)
-    with connect(project.env, lock_wait=lock_wait) as (backend, tracker):
-        with backend.transaction(lock=True) as tx:
-            tracker.ensure_tables(tx)
-            from cryomigrate.history_repair import Repair
+    from cryomigrate.history_repair import Repair
 
-            fix = Repair(tracker, project.files)
-            if applied_v is not None:
-                fix.mark_applied(applied_v)
-            if pending_v is not None:
-                fix.mark_pending(pending_v)
-            if applied_v is None and pending_v is None:
-                fix.accept_checksums()
+    env = project.env
+
+    def edit(tx: Transaction, history: dict[int, HistoryRow], tracker: Tracker) -> Repair:
+        fix = Repair(tracker, project.files, history, tx)
+        supabase_rows = supabase_history.enabled(env, tracker.backend.dialect)
+        if supabase_rows and (applied_v is not None or pending_v is not None):
+            supabase_history.ensure_table(tx)  # kept in step (DESIGN 8.2)
+        if applied_v is not None:
+            fix.mark_applied(applied_v)
+            if supabase_rows:
+                supabase_history.defer_recorded(tx, fix.files[applied_v], env)
+        if pending_v is not None:
+            fix.mark_pending(pending_v)
+            if supabase_rows:
+                supabase_history.defer_forgotten(tx, history[pending_v].version_text)
+        if applied_v is None and pending_v is None:
+            fix.accept_checksums()
+        return fix
+
+    with connect(env, lock_wait=lock_wait) as (backend, tracker):
+        fix = _edit_history(backend, tracker, edit)
         result = RepairResult(project.env.name, tuple(fix.checksums_updated),
                               tuple(fix.marked_applied), tuple(fix.marked_pending),
                               tuple(fix.dirty_left()))

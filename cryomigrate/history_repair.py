@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cryomigrate.backends import Transaction
 from cryomigrate.discovery import MigrationFile
 from cryomigrate.errors import InputError
 from cryomigrate.models import HistoryRow
@@ -12,12 +13,15 @@ from cryomigrate.tracker import Tracker, now
 
 
 class Repair:
-    """Runs inside the caller's locked transaction, against a fresh read of the history."""
+    """Queues its writes in the caller's locked transaction ``tx``, whose guard makes sure
+    the history is still ``history``, the read the edits were decided from."""
 
-    def __init__(self, tracker: Tracker, files: Sequence[MigrationFile]) -> None:
+    def __init__(self, tracker: Tracker, files: Sequence[MigrationFile],
+                 history: dict[int, HistoryRow], tx: Transaction) -> None:
         self.tracker = tracker
+        self.tx = tx
         self.files = {f.version: f for f in files}
-        self.history: dict[int, HistoryRow] = tracker.read_all()
+        self.history = dict(history)
         self.checksums_updated: list[str] = []
         self.marked_applied: list[str] = []
         self.marked_pending: list[str] = []
@@ -29,7 +33,7 @@ class Repair:
                 continue
             checksum = file.checksum()
             if checksum != row.checksum:
-                self.tracker.set_checksum(version, row.version_text, checksum)
+                self.tracker.set_checksum(version, row.version_text, checksum, tx=self.tx)
                 self._journal(row.version_text, row.name)
                 self.checksums_updated.append(file.label)
 
@@ -44,10 +48,11 @@ class Repair:
         if row is None:
             self.tracker.insert(version=version, version_text=file.version_text, name=file.name,
                                 kind=file.kind, checksum=file.checksum(), state="applied",
-                                duration_ms=0)
+                                duration_ms=0, tx=self.tx)
         else:
-            self.tracker.set_state(version, row.version_text, "applied", row.duration_ms)
-            self.tracker.set_checksum(version, row.version_text, file.checksum())
+            self.tracker.set_state(version, row.version_text, "applied", row.duration_ms,
+                                   tx=self.tx)
+            self.tracker.set_checksum(version, row.version_text, file.checksum(), tx=self.tx)
         self.history.pop(version, None)
         self._journal(file.version_text, file.name)
         self.marked_applied.append(file.label)
@@ -57,7 +62,7 @@ class Repair:
         if row is None:
             raise InputError(f"version {self._spell(version)} is not in the history; it is "
                              "already pending")
-        self.tracker.delete(version, row.version_text)
+        self.tracker.delete(version, row.version_text, tx=self.tx)
         self.history.pop(version)
         self._journal(row.version_text, row.name)
         self.marked_pending.append(f"{row.version_text}_{row.name}")
@@ -75,4 +80,4 @@ class Repair:
 
     def _journal(self, version_text: str, name: str) -> None:
         self.tracker.journal(version_text=version_text, name=name, action="repair",
-                             outcome="ok", started_at=now(), duration_ms=0)
+                             outcome="ok", started_at=now(), duration_ms=0, tx=self.tx)

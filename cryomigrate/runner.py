@@ -446,9 +446,20 @@ def _calls_are_transactions(backend: Backend) -> bool:
 
 def _refuse_outside_transaction(migrations: Sequence[Migration]) -> None:
     """A non-transactional SQL migration's statements must run outside any transaction,
-    which no call over the HTTP API can do: refused before anything runs."""
+    which no call over the HTTP API can do: refused before anything runs. So is a Python
+    repeatable: its calls cannot share a transaction, and a repeatable has no history row
+    to mark dirty while it runs (DESIGN 8.1), so a failure part-way, or a second run
+    executing it at the same time, would go unseen."""
     from cryomigrate.errors import InputError
 
+    python = [m.file.label for m in migrations if m.file.repeatable and m.file.kind == "python"]
+    if python:
+        raise InputError(
+            f"{', '.join(python)}: a repeatable Python migration cannot run over the Supabase "
+            "HTTP API, where each of its calls is a transaction of its own and a repeatable "
+            "has no history row to mark dirty while it runs. Nothing was run. Write it as a "
+            "repeatable SQL migration (R_name.sql), or give this environment a direct "
+            "connection (database: postgresql://...)")
     refused = [m.file.label for m in migrations
                if not m.transactional and m.file.kind != "python"]
     if refused:

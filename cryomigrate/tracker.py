@@ -198,6 +198,19 @@ class Tracker:
             query += f" AND state = '{state}'"
         return Expect(query, present=applied)
 
+    def unchanged(self, history: dict[int, HistoryRow]) -> Expect:
+        """The expectation of a command that decided its history writes from ``history``
+        (read before its locked transaction, as over an API where each call is its own
+        transaction): the table holds exactly those rows, in those states and checksums.
+        Versions are integers, states cryomigrate's own; checksums are quoted as literals."""
+        rows = ", ".join(f"({int(v)}, {_literal(r.state)}, {_literal(r.checksum)})"
+                         for v, r in sorted(history.items()))
+        query = f"SELECT 1 WHERE (SELECT count(*) FROM {self.history}) = {len(history)}"
+        if rows:
+            query += (f" AND (SELECT count(*) FROM {self.history} WHERE (version, state, "
+                      f"checksum) IN (VALUES {rows})) = {len(history)}")
+        return Expect(query, present=True)
+
     def insert(self, *, version: int, version_text: str, name: str, kind: str, checksum: str,
                state: str, duration_ms: int | None = None, tx: Transaction | None = None
                ) -> None:
@@ -225,9 +238,10 @@ class Tracker:
             (state, duration_ms, now(), version),
         )
 
-    def set_checksum(self, version: int, version_text: str, checksum: str) -> None:
+    def set_checksum(self, version: int, version_text: str, checksum: str,
+                     tx: Transaction | None = None) -> None:
         p = self._p
-        self._write(None, "update", version_text,
+        self._write(tx, "update", version_text,
                     f"UPDATE {self.history} SET checksum = {p} WHERE version = {p}",
                     (checksum, version))
 
@@ -363,6 +377,10 @@ def _text_time(value: Any) -> str:
             value = value.replace(tzinfo=timezone.utc)
         return str(value.astimezone(timezone.utc).isoformat(timespec="milliseconds"))
     return str(value)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _history_row(row: dict[str, Any]) -> HistoryRow:

@@ -22,7 +22,22 @@ It reproduces exactly these documented behaviours, and is no more permissive:
 - A function returning ``void`` is 204 with no body; an unknown function (name and
   argument names) is 404 ``PGRST202``.
 
-Nothing else: no tables (``/rest/v1/<table>``), no Prefer headers, no schema switching.
+- Tables ("Tables and Views"), only as far as a migration's ``conn.table(name)`` uses
+  them: ``GET /rest/v1/<table>?select=*`` (or a list of column names) reads the rows of
+  ``public.<table>`` in a read-only transaction, as a JSON array; ``POST
+  /rest/v1/<table>`` inserts a JSON object or array of objects (the ``columns`` parameter
+  naming the keys, when given) with ``json_populate_recordset`` as PostgREST does, and
+  answers 201 with the inserted rows under ``Prefer: return=representation``, with no body
+  under ``return=minimal``. Same transaction, role and error rules as RPC; a table not in
+  ``public`` is 404 ``PGRST205``. Filters, ordering, embedding, counts, upserts and any
+  other ``Prefer`` are refused (400), never ignored. There is no schema cache: a table is
+  visible as soon as it is committed, as on Supabase once its DDL watch has reloaded.
+
+One test-only switch, which PostgREST lacks: ``server.slow_after_commit`` (a string)
+makes a request whose body contains it commit as usual and then hold its response for
+``server.slow_seconds``, the way a response can be lost after the server committed.
+
+Nothing else: no other table verbs, no schema switching.
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +57,8 @@ from urllib.parse import parse_qsl, urlsplit
 import psycopg
 from psycopg import sql
 
+_RPC = "/rest/v1/rpc/"
+_REST = "/rest/v1/"
 JWT_SECRET = "cryomigrate-test-jwt-secret-not-a-real-one-0123456789"
 
 
@@ -92,35 +110,54 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        self._raw_body = b""  # a connection kept alive may have carried a POST before
         url = urlsplit(self.path)
-        self._rpc(url.path, dict(parse_qsl(url.query)), read_only=True)
+        self._route(url.path, parse_qsl(url.query), None, read_only=True)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        self._raw_body = raw
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
+            body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
             self._error(400, "PGRST102", "Empty or invalid json")
             return
-        self._rpc(urlsplit(self.path).path, body, read_only=False)
+        url = urlsplit(self.path)
+        self._route(url.path, parse_qsl(url.query), body, read_only=False)
 
-    def _rpc(self, path: str, args: dict[str, Any], *, read_only: bool) -> None:
+    def _route(self, path: str, query: list[tuple[str, str]], body: Any, *,
+               read_only: bool) -> None:
         self.server.requests.append((self.command, path))
+        auth = self._authorize()
+        if auth is None:
+            return
+        if path.startswith(_RPC):
+            args = dict(query) if read_only else body
+            if not isinstance(args, dict):
+                self._error(400, "PGRST102", "Empty or invalid json")
+                return
+            self._rpc(path[len(_RPC):], args, *auth, read_only=read_only)
+        elif path.startswith(_REST) and "/" not in path[len(_REST):] and path != _REST:
+            self._table(path[len(_REST):], dict(query), body, *auth)
+        else:
+            self._error(404, "PGRST125", f"Invalid path specified in request URL: {path}")
+
+    def _authorize(self) -> tuple[str, dict[str, Any]] | None:
+        """The JWT's role and claims; None when the request was answered with 401."""
         if not self.headers.get("apikey"):
             self._error(401, "", "No API key found in request")
-            return
+            return None
         token = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip() \
             or self.headers["apikey"]
         claims = _claims(token)
         if claims is None:
             self._error(401, "PGRST301", "JWSError JWSInvalidSignature")
-            return
-        role = str(claims.get("role") or "anon")
-        prefix = "/rest/v1/rpc/"
-        if not path.startswith(prefix):
-            self._error(404, "PGRST125", f"Invalid path specified in request URL: {path}")
-            return
-        name = path[len(prefix):]
+            return None
+        return str(claims.get("role") or "anon"), claims
+
+    def _rpc(self, name: str, args: dict[str, Any], role: str, claims: dict[str, Any], *,
+             read_only: bool) -> None:
         with psycopg.connect(self.server.dsn, autocommit=True) as db:
             types = _signature(db, name, sorted(args))
             if types is None:
@@ -141,19 +178,12 @@ class _Handler(BaseHTTPRequestHandler):
             sql.Literal(types["$returns"]))
         values = [a if isinstance(a, str) else json.dumps(a) for _, a in sorted(args.items())]
         try:
-            with db.transaction():
-                if read_only:
-                    db.execute("SET TRANSACTION READ ONLY")
-                db.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
-                db.execute("SELECT pg_catalog.set_config('request.jwt.claims', %s, true)",
-                           (json.dumps(claims),))
+            with _request_transaction(db, role, claims, read_only):
                 row = db.execute(call, values).fetchone()
         except psycopg.Error as exc:
-            diag = exc.diag
-            code = diag.sqlstate or "XX000"
-            self._error(status_of(code, role != "anon"), code, diag.message_primary or str(exc),
-                        details=diag.message_detail, hint=diag.message_hint)
+            self._db_error(exc, role)
             return
+        self._hold_if_slow()
         assert row is not None
         if row[1] == "void":
             self.send_response(204)
@@ -161,17 +191,113 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, (row[0] if row[0] is not None else "null").encode())
 
+    def _table(self, name: str, query: dict[str, str], body: Any, role: str,
+               claims: dict[str, Any]) -> None:
+        insert = body is not None
+        allowed = {"columns"} if insert else {"select"}
+        prefer = [p.strip() for p in (self.headers.get("Prefer") or "").split(",") if p.strip()]
+        if set(query) - allowed or set(prefer) - {"return=representation", "return=minimal"}:
+            self._error(400, "STANDIN", f"not reproduced by the PostgREST stand-in: {query} "
+                        f"Prefer {prefer}")
+            return
+        with psycopg.connect(self.server.dsn, autocommit=True) as db:
+            if db.execute("SELECT pg_catalog.to_regclass(%s)",
+                          (f'public."{name}"',)).fetchone() in (None, (None,)):
+                self._error(404, "PGRST205", f"Could not find the table 'public.{name}' in the "
+                            "schema cache")
+                return
+            table = sql.Identifier("public", name)
+            try:
+                with _request_transaction(db, role, claims, not insert):
+                    if insert:
+                        rows = _insert(db, table, body, query.get("columns"))
+                    else:
+                        rows = _select(db, table, query.get("select", "*"))
+            except (psycopg.Error, ValueError) as exc:
+                if isinstance(exc, ValueError):
+                    self._error(400, "PGRST100", str(exc))
+                else:
+                    self._db_error(exc, role)
+                return
+        self._hold_if_slow()
+        if insert and "return=representation" not in prefer:
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self._send(201 if insert else 200, json.dumps(rows).encode())
+
+    def _hold_if_slow(self) -> None:
+        """The test-only switch: the request has committed; its answer comes too late."""
+        marker = self.server.slow_after_commit
+        if marker and marker.encode() in getattr(self, "_raw_body", b""):
+            time.sleep(self.server.slow_seconds)
+
+    def _db_error(self, exc: psycopg.Error, role: str) -> None:
+        diag = exc.diag
+        code = diag.sqlstate or "XX000"
+        self._error(status_of(code, role != "anon"), code, diag.message_primary or str(exc),
+                    details=diag.message_detail, hint=diag.message_hint)
+
     def _error(self, status: int, code: str, message: str, *, details: str | None = None,
                hint: str | None = None) -> None:
         body = {"code": code, "message": message, "details": details, "hint": hint}
         self._send(status, json.dumps(body).encode())
 
     def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass  # the client gave up waiting (slow_after_commit)
+
+
+@contextmanager
+def _request_transaction(db: psycopg.Connection[Any], role: str, claims: dict[str, Any],
+                         read_only: bool) -> Iterator[None]:
+    """One request's transaction: read-only for GET, the JWT's role and claims set local."""
+    with db.transaction():
+        if read_only:
+            db.execute("SET TRANSACTION READ ONLY")
+        db.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+        db.execute("SELECT pg_catalog.set_config('request.jwt.claims', %s, true)",
+                   (json.dumps(claims),))
+        yield
+
+
+def _select(db: psycopg.Connection[Any], table: sql.Identifier, select: str
+            ) -> list[Any]:
+    columns = [c.strip() for c in select.split(",")]
+    if columns == ["*"]:
+        chosen: sql.Composable = sql.SQL("*")
+    elif all(c.isidentifier() for c in columns):
+        chosen = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    else:
+        raise ValueError(f"select={select}: only * or plain column names are reproduced")
+    query = sql.SQL("SELECT coalesce(pg_catalog.json_agg(r), '[]') FROM (SELECT {} FROM {}) r"
+                    ).format(chosen, table)
+    row = db.execute(query).fetchone()
+    return list(row[0]) if row else []
+
+
+def _insert(db: psycopg.Connection[Any], table: sql.Identifier, body: Any,
+            columns: str | None) -> list[Any]:
+    rows = body if isinstance(body, list) else [body]
+    if not rows or not all(isinstance(r, dict) for r in rows):
+        raise ValueError("the body must be a JSON object or an array of objects")
+    names = [c.strip().strip('"') for c in columns.split(",")] if columns else list(rows[0])
+    if not names or any(set(r) != set(names) for r in rows if not columns):
+        raise ValueError("All object keys must match")
+    query = sql.SQL(
+        "WITH inserted AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM "
+        "pg_catalog.json_populate_recordset(NULL::{table}, %s) RETURNING *) "
+        "SELECT coalesce(pg_catalog.json_agg(inserted), '[]') FROM inserted").format(
+        table=table, cols=sql.SQL(", ").join(sql.Identifier(n) for n in names))
+    row = db.execute(query, (json.dumps(rows),)).fetchone()
+    return list(row[0]) if row else []
 
 
 def _signature(db: psycopg.Connection[Any], name: str, args: list[str]
@@ -198,6 +324,8 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.dsn = dsn
         self.requests: list[tuple[str, str]] = []
+        self.slow_after_commit: str | None = None  # the test-only switch (module docstring)
+        self.slow_seconds = 0.0
 
 
 @contextmanager

@@ -13,6 +13,10 @@ The files are plain Supabase migrations, with no ``-- cryomigrate:rollback`` sec
 CLI runs a file whole, so a rollback section in a file it reads would run too. (Adopting
 the CLI's table without a baseline is ``cryomigrate adopt --from supabase``, DESIGN 9.2.)
 
+After ``cryomigrate baseline`` (over a direct connection and over the HTTP API), the CLI
+too sees the baselined versions as applied, and ``supabase migration up`` applies only what
+came after them.
+
 The CLI is found through ``CRYOMIGRATE_SUPABASE_CLI`` (set by .ci/run); under CI a
 missing CLI fails the test rather than skipping it. It runs with telemetry and update
 checks off, and needs no Docker for ``migration list|up --db-url``.
@@ -27,7 +31,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import helpers_pg as h
 from tests.conftest import IN_CI, Project
+from tests.test_supabase_http import api, supabase  # noqa: F401  (fixtures of the HTTP case)
 
 DEFAULT_CLI = ("/opt/cryomigrate-peers/supabase-cli/node_modules/@supabase/cli-linux-x64/bin/"
                "supabase")
@@ -110,4 +116,35 @@ def test_cli_takes_over_part_way_and_hands_back(supabase_project: Project) -> No
     assert status.exit_code == 0 and "pending" not in status.stdout, status.output
     assert project.cli("apply").exit_code == 0
     assert project.query("SELECT count(*) FROM public.t2") == [(1,)], "applied once"
+    assert _listed(project) == [(v, v) for v in VERSIONS]
+
+
+@pytest.mark.parametrize("transport", ["direct", "http"])
+def test_cli_agrees_after_a_baseline(supabase_project: Project, transport: str,
+                                     request: pytest.FixtureRequest) -> None:
+    project = supabase_project
+    if transport == "http":
+        # The stand-in, cryomigrate's functions and the service key in the environment.
+        server = request.getfixturevalue("api").server
+        from tests import postgrest_standin as standin
+
+        project.config.write_text(
+            "migrations: supabase/migrations\nenvironments:\n  development:\n"
+            f"    database: {standin.project_url(server)}\n"
+            "    service_key: ${SUPABASE_SERVICE_ROLE_KEY}\n    supabase_history: true\n",
+            encoding="utf-8")
+    folder = project.root / "supabase" / "migrations"
+    for n in (0, 1):  # what the database already holds, applied by hand
+        h.execute(project.url, (folder / f"{VERSIONS[n]}_table_{n}.sql").read_text())
+
+    baseline = project.cli("baseline", VERSIONS[1])
+    assert baseline.exit_code == 0, baseline.output
+    assert _listed(project) == [(v, v) for v in VERSIONS[:2]] + [(VERSIONS[2], "")]
+    assert project.query("SELECT name, statements FROM supabase_migrations.schema_migrations "
+                         "ORDER BY version")[0] == (
+        "table_0", ["CREATE TABLE public.t0 (id int)", "INSERT INTO public.t0 VALUES (0)"])
+    up = _supabase(project, "up")
+    assert up.stderr.count("Applying migration") == 1, up.stderr
+    assert project.query("SELECT count(*) FROM public.t0") == [(1,)], "not applied again"
+    assert project.query("SELECT count(*) FROM public.t2") == [(1,)]
     assert _listed(project) == [(v, v) for v in VERSIONS]

@@ -286,6 +286,18 @@ def test_supabase_history_written_inside_the_call(api: Api) -> None:
     assert project.query("SELECT count(*) FROM supabase_migrations.schema_migrations") == [(0,)]
 
 
+def test_repair_marks_keep_the_supabase_history_in_step(api: Api) -> None:
+    project = api.project
+    api.configure("    supabase_history: true\n")
+    project.add("20240101000000_a.sql", "CREATE TABLE a (id bigint);\n")
+    assert project.cli("apply").exit_code == 0
+    cli_rows = "SELECT version FROM supabase_migrations.schema_migrations"
+    assert project.cli("repair", "--mark-pending", "20240101000000").exit_code == 0
+    assert project.query(cli_rows) == []
+    assert project.cli("repair", "--mark-applied", "20240101000000").exit_code == 0
+    assert project.query(cli_rows) == [("20240101000000",)]
+
+
 # -- after_run (DESIGN 8.3), on the direct connection ------------------------------------
 
 def _notifications(listener: psycopg.Connection[object]) -> list[str]:
@@ -314,6 +326,40 @@ def test_after_run_notifies_once_per_changing_run(pg_project: Project) -> None:
         assert _notifications(listener) == ["reload development"]
 
 
+def test_after_run_follows_a_run_that_committed_some_and_then_failed(
+        pg_project: Project) -> None:
+    """The migrations committed before the failure changed the schema: PostgREST needs the
+    reload all the same. A run that committed nothing sends nothing."""
+    project = pg_project
+    config_with(project, 'after_run: "NOTIFY cryomigrate_test, \'reload\';"')
+    project.add("001_a.sql", "CREATE TABLE a (id bigint);\n")
+    project.add("002_bad.sql", "SELECT 1 / 0;\n")
+    with psycopg.connect(project.url, autocommit=True) as listener:
+        listener.execute("LISTEN cryomigrate_test")
+        result = project.cli("apply", "--format", "json")
+        assert result.exit_code == 1, result.output
+        document = json.loads(result.stdout)
+        assert [m["version"] for m in document["applied"]] == ["001"]
+        assert "division by zero" in document["error"]["message"]
+        assert _notifications(listener) == ["reload"]
+        result = project.cli("apply")
+        assert result.exit_code == 1, result.output
+        assert _notifications(listener) == [], "nothing committed, nothing to reload"
+
+
+def test_after_run_failing_after_a_failed_run_keeps_the_runs_error(
+        pg_project: Project) -> None:
+    project = pg_project
+    config_with(project, 'after_run: "SELECT * FROM no_such_table;"')
+    project.add("001_a.sql", "CREATE TABLE a (id bigint);\n")
+    project.add("002_bad.sql", "SELECT 1 / 0;\n")
+    result = project.cli("apply")
+    assert result.exit_code == 1, result.output
+    assert "division by zero" in result.stderr
+    assert "after_run then failed too" in result.stderr and "no_such_table" in result.stderr
+    assert project.history() == [("001", "a", "applied")]
+
+
 def test_after_run_failure_is_exit_1_after_a_committed_run(pg_project: Project) -> None:
     project = pg_project
     config_with(project, 'after_run: "SELECT 1 / 0;"')
@@ -323,4 +369,151 @@ def test_after_run_failure_is_exit_1_after_a_committed_run(pg_project: Project) 
     document = json.loads(result.stdout)
     assert [m["version"] for m in document["applied"]] == ["001"]
     assert "after_run" in document["error"]["message"]
+    assert project.history() == [("001", "a", "applied")]
+
+
+# -- a call answered only after it committed (DESIGN 8.1) ---------------------------------
+
+SLOW = "standin:slow-answer"
+
+
+def test_timed_out_call_that_committed_is_reported_applied_once(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in commits the call and answers past the client's timeout: cryomigrate
+    re-reads the history under the lock, finds the migration recorded, reports it applied
+    and goes on; it is neither repeated nor reported failed."""
+    from cryomigrate.backends import supabase_http
+
+    project = api.project
+    monkeypatch.setattr(supabase_http, "CALL_TIMEOUT_S", 1.0)
+    api.server.slow_after_commit, api.server.slow_seconds = SLOW, 3.0
+    project.add("001_runs.sql", "CREATE TABLE runs (note text);\n")
+    project.add("002_slow.sql", f"INSERT INTO runs (note) VALUES ('{SLOW}');\n")
+    project.add("003_after.sql", "CREATE TABLE after_slow (id bigint);\n")
+
+    result = project.cli("apply", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [m["version"] for m in json.loads(result.stdout)["applied"]] == ["001", "002", "003"]
+    assert project.query("SELECT count(*) FROM runs") == [(1,)], "the script ran once"
+    assert project.history() == [("001", "runs", "applied"), ("002", "slow", "applied"),
+                                 ("003", "after", "applied")]
+    assert project.journal() == [("001", "apply", "ok"), ("002", "apply", "ok"),
+                                 ("003", "apply", "ok")]
+    again = project.cli("apply")
+    assert again.exit_code == 0, again.output
+    assert project.query("SELECT count(*) FROM runs") == [(1,)]
+
+
+# -- conn.table(): the client's own query builder (DESIGN 8.1) ----------------------------
+
+TABLE_PY = '''
+    """Fill and read a table through the Supabase client, as the original module did."""
+
+
+    def apply(conn, environment):
+        first = conn.table("items").insert({"id": 1, "name": "first"}).execute().data
+        assert first == [{"id": 1, "name": "first"}], first
+        conn.table("items").insert([{"id": 2, "name": "second"}]).execute()
+        names = sorted(row["name"] for row in conn.table("items").select("*").execute().data)
+        conn.sql("INSERT INTO public.seen (names) VALUES (%s)", (",".join(names),)).execute()
+
+
+    def rollback(conn, environment):
+        conn.sql("DELETE FROM public.items").execute()
+        conn.sql("DELETE FROM public.seen").execute()
+'''
+
+
+def test_python_migration_uses_the_clients_table_builder(api: Api) -> None:
+    project = api.project
+    project.add("001_items.sql", "-- cryomigrate:apply\n"
+                "CREATE TABLE public.items (id bigint PRIMARY KEY, name text NOT NULL);\n"
+                "CREATE TABLE public.seen (names text);\n"
+                "-- cryomigrate:rollback\nDROP TABLE public.items, public.seen;\n")
+    project.add("002_fill.py", TABLE_PY)
+    result = project.cli("apply")
+    assert result.exit_code == 0, result.output
+    assert project.query("SELECT id, name FROM items ORDER BY id") == [(1, "first"),
+                                                                      (2, "second")]
+    assert project.query("SELECT names FROM seen") == [("first,second",)]
+    assert ("POST", "/rest/v1/items") in api.server.requests
+    assert ("GET", "/rest/v1/items") in api.server.requests
+    assert project.history()[-1] == ("002", "fill", "applied")
+    assert project.cli("rollback").exit_code == 0
+    assert "items" not in project.tables()
+
+
+# -- baseline and repair: one call, one transaction (DESIGN 8.1) --------------------------
+
+REFUSE_VERSION = """
+    CREATE FUNCTION public.refuse_version() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.version = {version} THEN RAISE EXCEPTION 'version {version} refused'; END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER refuse_version BEFORE INSERT OR UPDATE ON public.cryomigrate_history
+    FOR EACH ROW EXECUTE FUNCTION public.refuse_version();
+"""
+
+
+def test_baseline_failing_part_way_over_http_leaves_nothing(api: Api) -> None:
+    project = api.project
+    for version, table in (("001", "a"), ("002", "b"), ("003", "c")):
+        project.add(f"{version}_{table}.sql", f"CREATE TABLE {table} (id bigint);\n")
+    assert project.cli("baseline", "1").exit_code == 0
+    h.execute(project.url, REFUSE_VERSION.format(version=3))
+
+    result = project.cli("baseline", "3")
+    assert result.exit_code == 1, result.output
+    assert "version 3 refused" in result.stderr
+    assert project.history() == [("001", "a", "applied")], "002 was not kept either"
+    assert project.journal() == [("001", "baseline", "ok")]
+
+
+def test_repair_failing_part_way_over_http_leaves_nothing(api: Api) -> None:
+    project = api.project
+    for version, table in (("001", "a"), ("002", "b")):
+        project.add(f"{version}_{table}.sql", f"CREATE TABLE {table} (id bigint);\n")
+    assert project.cli("apply").exit_code == 0
+    for version, table in (("001", "a"), ("002", "b")):
+        project.add(f"{version}_{table}.sql", f"CREATE TABLE {table} (id bigint); -- edited\n")
+    h.execute(project.url, REFUSE_VERSION.format(version=2))
+
+    result = project.cli("repair")
+    assert result.exit_code == 1, result.output
+    assert "version 2 refused" in result.stderr
+    assert _states(project) == [("001", "modified"), ("002", "modified")], \
+        "001's new checksum was not kept either"
+    assert [row[1] for row in project.journal()] == ["apply", "apply"]
+    h.execute(project.url, "DROP TRIGGER refuse_version ON public.cryomigrate_history")
+    assert project.cli("repair").exit_code == 0
+    assert _states(project) == [("001", "applied"), ("002", "applied")]
+
+
+# -- repeatable migrations (DESIGN 8.1, 12) ------------------------------------------------
+
+def test_repeatable_sql_runs_over_http_and_python_is_refused(api: Api) -> None:
+    project = api.project
+    project.add("001_a.sql", "CREATE TABLE a (id bigint);\n")
+    project.add("R_view.sql", "CREATE OR REPLACE VIEW public.v AS SELECT 1 AS x;\n")
+    result = project.cli("apply")
+    assert result.exit_code == 0, result.output
+    assert project.query("SELECT x FROM v") == [(1,)]
+    project.add("R_view.sql", "CREATE OR REPLACE VIEW public.v AS SELECT 2 AS x;\n")
+    result = project.cli("apply")
+    assert result.exit_code == 0 and "R_view" in result.stdout, result.output
+    assert project.query("SELECT x FROM v") == [(2,)]
+    assert project.query("SELECT name FROM cryomigrate_history_repeatable") == [("view",)]
+
+    project.add("002_b.sql", "CREATE TABLE b (id bigint);\n")
+    project.add("R_py.py", '''
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE IF NOT EXISTS py_ran (id bigint)").execute()
+    ''')
+    calls = len(api.writes())
+    refused = project.cli("apply")
+    assert refused.exit_code == 2, refused.output
+    assert "R_py" in refused.stderr and "Nothing was run" in refused.stderr
+    assert len(api.writes()) == calls
+    assert "b" not in project.tables() and "py_ran" not in project.tables()
     assert project.history() == [("001", "a", "applied")]

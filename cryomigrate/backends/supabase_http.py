@@ -37,6 +37,9 @@ from cryomigrate.sqlscript import Script
 EXTRA_ADVICE = "pip install 'cryomigrate[supabase]'"
 _SETUP_ADVICE = ("run `cryomigrate supabase-setup` and execute its SQL once in the project's "
                  "SQL editor (or pipe it into psql)")
+# How long a call may take before the client stops waiting for its answer: the client's
+# own default. A test shortens it to see a call answered only after it committed.
+CALL_TIMEOUT_S: float = 120
 _PLACEHOLDER = re.compile(r"%(.)", re.S)
 # Statements whose rows a caller may want back (conn.sql(...).execute().data).
 _ROWS = re.compile(r"(?is)^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(select|with|values|table)\b"
@@ -88,7 +91,8 @@ class SupabaseHttpBackend:
         try:
             # No retries: a POST that timed out may have committed; see the module docstring.
             client = create_client(url, options.service_key,
-                                   options=client_options(postgrest_client_retry=False))
+                                   options=client_options(postgrest_client_retry=False,
+                                                          postgrest_client_timeout=CALL_TIMEOUT_S))
         except Exception as exc:  # the client's own validation of URL and key
             raise ConnectionFailed(f"cannot use the Supabase HTTP API at {url}: "
                                    f"{type(exc).__name__}: {exc}") from None
