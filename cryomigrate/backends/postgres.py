@@ -42,6 +42,21 @@ _UNDEFINED_SETTING = "42704"
 # What a script may have set for the session, undone before cryomigrate writes anything;
 # the session authorization also undoes a SET ROLE.
 _RESET_SESSION = ("RESET ALL", "SET SESSION AUTHORIZATION DEFAULT")
+# See ``transaction``: the session's timeouts kept in settings of cryomigrate's own, then
+# the wait for the lock bounded by --lock-wait alone.
+_KEEP_TIMEOUTS_AND_WAIT = (
+    "SELECT pg_catalog.set_config('cryomigrate.lock_timeout', "
+    "pg_catalog.current_setting('lock_timeout'), true), "
+    "pg_catalog.set_config('cryomigrate.statement_timeout', "
+    "pg_catalog.current_setting('statement_timeout'), true), "
+    "pg_catalog.set_config('lock_timeout', %s, true), "
+    "pg_catalog.set_config('statement_timeout', '0', true)")
+# The environment's timeouts, or where it sets none the session's own, kept above.
+_ENVIRONMENT_TIMEOUTS = (
+    "SELECT pg_catalog.set_config('lock_timeout', COALESCE(%s::pg_catalog.text, "
+    "pg_catalog.current_setting('cryomigrate.lock_timeout')), true), "
+    "pg_catalog.set_config('statement_timeout', COALESCE(%s::pg_catalog.text, "
+    "pg_catalog.current_setting('cryomigrate.statement_timeout')), true)")
 _COPY_WITH_CLIENT = re.compile(r"(?is)\s*COPY\b.*\b(STDIN|STDOUT)\b")
 _UNFINISHED = ("unterminated quoted string", "unterminated quoted identifier",
                "syntax error at end of input")
@@ -134,9 +149,8 @@ class PostgresBackend:
         """
         pooled = self._options.pooler == "transaction"
         if not pooled:
-            settings = [_set("lock_timeout", self._options.lock_timeout_ms, local=False),
-                        _set("statement_timeout", self._options.statement_timeout_ms,
-                             local=False)]
+            settings = [_set("lock_timeout", self._options.lock_timeout_ms),
+                        _set("statement_timeout", self._options.statement_timeout_ms)]
             self._simple("; ".join(settings), "setting the session's timeouts")
         try:
             yield
@@ -150,28 +164,33 @@ class PostgresBackend:
     def transaction(self, *, lock: bool = True, expect: Expect | None = None
                     ) -> Iterator[PgTransaction]:
         tx = PgTransaction(self)
-        self._pending.append(_Item("BEGIN", where="BEGIN"))
+        # READ COMMITTED whatever the role's default: the guard must see, in a snapshot
+        # taken after the lock was granted, what a concurrent run committed meanwhile.
+        self._pending.append(_Item("BEGIN ISOLATION LEVEL READ COMMITTED", where="BEGIN"))
         if self._options.pooler == "transaction":
             # Another client's session state may be on this server connection; ours is
             # reset after every script (``PgTransaction.reset_session``).
             tx.reset_session()
+        guard = _guard(expect) if expect is not None else None
         if lock:
             opts = self._options
-            # The wait is bounded by --lock-wait alone: a statement_timeout set on the role
-            # or database (common on Supabase) must not cut it short. A statement's timeout
-            # is armed when it starts, hence the settings go in a statement of their own.
+            # Three statements, each costing the pipeline the same: the session's own
+            # timeouts kept aside and the wait bounded by --lock-wait alone (a
+            # statement_timeout set on the role, common on Supabase, must not cut it
+            # short; a statement's timeout is armed when it starts, hence a statement of
+            # its own); the lock; the environment's timeouts (or the session's back) and
+            # the guard, in a snapshot taken after the lock. A target list is evaluated
+            # in order.
             self._pending += [
-                _Item("SELECT pg_catalog.set_config('lock_timeout', %s, true), "
-                      "pg_catalog.set_config('statement_timeout', '0', true)",
-                      (f"{max(1, opts.lock_wait_ms)}ms",)),
+                _Item(_KEEP_TIMEOUTS_AND_WAIT, (f"{max(1, opts.lock_wait_ms)}ms",)),
                 _Item(f"SELECT pg_catalog.pg_advisory_xact_lock({self._lock_key})", lock=True),
-                # SET LOCAL ... TO DEFAULT where the environment sets none: the session's
-                # own value (role, database or server default).
-                _Item(_set("lock_timeout", opts.lock_timeout_ms)),
-                _Item(_set("statement_timeout", opts.statement_timeout_ms)),
+                _Item(_ENVIRONMENT_TIMEOUTS + (f", {guard}" if guard else ""),
+                      (_ms(opts.lock_timeout_ms), _ms(opts.statement_timeout_ms)),
+                      guard=guard is not None, where="checking the history"),
             ]
-        if expect is not None:
-            self._pending.append(_Item(_guard(expect), guard=True, where="checking the history"))
+        elif guard is not None:
+            self._pending.append(_Item(f"SELECT {guard}", guard=True,
+                                       where="checking the history"))
         try:
             yield tx
             if not tx.done:
@@ -335,18 +354,22 @@ def _script_items(script: Script) -> list[_Item]:
 
 
 def _guard(expect: Expect) -> str:
-    """A statement that fails exactly when ``expect`` does, so that everything queued after
-    it is skipped. Plain SQL: a plpgsql DO block would be compiled anew on every call.
-    ``current_setting`` of a setting that does not exist raises (42704), and, being
-    STABLE rather than IMMUTABLE, only when a row reaches it, never while planning."""
+    """An expression that fails exactly when ``expect`` does, so that everything queued
+    after it is skipped. Plain SQL: a plpgsql DO block would be compiled anew on every call.
+    ``current_setting`` of a setting that does not exist raises (42704), and, being STABLE
+    rather than IMMUTABLE, only when evaluated, never while planning."""
     negation = "NOT " if expect.present else ""
-    return (f"SELECT pg_catalog.current_setting('{_GUARD_SETTING}') "
-            f"WHERE {negation}EXISTS ({expect.query})")
+    return (f"pg_catalog.current_setting(CASE WHEN {negation}EXISTS ({expect.query}) "
+            f"THEN '{_GUARD_SETTING}' ELSE 'lock_timeout' END)")
 
 
-def _set(name: str, ms: int | None, *, local: bool = True) -> str:
-    scope = "SET LOCAL" if local else "SET"
-    return f"{scope} {name} TO DEFAULT" if ms is None else f"{scope} {name} = '{ms}ms'"
+def _ms(value: int | None) -> str | None:
+    return None if value is None else f"{value}ms"
+
+
+def _set(name: str, ms: int | None) -> str:
+    """A session-level setting (outside any transaction) of the environment's timeout."""
+    return f"SET {name} TO DEFAULT" if ms is None else f"SET {name} = '{ms}ms'"
 
 
 def _result(cursor: psycopg.Cursor[dict[str, Any]]) -> QueryResult:
