@@ -37,6 +37,7 @@ class SqliteBackend:
         self._path = path
         self._lock_wait_ms = lock_wait_ms
         self._began = time.perf_counter()
+        self._elapsed: int | None = None
         self._pending: list[Callable[[], object]] = []  # an open transaction's queue
         self.writable = writable
         self.on_notice: Callable[[str], None] | None = None  # SQLite raises no notices
@@ -44,7 +45,11 @@ class SqliteBackend:
         connection.create_function(_ELAPSED_FUNCTION, 0, self._elapsed_ms)
 
     def _elapsed_ms(self) -> int:
-        return round((time.perf_counter() - self._began) * 1000)
+        """Measured once per transaction, at its first use: the history and journal rows
+        written one after the other at its end carry the same duration."""
+        if self._elapsed is None:
+            self._elapsed = round((time.perf_counter() - self._began) * 1000)
+        return self._elapsed
 
     @classmethod
     def connect(cls, url: str, options: ConnectOptions) -> SqliteBackend:
@@ -107,6 +112,7 @@ class SqliteBackend:
     def transaction(self, *, lock: bool = True, expect: Expect | None = None
                     ) -> Iterator[SqliteTransaction]:
         self._began = time.perf_counter()  # durations include the lock wait, as on PostgreSQL
+        self._elapsed = None
         try:
             self._db.execute("BEGIN IMMEDIATE" if lock else "BEGIN")
         except sqlite3.OperationalError as exc:
