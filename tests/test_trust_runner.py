@@ -495,3 +495,32 @@ def test_ctrl_c_inside_a_transactional_migration(project: Project) -> None:
     assert "interrupted" in (journal[1][2] or ""), journal
     assert h.status_states(project.config) == {"001": "applied", "002": "pending"}
 
+
+
+# ---------------------------------------------------------------------------------------
+# Item 14: a failure creating the history table says that is what failed
+
+
+def test_a_failure_creating_the_history_table_names_it(pg_project: Project,
+                                                      pg_database: PgDatabase) -> None:
+    # PostgreSQL 15 gives PUBLIC no CREATE on schema public: a role with only CONNECT
+    # cannot create the history table, and must be told that this is what failed.
+    role = f"cm_role_{uuid.uuid4().hex[:8]}"
+    h.execute(PG_ADMIN_URL, f'CREATE ROLE "{role}" LOGIN')
+    try:
+        h.execute(pg_database.url, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        pg_project.write_config(f"""
+            environments:
+              development:
+                database: {pg_database.url.replace("postgres@", f"{role}@", 1)}
+        """)
+        add_tables(pg_project, "001_t1")
+        result = pg_project.cli("apply")
+        assert_clean_exit(result, 1)
+        assert "creating the history table cryomigrate_history" in result.stderr, \
+            result.stderr
+        assert "permission denied for schema public" in result.stderr, result.stderr
+        assert "t1" not in pg_project.tables()
+    finally:
+        h.execute(pg_database.url, f'DROP OWNED BY "{role}"')
+        h.execute(PG_ADMIN_URL, f'DROP ROLE "{role}"')
