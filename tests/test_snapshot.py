@@ -113,6 +113,28 @@ def test_drift_finds_a_column_added_by_hand_and_nothing_else(project: Project) -
     assert project.history() == history  # drift wrote nothing there
 
 
+def test_a_url_naming_its_database_in_the_query_is_refused(pg_project: Project,
+                                                          pg_database: PgDatabase) -> None:
+    # libpq lets ?dbname= win over the path: a scratch copy built by replacing the path
+    # would have replayed, and rolled back, the environment's own database.
+    _good(pg_project)
+    assert_clean_exit(pg_project.cli("apply"), 0)
+    history = pg_project.history()
+    base = pg_database.url.rsplit("/", 1)[0]
+    pg_project.write_config(f"""
+        environments:
+          development:
+            database: {base}/?dbname={pg_database.name}
+    """)
+    for command in ("verify", "drift"):
+        result = pg_project.cli(command)
+        assert_clean_exit(result, 2)
+        assert "dbname=" in result.stderr, result.stderr
+    assert pg_project.history() == history
+    assert "users" in pg_project.tables()
+    assert _scratch_databases() == []
+
+
 def _two_environments(project: Project, staging: str) -> None:
     # Under defaults, as a team would write it: staging inherits it and is not gated.
     project.write_config(f"""

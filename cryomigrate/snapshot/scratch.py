@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from cryomigrate.backends import ConnectOptions, open_backend
 from cryomigrate.config import Environment
@@ -42,15 +42,41 @@ def scratch_environment(env: Environment) -> Iterator[Environment]:
     if env.database.split(":", 1)[0].lower() not in ("postgresql", "postgres"):
         raise InputError(f"environment '{env.name}': a scratch database needs a direct "
                          "connection (postgresql://... or sqlite:///...)")
-    name = PREFIX + secrets.token_hex(6)
+    url = _scratch_url(env, name := PREFIX + secrets.token_hex(6))
     _admin(env, f'CREATE DATABASE "{name}"')
     try:
-        parts = urlsplit(env.database)
-        scratch = replace(env, database=urlunsplit(parts._replace(path="/" + name)))
+        scratch = replace(env, database=url)
+        _check_is_scratch(scratch, name)
         _setup(scratch)
         yield scratch
     finally:
         _admin(env, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _scratch_url(env: Environment, name: str) -> str:
+    """The environment's URL with the scratch database in its path. A query naming the
+    database (``?dbname=``, ``?service=``) would win over the path in libpq, and the
+    replay would then run against the environment's own database: refused."""
+    parts = urlsplit(env.database)
+    keys = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if keys & {"dbname", "service"}:
+        raise InputError(
+            f"environment '{env.name}': its database URL names the database in the query "
+            "(dbname= or service=); verify and drift need it in the path "
+            "(postgresql://host/dbname) to point a copy elsewhere")
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def _check_is_scratch(env: Environment, name: str) -> None:
+    """Belt and braces before anything is applied or rolled back there."""
+    backend = open_backend(env.database, ConnectOptions(base_dir=env.root))
+    try:
+        found = backend.query("SELECT pg_catalog.current_database() AS name").data[0]["name"]
+    finally:
+        backend.close()
+    if found != name:
+        raise InputError(f"environment '{env.name}': the scratch connection reached "
+                         f"database {found!r}, not {name!r}; nothing was run")
 
 
 def _admin(env: Environment, statement: str) -> None:
