@@ -17,17 +17,7 @@ from cryomigrate.backends import Backend, Transaction
 from cryomigrate.config import Environment
 from cryomigrate.discovery import MigrationFile, checksums, parse_version
 from cryomigrate.errors import DirtyMigration, InputError, MigrationFileError, StateBlocked
-from cryomigrate.models import (
-    BaselineResult,
-    HistoryResult,
-    HistoryRow,
-    MigrationRun,
-    NewResult,
-    RepairResult,
-    RunResult,
-    StatusResult,
-    ValidateResult,
-)
+from cryomigrate.models import HistoryRow, MigrationRun, RunResult, StatusResult
 from cryomigrate.policies import Confirm
 from cryomigrate.session import (
     EnvironmentRef,
@@ -43,6 +33,13 @@ if TYPE_CHECKING:  # loading and running are imported only when there is work to
     from cryomigrate.adopt import AdoptResult
     from cryomigrate.lint import LintResult
     from cryomigrate.loader import Direction, Migration
+    from cryomigrate.results import (
+        BaselineResult,
+        HistoryResult,
+        NewResult,
+        RepairResult,
+        ValidateResult,
+    )
     from cryomigrate.runner import Progress
     from cryomigrate.snapshot import SnapshotCheck
 
@@ -178,6 +175,8 @@ def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wai
 
 def get_history(environment: EnvironmentRef = None, *, config: PathLike = None,
                 limit: int | None = None) -> HistoryResult:
+    from cryomigrate.results import HistoryResult
+
     env = resolve_environment(config, environment)
     with connect(env, read_only=True) as (_, tracker):
         return HistoryResult(env.name, tuple(tracker.read_journal(limit)))
@@ -186,6 +185,8 @@ def get_history(environment: EnvironmentRef = None, *, config: PathLike = None,
 def baseline(version: Version, environment: str | None = None, *, config: PathLike = None,
              lock_wait: float = 60) -> BaselineResult:
     """Record every migration up to ``version`` as applied without running it."""
+    from cryomigrate.results import BaselineResult
+
     upto = _version(version, "version")
     if upto is None:
         raise InputError("baseline needs a version, e.g. `cryomigrate baseline 005`")
@@ -277,6 +278,7 @@ def repair(environment: str | None = None, *, config: PathLike = None,
     pending_v = _version(mark_pending, "mark_pending")
     project = open_project(config, environment)
     from cryomigrate.history_repair import Repair
+    from cryomigrate.results import RepairResult
 
     env = project.env
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -37,6 +37,9 @@ from cryomigrate.terminal import (
     render_stopped,
     render_validate,
 )
+
+if TYPE_CHECKING:
+    from cryomigrate.config import Environment
 
 # The shell's convention for a process ended by SIGINT (128 + 2), so scripts can tell a
 # person's Ctrl-C from a migration failing (1).
@@ -211,19 +214,27 @@ def _emit(fmt: str, result: Any, text: Callable[[Any], str]) -> None:
             out(rendered)
 
 
-def _fleet(ctx: click.Context, fmt: str, env: str | None, command: str, **kwargs: Any) -> bool:
-    """Run ``command`` on every database of a fleet environment (DESIGN 11); False, and
-    nothing done, when ``env`` has one database."""
-    from cryomigrate import fleet
-    from cryomigrate.fleet.terminal import render_line, render_summary
+def _fleet(ctx: click.Context, fmt: str, env: str | None, command: str, *,
+           strict_vars: bool = True, **kwargs: Any) -> Environment | None:
+    """Run ``command`` on every database of a fleet environment (DESIGN 11) and return
+    None; when ``env`` has one database, do nothing and return it, resolved, for the api
+    call, so that a command reads its configuration once and imports no fleet code."""
+    from cryomigrate.config import load_config
 
     flags: dict[str, Any] = ctx.obj.get("fleet", {})
-    if not fleet.is_fleet(env, config=ctx.obj["config"]):
+    loaded = load_config(ctx.obj["config"])
+    # Resolved leniently first, as the fleet check always was: an unset ${VAR} must not
+    # hide the error about fleet-only flags. The api then gets the strict resolution.
+    lenient = loaded.environment(env, strict_vars=False)
+    if not lenient.is_fleet:
         if flags:
             given = ", ".join(f"--{name.replace('_', '-')}" for name in flags)
             raise click.UsageError(f"{given}: only for a fleet environment (databases:); "
                                    f"'{_environment_name(env)}' has one database", ctx)
-        return False
+        return loaded.environment(env) if strict_vars else lenient
+    from cryomigrate import fleet
+    from cryomigrate.fleet.terminal import render_line, render_summary
+
     stdout = sys.stdout  # while the fleet runs, sys.stdout is stderr (see fleet.pool)
 
     def line(outcome: Any) -> None:
@@ -243,7 +254,7 @@ def _fleet(ctx: click.Context, fmt: str, env: str | None, command: str, **kwargs
     result = runs[command](environment=env, config=ctx.obj["config"], options=options,
                            **kwargs)
     _emit(fmt, result, render_summary)
-    return True
+    return None
 
 
 # --- the commands -----------------------------------------------------------------------
@@ -267,9 +278,10 @@ def status(ctx: click.Context, env: str | None, fmt: str) -> None:
     from cryomigrate import api
 
     _begin(ctx, fmt, env)
-    if _fleet(ctx, fmt, env, "status"):
+    single = _fleet(ctx, fmt, env, "status")
+    if single is None:
         return
-    result = api.get_migration_status(env, config=ctx.obj["config"])
+    result = api.get_migration_status(single, config=ctx.obj["config"])
     _emit(fmt, result, render_status)
 
 
@@ -288,12 +300,13 @@ def apply(ctx: click.Context, env: str | None, target: str | None, dry_run: bool
     from cryomigrate import api
 
     _begin(ctx, fmt, env)
-    if _fleet(ctx, fmt, env, "apply", target_version=target, dry_run=dry_run,
-              confirm=_confirmer(yes, "apply, on each database of the fleet that lacks them,"),
-              lock_wait=lock_wait):
+    single = _fleet(ctx, fmt, env, "apply", target_version=target, dry_run=dry_run,
+                    confirm=_confirmer(yes, "apply, on each database of the fleet that "
+                                       "lacks them,"), lock_wait=lock_wait)
+    if single is None:
         return
     ctx.obj.update(action="apply", render_partial=render_stopped)
-    result = api.apply_migrations(target, env, config=ctx.obj["config"], dry_run=dry_run,
+    result = api.apply_migrations(target, single, config=ctx.obj["config"], dry_run=dry_run,
                                   confirm=_confirmer(yes, "apply"), lock_wait=lock_wait,
                                   progress=_progress(ctx, fmt, "applied"))
     _emit(fmt, result, render_run)
@@ -317,12 +330,14 @@ def rollback(ctx: click.Context, env: str | None, target: str | None, steps: int
     _begin(ctx, fmt, env)
     if target is not None and steps is not None:
         raise click.UsageError("use --target or --steps, not both", ctx)
-    if _fleet(ctx, fmt, env, "rollback", target_version=target, steps=steps, dry_run=dry_run,
-              confirm=_confirmer(yes, "roll back, on each database of the fleet that has "
-                                 "them,"), lock_wait=lock_wait):
+    single = _fleet(ctx, fmt, env, "rollback", target_version=target, steps=steps,
+                    dry_run=dry_run, confirm=_confirmer(
+                        yes, "roll back, on each database of the fleet that has them,"),
+                    lock_wait=lock_wait)
+    if single is None:
         return
     ctx.obj.update(action="rollback", render_partial=render_stopped)
-    result = api.rollback_migrations(target, env, steps=steps, config=ctx.obj["config"],
+    result = api.rollback_migrations(target, single, steps=steps, config=ctx.obj["config"],
                                      dry_run=dry_run, confirm=_confirmer(yes, "roll back"),
                                      lock_wait=lock_wait,
                                      progress=_progress(ctx, fmt, "rolled back"))
@@ -338,10 +353,11 @@ def validate(ctx: click.Context, env: str | None, fmt: str) -> None:
     from cryomigrate import api
 
     _begin(ctx, fmt, env)
-    if _fleet(ctx, fmt, env, "validate"):
+    single = _fleet(ctx, fmt, env, "validate", strict_vars=False)  # as validate resolves
+    if single is None:
         return
     ctx.obj["render_partial"] = render_validate
-    _emit(fmt, api.validate(env, config=ctx.obj["config"]), render_validate)
+    _emit(fmt, api.validate(single, config=ctx.obj["config"]), render_validate)
 
 
 @main.command()
@@ -372,9 +388,10 @@ def history(ctx: click.Context, env: str | None, limit: int | None, fmt: str) ->
     from cryomigrate import api
 
     _begin(ctx, fmt, env)
-    if _fleet(ctx, fmt, env, "history", limit=limit):
+    single = _fleet(ctx, fmt, env, "history", limit=limit)
+    if single is None:
         return
-    _emit(fmt, api.get_history(env, config=ctx.obj["config"], limit=limit), render_history)
+    _emit(fmt, api.get_history(single, config=ctx.obj["config"], limit=limit), render_history)
 
 
 @main.command()
@@ -451,10 +468,11 @@ def lint(ctx: click.Context, all_migrations: bool, env: str | None, fmt: str) ->
     from cryomigrate.lint import render
 
     _begin(ctx, fmt, env)
-    if _fleet(ctx, fmt, env, "lint", all_migrations=all_migrations):
+    single = _fleet(ctx, fmt, env, "lint", all_migrations=all_migrations)
+    if single is None:
         return
     ctx.obj["render_partial"] = render
-    _emit(fmt, api.lint(env, config=ctx.obj["config"], all_migrations=all_migrations), render)
+    _emit(fmt, api.lint(single, config=ctx.obj["config"], all_migrations=all_migrations), render)
 
 
 @main.command()
@@ -467,10 +485,11 @@ def verify(ctx: click.Context, env: str | None, fmt: str) -> None:
     from cryomigrate.snapshot import render
 
     _begin(ctx, fmt, env)
-    if _fleet(ctx, fmt, env, "verify"):
+    single = _fleet(ctx, fmt, env, "verify")
+    if single is None:
         return
     ctx.obj["render_partial"] = render
-    _emit(fmt, api.verify(env, config=ctx.obj["config"]), render)
+    _emit(fmt, api.verify(single, config=ctx.obj["config"]), render)
 
 
 @main.command()
@@ -483,10 +502,11 @@ def drift(ctx: click.Context, env: str | None, fmt: str) -> None:
     from cryomigrate.snapshot import render
 
     _begin(ctx, fmt, env)
-    if _fleet(ctx, fmt, env, "drift"):
+    single = _fleet(ctx, fmt, env, "drift")
+    if single is None:
         return
     ctx.obj["render_partial"] = render
-    _emit(fmt, api.drift(env, config=ctx.obj["config"]), render)
+    _emit(fmt, api.drift(single, config=ctx.obj["config"]), render)
 
 
 @main.command("supabase-setup")

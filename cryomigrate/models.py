@@ -1,9 +1,34 @@
-"""Frozen result types shared by every layer; ``to_dict()`` gives their JSON shape."""
+"""Frozen result types shared by every layer; ``to_dict()`` gives their JSON shape.
+
+The results of the less frequent commands (history, validate, repair, baseline, new) are
+defined in ``cryomigrate.results``, so that a status or an apply, which every CI job runs,
+does not build their classes; they are importable from here all the same.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from cryomigrate.results import BaselineResult as BaselineResult
+    from cryomigrate.results import Finding as Finding
+    from cryomigrate.results import HistoryResult as HistoryResult
+    from cryomigrate.results import JournalEntry as JournalEntry
+    from cryomigrate.results import NewResult as NewResult
+    from cryomigrate.results import RepairResult as RepairResult
+    from cryomigrate.results import ValidateResult as ValidateResult
+
+_IN_RESULTS = frozenset({"BaselineResult", "Finding", "HistoryResult", "JournalEntry",
+                         "NewResult", "RepairResult", "ValidateResult"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _IN_RESULTS:
+        from cryomigrate import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 Kind = Literal["python", "sql", "template"]
 # ``changed`` is a repeatable migration edited since its last run: due to run again.
@@ -129,86 +154,3 @@ def _skipped(label: str) -> dict[str, str | None]:
     version, _, rest = label.partition("_")
     return {"version": None if version == "R" else version, "name": rest.split(".", 1)[0],
             "file": label}
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    version: str
-    name: str
-    action: str
-    outcome: str
-    environment: str
-    started_at: str
-    duration_ms: int
-    error: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class HistoryResult:
-    environment: str
-    entries: tuple[JournalEntry, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"environment": self.environment, "entries": [e.to_dict() for e in self.entries]}
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem or remark from ``validate`` or ``repair``."""
-
-    level: Literal["error", "warning", "info"]
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class ValidateResult:
-    environment: str
-    migrations: int
-    environments: tuple[str, ...]
-    findings: tuple[Finding, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "environment": self.environment,
-            "migrations": self.migrations,
-            "environments": list(self.environments),
-            "findings": [f.to_dict() for f in self.findings],
-        }
-
-
-@dataclass(frozen=True)
-class RepairResult:
-    environment: str
-    checksums_updated: tuple[str, ...]
-    marked_applied: tuple[str, ...]
-    marked_pending: tuple[str, ...]
-    dirty: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class BaselineResult:
-    environment: str
-    recorded: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class NewResult:
-    path: str
-    version: str | None  # None for a repeatable migration
-    name: str
-    repeatable: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -8,13 +8,15 @@ decide on: it lints, and it reads the other environment's history.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryomigrate import policies
 from cryomigrate.config import Environment
 from cryomigrate.errors import PolicyRefused
-from cryomigrate.loader import Migration
 from cryomigrate.policies import Confirm
+
+if TYPE_CHECKING:  # a run with nothing to apply loads no migration
+    from cryomigrate.loader import Migration
 
 Progress = Callable[[str, Any], None]
 

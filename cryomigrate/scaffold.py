@@ -18,7 +18,7 @@ from pathlib import Path
 from cryomigrate.config import load_config
 from cryomigrate.discovery import scan_project
 from cryomigrate.errors import InputError, MigrationFileError
-from cryomigrate.models import NewResult
+from cryomigrate.results import NewResult
 from cryomigrate.session import PathLike
 
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")

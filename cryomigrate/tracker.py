@@ -10,15 +10,17 @@ would mean another run changed the table under us, and must not pass silently.
 
 from __future__ import annotations
 
-import getpass
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryomigrate.backends import Backend, Expect, Transaction
 from cryomigrate.backends.base import Params
 from cryomigrate.errors import DatabaseError
-from cryomigrate.models import HistoryRow, JournalEntry, RepeatableRow
+from cryomigrate.models import HistoryRow, RepeatableRow
+
+if TYPE_CHECKING:
+    from cryomigrate.results import JournalEntry
 
 _HISTORY_DDL = {
     "sqlite": """CREATE TABLE IF NOT EXISTS {table} (
@@ -130,6 +132,8 @@ def now() -> str:
 
 @lru_cache(maxsize=1)
 def current_user() -> str:
+    import getpass  # only a run that writes history asks
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry, as in some containers
@@ -339,6 +343,8 @@ class Tracker:
                  where=f"writing the history row of R_{name}")
 
     def read_journal(self, limit: int | None = None) -> list[JournalEntry]:
+        from cryomigrate.results import JournalEntry
+
         if not self.backend.table_exists(self._table_name + "_journal"):
             return []
         sql = (f"SELECT version, name, action, outcome, environment, {self._started_at}, "

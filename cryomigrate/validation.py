@@ -16,7 +16,7 @@ from cryomigrate.config import Config, Environment, load_config
 from cryomigrate.discovery import MigrationFile, checksum_of, scan_folder
 from cryomigrate.errors import ConnectionFailed, InputError, StateBlocked
 from cryomigrate.loader import Migration, PythonMigration, SqlMigration, load
-from cryomigrate.models import Finding, ValidateResult
+from cryomigrate.results import Finding, ValidateResult
 from cryomigrate.session import EnvironmentRef, PathLike, connect, resolve_environment
 
 _UNSET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -30,7 +30,9 @@ from psycopg.rows import dict_row
 from cryomigrate.backends import ConnectOptions
 from cryomigrate.backends.base import Expect, Params, QueryError, QueryResult
 from cryomigrate.errors import CryomigrateError, DatabaseError, InputError, LockTimeout
-from cryomigrate.sqlscript import Script
+
+if TYPE_CHECKING:  # a status or a no-op run never parses a script
+    from cryomigrate.sqlscript import Script
 
 _LOCK_NOT_AVAILABLE = "55P03"
 _ACTIVE_SQL_TRANSACTION = "25001"
@@ -213,6 +215,9 @@ class PostgresBackend:
         items, self._pending = self._pending, []
         if not items:
             return QueryResult()
+        # A cursor per statement: after a failure, the first one without a status message
+        # is exactly the statement that failed, which psycopg's public API tells no other
+        # way; a cursor costs little next to executing its statement.
         cursors: list[psycopg.Cursor[dict[str, Any]]] = []
         try:
             with self._db.pipeline() if self._pipelined and len(items) > 1 else nullcontext():

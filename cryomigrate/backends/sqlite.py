@@ -15,11 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryomigrate.backends import ConnectOptions
 from cryomigrate.backends.base import Expect, Params, QueryError, QueryResult
 from cryomigrate.errors import ConfigError, ConnectionFailed, LockTimeout
-from cryomigrate.sqlscript import Script
+
+if TYPE_CHECKING:  # a status or a no-op run never parses a script
+    from cryomigrate.sqlscript import Script
 
 # Milliseconds since the current transaction began, as SQL: the duration of a history row
 # written at the end of its migration's transaction.
