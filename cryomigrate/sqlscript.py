@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     from cryomigrate.sqlsplit import Region, Statement
 
 MARKERS = ("apply", "rollback", "no-transaction")
-_MENTION = re.compile(r"(?i)cryomigrate[ \t]*:")
+# A comment naming cryomigrate with a colon, or with a marker's name after other
+# punctuation (``cryomigrate rollback``, ``cryomigrate_rollback``, a full-width colon): a
+# marker, or a near miss of one, never a plain comment.
+_MENTION = re.compile(r"(?i)cryomigrate(?:[ \t]*:|[\W_]*(?:apply|rollback|no[\W_]*"
+                      r"transaction|lint[\W_]*ignore)\b)")
+# Other tools' section markers, which cryomigrate's own format would read as comments and
+# so run a down section during apply.
+_FOREIGN_MARKER = re.compile(r"(?im)^[ \t]*--[ \t]*(migrate:[ \t]*(?:up|down)\b|"
+                             r"\+goose[ \t]+(?:up|down)\b)")
 # ``lint-ignore`` waives lint rules for the file (DESIGN 10.1): one or more rule names in
 # lower case; it is no section marker, so sections never end at it.
 _LINT_IGNORE = "lint-ignore"
@@ -166,6 +174,7 @@ class _Marker:
 
 def parse_sections(text: str, origin: str) -> Sections:
     markers = [m for m in check_text(text, origin) if not m.name.startswith(_LINT_IGNORE)]
+    _refuse_foreign_markers(text, origin)
     transactional = True
     sections: dict[str, tuple[str, int]] = {}
     for index, marker in enumerate(markers):
@@ -195,6 +204,27 @@ def parse_sections(text: str, origin: str) -> Sections:
         raise MigrationFileError(f"{origin}: has sections but no -- cryomigrate:apply")
     rollback_text, rollback_line = sections.get("rollback", (None, 0))
     return Sections(*sections["apply"], rollback_text, rollback_line, transactional)
+
+
+def _refuse_foreign_markers(text: str, origin: str) -> None:
+    """A dbmate or goose file in a folder read in cryomigrate's own format: its down
+    section would run during apply. Only comments count (not text in strings)."""
+    lowered = text.lower()
+    if "migrate:" not in lowered and "+goose" not in lowered:
+        return
+    from cryomigrate.sqlsplit import line_of, regions
+
+    comments = [r for r in regions(text) if r.kind == "comment"]
+    for match in _FOREIGN_MARKER.finditer(text):
+        at = match.start(1)
+        if any(r.start <= at < r.end for r in comments):
+            tool = "dbmate" if match[1].lower().startswith("migrate") else "goose"
+            raise MigrationFileError(
+                f"{origin} line {line_of(text, at)}: '{match[1].strip()}' is a {tool} section "
+                f"marker, but this folder is read in cryomigrate's format, where it would be a "
+                f"plain comment and its down section would run during apply; set "
+                f"'format: {tool}' in environments.yaml, or use -- cryomigrate:apply and "
+                "-- cryomigrate:rollback")
 
 
 def lint_waivers(text: str, origin: str) -> dict[str, int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cryomigrate import apply_migrations
+from cryomigrate.errors import MigrationFileError
 from cryomigrate.sqlscript import parse_sections
 from tests.conftest import Project, corpus_dir
 from tests.helpers_core import (
@@ -34,6 +35,11 @@ _USERS = "CREATE TABLE users (id INTEGER PRIMARY KEY);\n"
     "-- cryomigrate:rollback now",
     "-- cryomigrate : rollback",
     "/* cryomigrate:rollback */",
+    "-- cryomigrate rollback",
+    "-- cryomigrate_rollback",
+    "-- cryomigrate.rollback",
+    "-- cryomigrate;rollback",
+    "-- cryomigrate\uff1arollback",
 ])
 def test_near_miss_marker_is_an_input_error_and_nothing_runs(project: Project,
                                                              marker: str) -> None:
@@ -44,6 +50,20 @@ def test_near_miss_marker_is_an_input_error_and_nothing_runs(project: Project,
         assert_clean_exit(result, 2)
         assert "002_users.sql line 3" in result.stderr, result.stderr
     assert_untouched(project)
+
+
+@pytest.mark.parametrize(("up", "down", "tool"), [
+    ("-- migrate:up", "-- migrate:down", "dbmate"),
+    ("-- +goose Up", "-- +goose Down", "goose"),
+])
+def test_another_tools_markers_in_cryomigrates_format_are_refused(
+        sqlite_project: Project, up: str, down: str, tool: str) -> None:
+    # Read as plain comments, the down section would run during apply.
+    sqlite_project.add("001_users.sql", f"{up}\n{_USERS}{down}\nDROP TABLE users;\n")
+    result = sqlite_project.cli("apply")
+    assert_clean_exit(result, 2)
+    assert "001_users.sql line 1" in result.stderr and f"format: {tool}" in result.stderr
+    assert_untouched(sqlite_project)
 
 
 def test_marker_after_sql_on_the_same_line_is_an_input_error(project: Project) -> None:
@@ -100,7 +120,12 @@ def test_every_corpus_file_still_parses() -> None:
     files = sorted(corpus.rglob("*.sql"))
     assert files
     for path in files:
-        parse_sections(path.read_bytes().decode("utf-8-sig"), path.name)
+        text = path.read_bytes().decode("utf-8-sig")
+        if "-- +goose" in text:  # openfga: goose's own layout, read with format: goose
+            with pytest.raises(MigrationFileError, match="format: goose"):
+                parse_sections(text, path.name)
+            continue
+        parse_sections(text, path.name)
 
 
 # --- item 7: async and generator functions -----------------------------------------------
