@@ -26,7 +26,7 @@ from cryomigrate.redact import register_secret, register_url
 CONFIG_NAME = "environments.yaml"
 DEFAULT_ENVIRONMENT = "development"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|key|credential")
+_SECRET_NAME = re.compile(r"(?i)pass|pwd|(?:^|_)pw(?:_|$)|secret|token|key|credential")
 
 
 @dataclass(frozen=True)

@@ -27,17 +27,21 @@ _secrets: set[str] = set()
 # the libpq way or bare up to the next separator.
 _KEYWORD_PASSWORD = re.compile(
     r"(?i)(?P<head>\b\w*password=)(?P<pw>'(?:[^'\\]|\\.)*'?|[^\s&'\"]+)")
+# A password written into SQL (CREATE ROLE ... PASSWORD 'x', ALTER USER ... ENCRYPTED
+# PASSWORD 'x'), shown by a dry run or quoted back in an error: masked where it stands.
+_SQL_PASSWORD = re.compile(r"(?i)(?P<head>\bPASSWORD\s+)'(?:[^']|'')*'")
 # Text that may be a secret but is also what output is made of: words, identifiers and
-# numbers. Shorter than 20 characters, such text is masked only where it stands.
-_ORDINARY = re.compile(r"[A-Za-z_.\-]{1,19}|[0-9]{1,19}")
+# numbers. Shorter than 12 characters, such text is masked only where it stands.
+_ORDINARY = re.compile(r"[A-Za-z_.\-]{1,11}|[0-9]{1,11}")
 MIN_SECRET_LENGTH = 8
 
 
 def _distinctive(secret: str) -> bool:
     """Whether masking every occurrence of ``secret`` cannot garble ordinary output.
 
-    At least 8 characters, and not a plain word, identifier or number: ``postgres``,
-    ``supabase`` or ``created_at`` would mask URL schemes, file names and SQL.
+    At least 8 characters, and not a short plain word, identifier or number (under 12
+    characters): ``postgres``, ``supabase`` or ``created_at`` would mask URL schemes, file
+    names and SQL.
     """
     return len(secret) >= MIN_SECRET_LENGTH and not _ORDINARY.fullmatch(secret)
 
@@ -71,6 +75,7 @@ def register_url(url: str) -> None:
 def redact(text: str) -> str:
     text = mask_urls(text)
     text = _KEYWORD_PASSWORD.sub(lambda m: f"{m['head']}{MASK}", text)
+    text = _SQL_PASSWORD.sub(lambda m: f"{m['head']}'{MASK}'", text)
     # Longest first, so a secret that contains another is masked whole.
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:

@@ -159,6 +159,7 @@ def test_a_common_word_password_is_masked_in_a_connection_error(
 
 @pytest.mark.parametrize("value, masked", [
     ("hunter2secret", True),      # long enough and not a word: masked wherever it shows
+    ("correcthorsebattery", True),  # a passphrase of words: too long to be ordinary output
     ("Xy7#kq92LmPz", True),
     ("postgres", False),          # a word: masking it would garble postgresql:// and SQL
     ("created_at", False),        # an identifier (a ${SORT_KEY}, say)
@@ -184,6 +185,27 @@ def test_secret_variables_are_masked_only_where_that_is_safe(sqlite_project: Pro
         assert (value not in text) is masked, text
         assert "postgresql://example" in text and "postgres_created_at" in text
         assert "CREATE TABLE created_at" in text
+
+
+def test_a_pw_variable_and_a_password_written_in_sql_are_masked(sqlite_project: Project
+                                                                ) -> None:
+    # ${APP_PW} names a password too; and CREATE ROLE ... PASSWORD '...' in a dry run
+    # shows a password wherever it came from.
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: sqlite:///app.db
+            vars: {pw: "${APP_PW}"}
+    """)
+    sqlite_project.add("001_role.sql.j2", "-- {{ vars.pw }}\n"
+                       "SELECT 1; -- CREATE ROLE app PASSWORD 'it''s-Literal-42';\n")
+    for fmt in ("text", "json"):
+        result = sqlite_project.cli("apply", "--dry-run", "--format", fmt,
+                                    env={"APP_PW": "S3cr3t!Pass"})
+        assert_clean_exit(result, 0)
+        text = _output(result)
+        assert "S3cr3t!Pass" not in text and "Literal-42" not in text, text
+        assert "PASSWORD '***'" in text, text
 
 
 # --- item 4: duplicate keys ---------------------------------------------------------------
