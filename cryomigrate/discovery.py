@@ -266,3 +266,21 @@ def _repeatable_clashes(folder: Path, repeatables: list[MigrationFile]) -> list[
     described = "; ".join(" and ".join(sorted(names)) for names in clashes)
     return [f"{folder}: more than one repeatable migration has the same name (ignoring "
             f"case and extension): {described}; keep one file per name"]
+
+
+def decode_text(label: str, content: bytes) -> str:
+    """A migration file's text: UTF-8 (a BOM allowed), never holding a NUL byte, which no
+    SQL or Python source may hold and which a driver would cut the text at."""
+    if b"\x00" in content:
+        line = content[: content.index(b"\x00")].count(b"\n") + 1
+        raise MigrationFileError(
+            f"{label} line {line}: contains a NUL byte (\\x00), which a migration cannot "
+            "hold; nothing was sent to the database. Remove it (is the file binary, or "
+            "saved as UTF-16?)")
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = content[: exc.start].count(b"\n") + 1
+        raise MigrationFileError(
+            f"{label} line {line}: not valid UTF-8 (byte 0x{content[exc.start]:02x}); save "
+            "the file as UTF-8") from None

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any, Literal, Protocol
 
 from cryomigrate import sqlscript, templating
-from cryomigrate.discovery import MigrationFile, checksum_of
+from cryomigrate.discovery import MigrationFile, checksum_of, decode_text
 from cryomigrate.errors import MigrationFailed, MigrationFileError
 from cryomigrate.formats.base import ForeignFile
 from cryomigrate.migration_conn import MigrationConnection
@@ -119,14 +119,7 @@ def load(file: MigrationFile, *, environment: str, vars: dict[str, Any],
     if content is None:
         content = file.read_bytes()
     checksum = checksum_of(content)
-    if b"\x00" in content:
-        line = content[: content.index(b"\x00")].count(b"\n") + 1
-        raise MigrationFileError(
-            f"{file.label} line {line}: contains a NUL byte (\\x00), which a migration "
-            "cannot hold; nothing was sent to the database. Remove it (is the file binary, or "
-            "saved as UTF-16?)"
-        )
-    text = _decode(file, content)
+    text = decode_text(file.label, content)
     if file.kind == "python":
         migration: Migration = _load_python(file, checksum, text)
     else:
@@ -165,17 +158,6 @@ def _check_repeatable(migration: Migration) -> None:
             f"{label}: a repeatable migration always runs in a transaction, so it cannot be "
             "non-transactional; move that work into a versioned migration"
         )
-
-
-def _decode(file: MigrationFile, content: bytes) -> str:
-    try:
-        return content.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = content[: exc.start].count(b"\n") + 1
-        raise MigrationFileError(
-            f"{file.label} line {line}: not valid UTF-8 (byte 0x{content[exc.start]:02x}); "
-            "save the file as UTF-8"
-        ) from None
 
 
 def _load_sql(file: MigrationFile, checksum: str, text: str) -> SqlMigration:

@@ -17,7 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from cryomigrate.errors import ConfigError, MigrationFileError
+from cryomigrate.discovery import decode_text
+from cryomigrate.errors import ConfigError
 from cryomigrate.formats.base import ForeignFile, Sections, split_pair
 
 if TYPE_CHECKING:
@@ -65,8 +66,8 @@ def load_foreign(file: ForeignFile, content: bytes | None = None) -> SqlMigratio
     if content is None:
         content = file.read_bytes()
     up, down = split_pair(file, content)
-    text = _decode(file.label, up)
-    down_text = _decode(file.companion_label, down) if down is not None else None
+    text = decode_text(file.label, up)
+    down_text = decode_text(file.companion_label, down) if down is not None else None
     sections: Sections = reader(file.format).sections(file, text, down_text)
     notices: list[str] = []
     tx = sections.transactional
@@ -82,16 +83,3 @@ def load_foreign(file: ForeignFile, content: bytes | None = None) -> SqlMigratio
                         rollback, tuple(notices))
 
 
-def _decode(label: str, content: bytes) -> str:
-    if b"\x00" in content:
-        line = content[: content.index(b"\x00")].count(b"\n") + 1
-        raise MigrationFileError(
-            f"{label} line {line}: contains a NUL byte (\\x00), which a migration cannot "
-            "hold; nothing was sent to the database")
-    try:
-        return content.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = content[: exc.start].count(b"\n") + 1
-        raise MigrationFileError(
-            f"{label} line {line}: not valid UTF-8 (byte 0x{content[exc.start]:02x}); save "
-            "the file as UTF-8") from None
