@@ -253,16 +253,23 @@ def adopt(tool: str, environment: str | None = None, *, table: str | None = None
                              set(tracker.read_all()))
             return AdoptResult(project.env.name, tool, table, True,
                                tuple(f.label for f in files))
-        with backend.transaction(lock=True) as tx:
-            files = to_adopt(tool, table, read_applied(backend, tool, table), project.files,
-                             set(tracker.read_all()))
-            tracker.ensure_tables(tx)
-            for file in files:
+        applied = read_applied(backend, tool, table)
+
+        def record(tx: Transaction, history: dict[int, HistoryRow], tracker: Tracker
+                   ) -> list[MigrationFile]:
+            chosen = to_adopt(tool, table, applied, project.files, set(history))
+            for file in chosen:
                 tracker.insert(version=file.version, version_text=file.version_text,
                                name=file.name, kind=file.kind, checksum=file.checksum(),
-                               state="applied", duration_ms=0)
+                               state="applied", duration_ms=0, tx=tx)
                 tracker.journal(version_text=file.version_text, name=file.name,
-                                action="adopt", outcome="ok", started_at=now(), duration_ms=0)
+                                action="adopt", outcome="ok", started_at=now(),
+                                duration_ms=0, tx=tx)
+            return chosen
+
+        # Read first, then everything in one locked transaction guarded against a
+        # concurrent change of the history: one call over the Supabase HTTP API.
+        files = _edit_history(backend, tracker, record)
     return AdoptResult(project.env.name, tool, table, False, tuple(f.label for f in files))
 
 

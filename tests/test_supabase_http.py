@@ -8,6 +8,8 @@ The real ``supabase`` client talks to a loopback stand-in for PostgREST's RPC en
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -517,3 +519,128 @@ def test_repeatable_sql_runs_over_http_and_python_is_refused(api: Api) -> None:
     assert len(api.writes()) == calls
     assert "b" not in project.tables() and "py_ran" not in project.tables()
     assert project.history() == [("001", "a", "applied")]
+
+
+# -- the last statement of a script is never wrapped for its rows (DESIGN 8.1) -------------
+
+@pytest.mark.parametrize("last", [
+    "COMMENT ON TABLE public.orders IS 'includes returning customers';",
+    "CREATE FUNCTION public.add_order() RETURNS bigint LANGUAGE sql AS $$\n"
+    "    INSERT INTO public.orders (note) VALUES ('x') RETURNING id\n$$;",
+    "WITH v AS (SELECT 'y' AS note) INSERT INTO public.orders (note) SELECT note FROM v;",
+], ids=["comment", "function", "with-insert"])
+def test_last_statement_of_a_sql_migration_runs_as_written(api: Api, last: str) -> None:
+    project = api.project
+    project.add("001_orders.sql", "CREATE TABLE public.orders (id bigserial PRIMARY KEY, "
+                f"note text);\n{last}\n")
+    result = project.cli("apply")
+    assert result.exit_code == 0, result.output
+    assert project.history() == [("001", "orders", "applied")]
+    assert project.journal() == [("001", "apply", "ok")]
+
+
+def test_returns_rows_reads_the_top_level_code_only() -> None:
+    from cryomigrate.backends.supabase_http import returns_rows
+
+    for sql in ("SELECT 1", "values (1)", "TABLE t", "WITH a AS (SELECT 1) SELECT * FROM a",
+                "INSERT INTO t VALUES (1) RETURNING id", "/* x */ (SELECT 1)",
+                "WITH a AS (DELETE FROM t RETURNING id) SELECT * FROM a"):
+        assert returns_rows(sql), sql
+    for sql in ("COMMENT ON TABLE t IS 'returning'", "SELECT * INTO s2 FROM s",
+                "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ INSERT INTO t "
+                "VALUES (1) RETURNING id $$", "WITH v AS (SELECT 1) INSERT INTO w SELECT 1",
+                "DELETE FROM t -- returning", "CREATE TABLE returning_x (id int)"):
+        assert not returns_rows(sql), sql
+
+
+# -- adopt: read first, then one locked call (DESIGN 9.2) ----------------------------------
+
+CRYOPROTECT_TABLE = ("CREATE TABLE public.migrations (version text PRIMARY KEY, name text, "
+                     "applied_at timestamptz DEFAULT now()); "
+                     "INSERT INTO public.migrations (version, name) VALUES ('001', 'a'), "
+                     "('002', 'b'), ('003', 'c')")
+
+
+def test_adopt_over_http_is_one_writing_call(api: Api) -> None:
+    project = api.project
+    for version, table in (("001", "a"), ("002", "b"), ("003", "c"), ("004", "d")):
+        project.add(f"{version}_{table}.sql", f"CREATE TABLE {table} (id bigint);\n")
+    h.execute(project.url, CRYOPROTECT_TABLE)
+    before = len(api.writes())
+    result = project.cli("adopt", "--from", "cryoprotect")
+    assert result.exit_code == 0, result.output
+    # Reads are POSTs too (cryomigrate_exec); the writes are one call = one transaction.
+    assert len(api.writes()) - before <= 4, api.writes()[before:]
+    assert project.query("SELECT count(DISTINCT xmin::text) FROM (SELECT xmin FROM "
+                         "cryomigrate_history UNION ALL SELECT xmin FROM "
+                         "cryomigrate_history_journal) rows") == [(1,)]
+    assert _states(project) == [("001", "applied"), ("002", "applied"), ("003", "applied"),
+                                ("004", "pending")]
+    assert [row[1] for row in project.journal()] == ["adopt"] * 3
+
+
+def test_adopt_failing_part_way_over_http_leaves_nothing(api: Api) -> None:
+    project = api.project
+    for version, table in (("001", "a"), ("002", "b"), ("003", "c"), ("004", "d")):
+        project.add(f"{version}_{table}.sql", f"CREATE TABLE {table} (id bigint);\n")
+    assert project.cli("apply", "--target", "1").exit_code == 0
+    h.execute(project.url, "CREATE TABLE public.migrations (version text PRIMARY KEY, "
+              "name text, applied_at timestamptz DEFAULT now()); "
+              "INSERT INTO public.migrations (version, name) VALUES ('002', 'b'), ('003', 'c')")
+    h.execute(project.url, REFUSE_VERSION.format(version=3))
+    result = project.cli("adopt", "--from", "cryoprotect")
+    assert result.exit_code == 1, result.output
+    assert "version 3 refused" in result.stderr
+    assert project.history() == [("001", "a", "applied")], "002 was not kept either"
+    assert project.journal() == [("001", "apply", "ok")]
+
+
+# -- timeouts over HTTP (DESIGN 8.1) -------------------------------------------------------
+
+def _hold_table_lock(url: str, seconds: float) -> threading.Thread:
+    """Another session holds an ACCESS EXCLUSIVE lock on public.busy for ``seconds``."""
+    ready = threading.Event()
+
+    def hold() -> None:
+        with psycopg.connect(url) as db:
+            db.execute("LOCK TABLE public.busy IN ACCESS EXCLUSIVE MODE")
+            ready.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    return thread
+
+
+@pytest.mark.parametrize("where", ["environment", "role"])
+def test_lock_timeout_over_http(api: Api, where: str) -> None:
+    """``lock_timeout: 300ms`` is applied after the run lock; with none configured the
+    database's (the role's) own value is kept, not replaced by 0 (wait forever)."""
+    project = api.project
+    h.execute(project.url, "CREATE TABLE public.busy (id bigint)")
+    if where == "environment":
+        api.configure("    lock_timeout: 300ms\n")
+    else:
+        h.execute(project.url, f'ALTER DATABASE "{project.url.rsplit("/", 1)[1]}" '
+                  "SET lock_timeout = '300ms'")
+    project.add("001_alter.sql", "ALTER TABLE public.busy ADD COLUMN note text;\n")
+    holder = _hold_table_lock(project.url, 8.0)
+    started = time.monotonic()
+    result = project.cli("apply")
+    elapsed = time.monotonic() - started
+    holder.join()
+    assert result.exit_code == 1, result.output
+    assert "55P03" in result.stderr, result.stderr
+    assert elapsed < 5, elapsed
+    assert project.history() == []
+
+
+def test_timed_out_unguarded_call_says_it_may_have_committed() -> None:
+    from cryomigrate.backends.supabase_http import timed_out_message
+
+    message = timed_out_message("http://x", "ReadTimeout", guarded=False)
+    assert "may or may not have committed" in message
+    assert "cryomigrate status" in message
+    assert "nothing was applied" not in message
+    assert "did not commit" in timed_out_message("http://x", "ReadTimeout", guarded=True)

@@ -10,7 +10,8 @@ backend, sent as one call instead of one pipeline.
   called with GET, which PostgREST runs in a read-only transaction) is what ``status``,
   ``history``, ``validate`` and ``--dry-run`` use, so they cannot write even by mistake: a
   STABLE plpgsql function refuses INSERT, UPDATE, DELETE and DDL.
-- Items are ``{"sql", "params"?, "rows"?}``, ``{"lock": key, "wait_ms", "lock_timeout_ms"?}``
+- Items are ``{"sql", "params"?, "rows"?}``, ``{"lock": key, "wait_ms", "lock_timeout_ms"?,
+  "statement_timeout_ms"?}``
   or ``{"guard": query, "present": bool}``. A failed guard returns ``{"skipped": true}``
   before anything else ran (another run got there first).
 - ``params`` are bound by the server: the client turns the driver-style ``%s`` into
@@ -48,16 +49,24 @@ DECLARE
     message text;
     detail text;
     hint text;
+    lock_timeout_was text;
 BEGIN
     FOR item IN SELECT value FROM pg_catalog.jsonb_array_elements(items) LOOP
         item_no := item_no + 1;
         data := '[]'::jsonb;
         affected := 0;
         IF item ? 'lock' THEN
+            -- The session's own values (the role's), kept where the environment sets none.
+            lock_timeout_was := pg_catalog.current_setting('lock_timeout');
             PERFORM pg_catalog.set_config('lock_timeout', (item->>'wait_ms') || 'ms', true);
             PERFORM pg_catalog.pg_advisory_xact_lock((item->>'lock')::bigint);
             PERFORM pg_catalog.set_config('lock_timeout',
-                coalesce((item->>'lock_timeout_ms') || 'ms', '0'), true);
+                coalesce((item->>'lock_timeout_ms') || 'ms', lock_timeout_was), true);
+            -- Set for completeness; it cannot limit this call, whose timeout PostgreSQL
+            -- armed when the call's statement started (README, Supabase).
+            PERFORM pg_catalog.set_config('statement_timeout',
+                coalesce((item->>'statement_timeout_ms') || 'ms',
+                         pg_catalog.current_setting('statement_timeout')), true);
         ELSIF item ? 'guard' THEN
             EXECUTE 'SELECT EXISTS (' || (item->>'guard') || E'\n)' INTO matched;
             IF matched IS DISTINCT FROM (item->>'present')::boolean THEN

@@ -33,6 +33,7 @@ from cryomigrate.errors import (
     LockTimeout,
 )
 from cryomigrate.sqlscript import Script
+from cryomigrate.sqlsplit import code_only, regions
 
 EXTRA_ADVICE = "pip install 'cryomigrate[supabase]'"
 _SETUP_ADVICE = ("run `cryomigrate supabase-setup` and execute its SQL once in the project's "
@@ -41,9 +42,11 @@ _SETUP_ADVICE = ("run `cryomigrate supabase-setup` and execute its SQL once in t
 # own default. A test shortens it to see a call answered only after it committed.
 CALL_TIMEOUT_S: float = 120
 _PLACEHOLDER = re.compile(r"%(.)", re.S)
-# Statements whose rows a caller may want back (conn.sql(...).execute().data).
-_ROWS = re.compile(r"(?is)^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(select|with|values|table)\b"
-                   r"|\breturning\b")
+# Statements that return rows at top level (conn.sql(...).execute().data), read in the
+# statement's code only (strings, comments and dollar bodies blanked): its first keyword
+# (SELECT, VALUES, TABLE, WITH ... SELECT, but not SELECT ... INTO), or a RETURNING.
+_FIRST_WORD = re.compile(r"\s*\(*\s*([A-Za-z]+)\b")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*|[()]")
 _NOT_FOUND = "PGRST202"
 _LOCK_NOT_AVAILABLE = "55P03"
 _INSUFFICIENT_PRIVILEGE = "42501"
@@ -182,7 +185,8 @@ class SupabaseHttpBackend:
         if lock:
             opts = self._options
             self._pending.append({"lock": self.lock_key, "wait_ms": max(1, opts.lock_wait_ms),
-                                  "lock_timeout_ms": opts.lock_timeout_ms})
+                                  "lock_timeout_ms": opts.lock_timeout_ms,
+                                  "statement_timeout_ms": opts.statement_timeout_ms})
         if expect is not None:
             self._pending.append({"guard": expect.query, "present": expect.present})
         try:
@@ -230,7 +234,8 @@ class HttpTransaction:
         self._backend._pending.append(_statement(sql, params, where=where or "COMMIT"))
 
     def defer_script(self, script: Script) -> None:
-        self._backend._pending.extend(_script_items(script))
+        # A queued migration script's rows are never read: nothing is wrapped.
+        self._backend._pending.extend(_script_items(script, rows=False))
 
     def reset_session(self) -> None:
         # Inside a SECURITY DEFINER function a script cannot SET ROLE; its search_path is
@@ -253,10 +258,20 @@ class HttpTransaction:
         except backend._httpx.TimeoutException as exc:
             if self._expect is not None and backend.recorded(self._expect):
                 return True  # it committed after all
-            raise DatabaseError(
-                f"the Supabase HTTP API at {backend.display_url} did not answer in time "
-                f"({type(exc).__name__}); re-read under the lock, the history shows that call "
-                "did not commit, so nothing was applied") from None
+            raise DatabaseError(timed_out_message(backend.display_url, type(exc).__name__,
+                                                  guarded=self._expect is not None)) from None
+
+
+def timed_out_message(url: str, error: str, *, guarded: bool) -> str:
+    """What a call that timed out left behind. With a guard, the history was re-read under
+    the lock and shows the call did not commit; without one nothing tells."""
+    if guarded:
+        return (f"the Supabase HTTP API at {url} did not answer in time ({error}); re-read "
+                "under the lock, the history shows that call did not commit, so nothing was "
+                "applied")
+    return (f"the Supabase HTTP API at {url} did not answer in time ({error}); the call may "
+            "or may not have committed, so it is not repeated: run `cryomigrate status` to "
+            "see what the database holds")
 
 
 def _split_mark(message: str) -> tuple[int | None, str, str]:
@@ -270,12 +285,42 @@ def _split_mark(message: str) -> tuple[int | None, str, str]:
 
 def _statement(sql: str, params: Params, *, rows: bool = False, where: str = "") -> Item:
     item: Item = {"sql": sql, "_where": where}
-    if rows and _ROWS.search(sql):
+    if rows and returns_rows(sql):
         item["sql"] = sql.rstrip().rstrip(";")
         item["rows"] = True
     if params is not None:
         item["sql"], item["params"] = _bind(item["sql"], params)
     return item
+
+
+def returns_rows(sql: str) -> bool:
+    """Whether ``sql`` is a statement that returns rows at its top level, so that it can be
+    wrapped in ``WITH cryomigrate_rows AS (...)``."""
+    code = code_only(sql, regions(sql))
+    first = _FIRST_WORD.match(code)
+    if first is None:
+        return False
+    keyword = first[1].lower()
+    depth = 0
+    top: list[str] = []  # the words outside parentheses
+    for token in _WORD.findall(code):
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            top.append(token.lower())
+    if "returning" in top:
+        return True
+    if keyword in ("values", "table"):
+        return True
+    if keyword == "select":
+        return "into" not in top
+    if keyword == "with":  # WITH ... SELECT: the main statement follows the CTEs
+        main = next((w for w in top if w in ("select", "insert", "update", "delete",
+                                              "merge", "values", "table")), None)
+        return main in ("select", "values", "table") and "into" not in top
+    return False
 
 
 def _bind(sql: str, params: Params) -> tuple[str, list[str | None]]:
@@ -319,14 +364,14 @@ def _text(value: Any) -> str | None:
 SCRIPT_SEARCH_PATH = '"$user", public, extensions'
 
 
-def _script_items(script: Script) -> list[Item]:
+def _script_items(script: Script, *, rows: bool = True) -> list[Item]:
     statements = script.statements
     items: list[Item] = [
         {"sql": "SELECT pg_catalog.set_config('search_path', %L, true)",
          "params": [SCRIPT_SEARCH_PATH], "_where": "setting the script's search_path"}]
     for index, text in enumerate(statements):
         last = index == len(statements) - 1
-        item = _statement(text, None, rows=last)
+        item = _statement(text, None, rows=rows and last)
         item.update(_script=script, _index=index)  # item numbers count the search_path one
         items.append(item)
     return items
