@@ -553,6 +553,27 @@ def test_returns_rows_reads_the_top_level_code_only() -> None:
         assert not returns_rows(sql), sql
 
 
+def test_select_into_is_refused_over_http_before_anything_is_sent(api: Api) -> None:
+    # PL/pgSQL's EXECUTE refuses SELECT ... INTO; the advice is CREATE TABLE ... AS.
+    from cryomigrate.backends.supabase_http import _selects_into
+
+    for sql in ("SELECT * INTO s2 FROM s", "WITH a AS (SELECT 1) SELECT * INTO s3 FROM a"):
+        assert _selects_into(sql), sql
+    for sql in ("WITH v AS (SELECT 1) INSERT INTO w SELECT 1", "INSERT INTO t SELECT 1",
+                "SELECT 'into' FROM t", "SELECT * FROM t WHERE id IN (SELECT 1 INTO x)"):
+        assert not _selects_into(sql), sql
+    project = api.project
+    project.add("001_copy.sql", "CREATE TABLE public.s (id bigint);\n"
+                "SELECT * INTO public.s2 FROM public.s;\n")
+    before = len(api.writes())
+    result = project.cli("apply")
+    assert result.exit_code == 1, result.output
+    assert "001_copy.sql line 2" in result.stderr and "CREATE TABLE ... AS" in result.stderr
+    assert "s" not in project.tables() and "s2" not in project.tables()
+    assert project.query("SELECT count(*) FROM cryomigrate_history") == [(0,)]
+    assert len(api.writes()) - before <= 2  # the history tables, and the failure journaled
+
+
 # -- adopt: read first, then one locked call (DESIGN 9.2) ----------------------------------
 
 CRYOPROTECT_TABLE = ("CREATE TABLE public.migrations (version text PRIMARY KEY, name text, "

@@ -293,6 +293,27 @@ def _statement(sql: str, params: Params, *, rows: bool = False, where: str = "")
     return item
 
 
+def _selects_into(sql: str) -> bool:
+    """``SELECT ... INTO new_table`` (also after WITH): the one statement EXECUTE refuses."""
+    code = code_only(sql, regions(sql))
+    first = _FIRST_WORD.match(code)
+    if first is None or first[1].lower() not in ("select", "with"):
+        return False
+    depth = 0
+    top: list[str] = []  # the words outside parentheses
+    for token in _WORD.findall(code):
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            top.append(token.lower())
+    # After WITH, the main statement is the first top-level verb (INSERT INTO is no SELECT).
+    main = next((i for i, w in enumerate(top)
+                 if w in ("select", "insert", "update", "delete", "merge")), None)
+    return main is not None and top[main] == "select" and "into" in top[main:]
+
+
 def returns_rows(sql: str) -> bool:
     """Whether ``sql`` is a statement that returns rows at its top level, so that it can be
     wrapped in ``WITH cryomigrate_rows AS (...)``."""
@@ -370,6 +391,14 @@ def _script_items(script: Script, *, rows: bool = True) -> list[Item]:
         {"sql": "SELECT pg_catalog.set_config('search_path', %L, true)",
          "params": [SCRIPT_SEARCH_PATH], "_where": "setting the script's search_path"}]
     for index, text in enumerate(statements):
+        if _selects_into(text):
+            # PL/pgSQL's EXECUTE, which runs each statement inside cryomigrate_exec, refuses
+            # SELECT ... INTO (0A000): said before anything is sent, with the equivalent.
+            raise QueryError(
+                f"{script.origin} line {script.file_line(index)}: SELECT ... INTO cannot run "
+                "over the Supabase HTTP API (cryomigrate's function runs each statement with "
+                "PL/pgSQL's EXECUTE, which refuses it); write CREATE TABLE ... AS SELECT "
+                "instead. Nothing was sent")
         last = index == len(statements) - 1
         item = _statement(text, None, rows=rows and last)
         item.update(_script=script, _index=index)  # item numbers count the search_path one
