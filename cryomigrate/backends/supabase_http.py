@@ -293,14 +293,13 @@ def _statement(sql: str, params: Params, *, rows: bool = False, where: str = "")
     return item
 
 
-def _selects_into(sql: str) -> bool:
-    """``SELECT ... INTO new_table`` (also after WITH): the one statement EXECUTE refuses."""
+def _top_level(sql: str) -> tuple[str | None, list[str]]:
+    """The first keyword of ``sql`` and its words outside parentheses, strings, comments
+    and dollar-quoted bodies, all in lower case."""
     code = code_only(sql, regions(sql))
     first = _FIRST_WORD.match(code)
-    if first is None or first[1].lower() not in ("select", "with"):
-        return False
     depth = 0
-    top: list[str] = []  # the words outside parentheses
+    top: list[str] = []
     for token in _WORD.findall(code):
         if token == "(":
             depth += 1
@@ -308,6 +307,14 @@ def _selects_into(sql: str) -> bool:
             depth = max(0, depth - 1)
         elif depth == 0:
             top.append(token.lower())
+    return (first[1].lower() if first else None), top
+
+
+def _selects_into(sql: str) -> bool:
+    """``SELECT ... INTO new_table`` (also after WITH): the one statement EXECUTE refuses."""
+    keyword, top = _top_level(sql)
+    if keyword not in ("select", "with"):
+        return False
     # After WITH, the main statement is the first top-level verb (INSERT INTO is no SELECT).
     main = next((i for i, w in enumerate(top)
                  if w in ("select", "insert", "update", "delete", "merge")), None)
@@ -317,20 +324,9 @@ def _selects_into(sql: str) -> bool:
 def returns_rows(sql: str) -> bool:
     """Whether ``sql`` is a statement that returns rows at its top level, so that it can be
     wrapped in ``WITH cryomigrate_rows AS (...)``."""
-    code = code_only(sql, regions(sql))
-    first = _FIRST_WORD.match(code)
-    if first is None:
+    keyword, top = _top_level(sql)
+    if keyword is None:
         return False
-    keyword = first[1].lower()
-    depth = 0
-    top: list[str] = []  # the words outside parentheses
-    for token in _WORD.findall(code):
-        if token == "(":
-            depth += 1
-        elif token == ")":
-            depth = max(0, depth - 1)
-        elif depth == 0:
-            top.append(token.lower())
     if "returning" in top:
         return True
     if keyword in ("values", "table"):
