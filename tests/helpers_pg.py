@@ -175,11 +175,24 @@ def sigkill_inside_gate(config: Path) -> None:
 
 
 def run_sql_file(url: str, path: Path) -> None:
-    """Run a prerequisite file (a stub) as psql would: one script, autocommit."""
+    """Run a prerequisite file (a stub) as psql would: one script, autocommit.
+
+    The Supabase stub grants cluster-wide roles to each other; another test run on the same
+    server (or a test that creates roles) may update one of those catalog rows at the same
+    moment ("tuple concurrently updated"). The script is one implicit transaction and
+    idempotent, so it is simply run again.
+    """
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+    for attempt in range(4):
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+            return
+        except psycopg.errors.InternalError as exc:
+            if "concurrently" not in str(exc) or attempt == 3:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 _SETTINGS_SQL = """
