@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cryomigrate.backends import Backend
 from cryomigrate.config import Environment
@@ -34,9 +34,13 @@ from cryomigrate.sqlscript import dropped_control_advice
 from cryomigrate.tracker import Tracker, now
 
 if TYPE_CHECKING:
-    from cryomigrate.backends import Transaction
+    from cryomigrate.backends import Expect, Transaction
+    from cryomigrate.backends.base import QueuedTransaction, SendsAhead
 
 Progress = Callable[[str, Any], None]
+# Migrations sent together at most (``Runner._send_ahead``): their lines are printed when
+# the last of them is done, so a long run still reports as it goes.
+_SEND_AHEAD_MAX = 50
 
 
 @dataclass
@@ -72,8 +76,11 @@ class Runner:
             if any(m.file.repeatable for m in migrations) and not self.tracker.repeatable_ready:
                 with self.backend.transaction(lock=True) as tx:
                     self.tracker.ensure_repeatable_table(tx)
-            for migration in migrations:
-                self._one(state, migration)
+            pending = list(migrations)
+            while pending:
+                together = self._sendable(pending)
+                del pending[:self._send_ahead(state, together) if len(together) > 1
+                            else self._one(state, pending[0])]
         except CryomigrateError as exc:
             exc.result = self._result(state)
             raise
@@ -89,15 +96,91 @@ class Runner:
             self._progress("notice", text)
         return notice
 
-    def _one(self, state: _Run, migration: Migration) -> None:
+    def _sendable(self, pending: Sequence[Migration]) -> Sequence[Migration]:
+        """The migrations at the head of ``pending`` that may go to the server together
+        (``SendsAhead``): transactional, versioned SQL, on a backend that can, where no
+        migration is to be retried on lock_timeout (a retry runs alone, after a pause)."""
+        if getattr(self.backend, "send_queued", None) is None or self.env.lock_retries:
+            return pending[:1]
+        together = []
+        for migration in pending[:_SEND_AHEAD_MAX]:
+            if (migration.file.kind == "python" or migration.file.repeatable
+                    or not migration.transactional):
+                break
+            together.append(migration)
+        return together or pending[:1]
+
+    def _send_ahead(self, state: _Run, migrations: Sequence[Migration]) -> int:
+        """Queue each migration's transaction, send them all in one message, then report
+        each as it came out. How many are settled: all, or up to one that another run had
+        already done (the server skipped those after it, which go again)."""
+        backend = cast("SendsAhead", self.backend)
+        direction = state.direction
+        started_at, clock = now(), time.perf_counter()
+        queued: list[tuple[Migration, QueuedTransaction]] = []
+        for migration in migrations:
+            label = migration.file.label
+            notice = self._notice(state)
+            self.backend.on_notice = lambda text, label=label, notice=notice: notice(
+                f"{label}: {text}")
+            conn = self._conn(migration, notice)
+            try:
+                with backend.transaction(lock=True, expect=self._guard(direction, migration)) \
+                        as tx:
+                    conn._transaction = tx
+                    self._work(direction, migration, conn, tx, returning=True)
+                    tx.commit_later()
+            except CryomigrateError:
+                break  # refused before anything was sent: reported when it runs alone
+            finally:
+                self.backend.on_notice = None
+            queued.append((migration, tx))
+        if not queued:
+            return self._one(state, migrations[0])
+        interrupted: KeyboardInterrupt | None = None
+        try:
+            backend.send_queued()
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+        for index, (migration, tx) in enumerate(queued):
+            if tx.outcome == "committed":
+                result = tx.result
+                self._done(state, migration,
+                           int(result.data[0]["duration_ms"]) if result and result.data else 0)
+            elif tx.outcome == "skipped":
+                state.skipped.append(migration.file.label)
+                self._progress("skip", migration)
+                return index + 1
+            else:
+                cause: BaseException = interrupted or tx.error or AssertionError(tx.outcome)
+                failure = self._failure(state, direction, migration, started_at, clock, cause)
+                if failure is cause:
+                    raise cause
+                raise failure from cause
+        if interrupted is not None:
+            raise interrupted
+        return len(queued)
+
+    def _conn(self, migration: Migration, notice: Callable[[str], None]) -> MigrationConnection:
+        return MigrationConnection(
+            self.backend, environment=self.env.name, vars=self.env.vars,
+            origin=migration.file.label, path=migration.file.path,
+            transactional=migration.transactional, notice=notice,
+        )
+
+    def _done(self, state: _Run, migration: Migration, duration_ms: int) -> None:
+        file = migration.file
+        run = MigrationRun(None if file.repeatable else file.version_text, file.name,
+                           file.kind, duration_ms, description=migration.description,
+                           repeatable=file.repeatable)
+        state.done.append(run)
+        self._progress("done", run)
+
+    def _one(self, state: _Run, migration: Migration) -> int:
         self._progress("start", migration)
         label = migration.file.label
         notice = self._notice(state)
-        conn = MigrationConnection(
-            self.backend, environment=self.env.name, vars=self.env.vars,
-            origin=label, path=migration.file.path, transactional=migration.transactional,
-            notice=notice,
-        )
+        conn = self._conn(migration, notice)
         # What the server says while the migration runs (RAISE NOTICE in a backfill) is
         # the user's to see, named by the migration it came from.
         self.backend.on_notice = lambda text: notice(f"{label}: {text}")
@@ -108,13 +191,9 @@ class Runner:
         if not ran:
             state.skipped.append(label)
             self._progress("skip", migration)
-            return
-        file = migration.file
-        run = MigrationRun(None if file.repeatable else file.version_text, file.name,
-                           file.kind, _elapsed_ms(clock), description=migration.description,
-                           repeatable=file.repeatable)
-        state.done.append(run)
-        self._progress("done", run)
+        else:
+            self._done(state, migration, _elapsed_ms(clock))
+        return 1
 
     def _with_lock_retries(self, state: _Run, migration: Migration,
                            conn: MigrationConnection) -> tuple[bool, float]:
@@ -150,61 +229,75 @@ class Runner:
         started_at, clock = now(), time.perf_counter()
         try:
             with _stdout_to_stderr():
-                ran = (self._transactional(state.direction, migration, conn, started_at)
+                ran = (self._transactional(state.direction, migration, conn)
                        if self._atomic(migration)
                        else self._outside_transaction(state.direction, migration, conn,
                                                       started_at, clock))
             return ran, clock
-        except LockTimeout:
-            raise  # nothing was attempted
-        except MigrationFailed as exc:
-            self._journal_failure(state.direction, migration, started_at, clock, str(exc))
-            raise
-        except CryomigrateError as exc:
-            # E.g. a statement of a SQL migration failing when its script reached the
-            # server with the COMMIT, or a template error raised by conn.render: still this
-            # migration failing, and journaled as such.
-            if exc.exit_code != 1:
-                self._journal_failure(state.direction, migration, started_at, clock, str(exc))
+        except (CryomigrateError, KeyboardInterrupt) as exc:
+            failure = self._failure(state, state.direction, migration, started_at, clock, exc)
+            if failure is exc:
                 raise
-            message = _prefixed(migration, _explained(exc))
-            self._journal_failure(state.direction, migration, started_at, clock, message)
-            raise MigrationFailed(message) from exc
-        except KeyboardInterrupt as exc:
+            raise failure from exc
+
+    def _failure(self, state: _Run, direction: Direction, migration: Migration,
+                 started_at: str, clock: float, exc: BaseException) -> BaseException:
+        """What a migration's failure is reported as, once journaled."""
+        if isinstance(exc, LockTimeout):
+            return exc  # nothing was attempted
+        if isinstance(exc, KeyboardInterrupt):
             message = _interrupted(migration)
-            self._journal_failure(state.direction, migration, started_at, clock, message)
-            raise Interrupted(message, result=self._result(state)) from exc
+            self._journal_failure(direction, migration, started_at, clock, message)
+            return Interrupted(message, result=self._result(state))
+        if isinstance(exc, MigrationFailed) or not isinstance(exc, CryomigrateError) \
+                or exc.exit_code != 1:
+            self._journal_failure(direction, migration, started_at, clock, str(exc))
+            return exc
+        # E.g. a statement of a SQL migration failing when its script reached the server
+        # with the COMMIT, or a template error raised by conn.render: still this migration
+        # failing, and journaled as such.
+        message = _prefixed(migration, _explained(exc))
+        self._journal_failure(direction, migration, started_at, clock, message)
+        return MigrationFailed(message)
+
+    def _guard(self, direction: Direction, migration: Migration) -> Expect:
+        return self.tracker.guard(migration.file.version, applied=direction == "rollback")
 
     def _transactional(self, direction: Direction, migration: Migration,
-                       conn: MigrationConnection, started_at: str) -> bool:
+                       conn: MigrationConnection) -> bool:
         """Execute and record the migration in one transaction; False if another run got
         there first. For a SQL migration all of it is one message to the server."""
         if migration.file.repeatable:
-            return self._repeatable(migration, conn, started_at)
-        file = migration.file
-        guard = self.tracker.guard(file.version, applied=direction == "rollback")
-        with self.backend.transaction(lock=True, expect=guard) as tx:
+            return self._repeatable(migration, conn)
+        with self.backend.transaction(lock=True, expect=self._guard(direction, migration)) \
+                as tx:
             conn._transaction = tx
             # Python code must not start before the guard has passed: it needs results as
             # it goes, so the queue is sent now.
-            if file.kind == "python" and not tx.flush():
+            if migration.file.kind == "python" and not tx.flush():
                 return False
-            _execute(direction, migration, conn)
-            tx.reset_session()  # the script's search_path or role must not reach our writes
-            if direction == "apply":
-                self.tracker.insert(version=file.version, version_text=file.version_text,
-                                    name=file.name, kind=file.kind, checksum=migration.checksum,
-                                    state="applied", tx=tx)
-            else:
-                self.tracker.delete(file.version, file.version_text, tx=tx)
-            self._supabase_row(tx, direction, migration)
-            self.tracker.journal(version_text=file.version_text, name=file.name,
-                                 action=direction, outcome="ok", started_at=started_at,
-                                 duration_ms=None, tx=tx)
+            self._work(direction, migration, conn, tx)
             return tx.commit()
 
-    def _repeatable(self, migration: Migration, conn: MigrationConnection,
-                    started_at: str) -> bool:
+    def _work(self, direction: Direction, migration: Migration, conn: MigrationConnection,
+              tx: Transaction, *, returning: bool = False) -> None:
+        """The migration and its history and journal rows, in ``tx`` behind its guard;
+        ``returning``: the journal row gives back its duration, measured by the server."""
+        file = migration.file
+        _execute(direction, migration, conn)
+        tx.reset_session()  # the script's search_path or role must not reach our writes
+        if direction == "apply":
+            self.tracker.insert(version=file.version, version_text=file.version_text,
+                                name=file.name, kind=file.kind, checksum=migration.checksum,
+                                state="applied", tx=tx)
+        else:
+            self.tracker.delete(file.version, file.version_text, tx=tx)
+        self._supabase_row(tx, direction, migration)
+        self.tracker.journal(version_text=file.version_text, name=file.name,
+                             action=direction, outcome="ok", started_at=now(),
+                             duration_ms=None, tx=tx, returning=returning)
+
+    def _repeatable(self, migration: Migration, conn: MigrationConnection) -> bool:
         """Run a repeatable and record it in one transaction, as a versioned migration is;
         False if a concurrent run already applied this very content (the guard)."""
         file = migration.file
@@ -218,7 +311,7 @@ class Runner:
             self.tracker.record_repeatable(name=file.name, kind=file.kind,
                                            checksum=migration.checksum, tx=tx)
             self.tracker.journal(version_text=file.version_text, name=file.name,
-                                 action="apply", outcome="ok", started_at=started_at,
+                                 action="apply", outcome="ok", started_at=now(),
                                  duration_ms=None, tx=tx)
             return tx.commit()
 

@@ -255,13 +255,14 @@ class Tracker:
 
     def journal(self, *, version_text: str, name: str, action: str, outcome: str,
                 started_at: str, duration_ms: int | None, error: str | None = None,
-                tx: Transaction | None = None) -> None:
-        """``duration_ms`` None: measured by the database, as for ``insert``."""
+                tx: Transaction | None = None, returning: bool = False) -> None:
+        """``duration_ms`` None: measured by the database, as for ``insert``; with
+        ``returning``, the row gives it back (PostgreSQL)."""
         p = self._p
         duration = p if duration_ms is not None else self.backend.elapsed_ms
         sql = (f"INSERT INTO {self.journal_table} (version, name, action, outcome, environment, "
                f"started_at, duration_ms, error) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, "
-               f"{duration}, {p})")
+               f"{duration}, {p})" + (" RETURNING duration_ms" if returning else ""))
         params: tuple[object, ...] = (version_text, name, action, outcome, self.environment,
                                       started_at)
         params += (duration_ms, error) if duration_ms is not None else (error,)

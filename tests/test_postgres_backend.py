@@ -148,28 +148,192 @@ def _through(project: Project, url: str, port: int) -> None:
     """)
 
 
-def test_a_sql_migration_costs_one_round_trip(pg_project: Project) -> None:
-    # The lock, the guard against a concurrent run, the script, the history and journal
-    # rows and the COMMIT travel together: one round trip per migration, whatever the
-    # script's length, counted on the wire between cryomigrate and the server.
+def _six_more(project: Project) -> None:
+    for i in range(2, 8):
+        project.add(f"00{i}_t{i}.sql", f"CREATE TABLE t{i} (id int);\n"
+                    f"CREATE INDEX ON t{i} (id); -- a comment, no newline")
+
+
+def _apply_round_trips(project: Project) -> int:
+    """Round trips of the pending migrations: an apply's minus a no-op apply's."""
     delayproxy = _proxy()
+    with delayproxy.DelayProxy(target_port=5432, delay=0.005) as proxy:
+        _through(project, project.url, proxy.port)
+        proxy.reset()
+        result = project.cli("apply")
+        assert result.exit_code == 0, result.output
+        cold = proxy.counters().round_trips
+        proxy.reset()
+        assert project.cli("apply").exit_code == 0
+        return cold - proxy.counters().round_trips
+
+
+def test_sql_migrations_in_a_row_cost_one_round_trip_together(pg_project: Project) -> None:
+    # Each migration's lock, guard against a concurrent run, script, history and journal
+    # rows and COMMIT are one transaction, and the transactions of migrations in a row
+    # travel together: one round trip for all six, counted on the wire.
     pg_project.add("001_first.sql", "CREATE TABLE first (id int);\n")
     assert pg_project.cli("apply").exit_code == 0  # the history tables exist from here on
-    for i in range(2, 8):
-        pg_project.add(f"00{i}_t{i}.sql", f"CREATE TABLE t{i} (id int);\n"
-                       f"CREATE INDEX ON t{i} (id); -- a comment, no newline")
+    _six_more(pg_project)
+    assert _apply_round_trips(pg_project) == 1
+    assert pg_project.history() == [("001", "first", "applied")] + [
+        (f"00{i}", f"t{i}", "applied") for i in range(2, 8)]
+    assert pg_project.query("SELECT count(*) FROM cryomigrate_history_journal") == [(7,)]
+    durations = pg_project.query("SELECT duration_ms >= 0 FROM cryomigrate_history_journal")
+    assert durations == [(True,)] * 7
+
+
+def test_with_lock_retries_each_sql_migration_is_one_round_trip(pg_project: Project) -> None:
+    # A migration to be retried on lock_timeout runs alone, after a pause: then each
+    # migration is still exactly one round trip (a regression to two would show here).
+    pg_project.add("001_first.sql", "CREATE TABLE first (id int);\n")
+    assert pg_project.cli("apply").exit_code == 0
+    _six_more(pg_project)
+    url = pg_project.url
+    delayproxy = _proxy()
     with delayproxy.DelayProxy(target_port=5432, delay=0.005) as proxy:
-        _through(pg_project, pg_project.url, proxy.port)
+        host_db = url.split("@", 1)[1].split("/", 1)[1]
+        pg_project.write_config(f"""
+            environments:
+              development:
+                database: postgresql://postgres@127.0.0.1:{proxy.port}/{host_db}?sslmode=disable
+                lock_retries: 2
+        """)
         proxy.reset()
         assert pg_project.cli("apply").exit_code == 0
         cold = proxy.counters().round_trips
         proxy.reset()
         assert pg_project.cli("apply").exit_code == 0
         noop = proxy.counters().round_trips
-    assert cold - noop == 6, (cold, noop)  # six migrations, six round trips
-    assert pg_project.history() == [("001", "first", "applied")] + [
-        (f"00{i}", f"t{i}", "applied") for i in range(2, 8)]
-    assert pg_project.query("SELECT count(*) FROM cryomigrate_history_journal") == [(7,)]
+    assert cold - noop == 6, (cold, noop)
+    assert len(pg_project.history()) == 7
+
+
+def test_a_python_migration_splits_the_sql_ones_sent_together(pg_project: Project) -> None:
+    pg_project.add("001_first.sql", "CREATE TABLE first (id int);\n")
+    assert pg_project.cli("apply").exit_code == 0
+    pg_project.add("002_a.sql", "CREATE TABLE a (id int);\n")
+    pg_project.add("003_b.sql", "CREATE TABLE b (id int);\n")
+    pg_project.add("004_py.py", "def apply(conn, environment):\n"
+                   "    conn.sql('INSERT INTO a VALUES (1)').execute()\n")
+    pg_project.add("005_c.sql", "CREATE TABLE c (id int);\n")
+    pg_project.add("006_d.sql", "CREATE TABLE d (id int);\n")
+    # 002+003 together, the Python migration its statement plus two, 005+006 together.
+    assert _apply_round_trips(pg_project) == 1 + 3 + 1
+    assert [row[0] for row in pg_project.history()] == ["001", "002", "003", "004", "005",
+                                                         "006"]
+    assert pg_project.query("SELECT id FROM a") == [(1,)]
+
+
+# ---------------------------------------------------------------------------------------
+# Migrations sent together stop, skip and report exactly as migrations sent one by one
+
+
+def _five(project: Project, third: str) -> None:
+    project.add("001_t1.sql", "CREATE TABLE t1 (id int NOT NULL);\n")
+    project.add("002_t2.sql", "CREATE TABLE t2 (id int);\n")
+    project.add("003_t3.sql", third)
+    project.add("004_t4.sql", "CREATE TABLE t4 (id int);\n")
+    project.add("005_t5.sql", "CREATE TABLE t5 (id int);\n")
+
+
+def test_a_failure_among_migrations_sent_together_stops_the_run_there(
+        pg_project: Project) -> None:
+    _five(pg_project, "CREATE TABLE t3 (id int);\n"
+                      "INSERT INTO t1 VALUES (NULL);\n"  # line 2: NOT NULL, no position
+                      "CREATE TABLE t3b (id int);\n")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 1, result.output
+    assert "003_t3.sql line 2" in result.output, result.output
+    assert "not-null" in result.output, result.output
+    assert [row[0] for row in pg_project.history()] == ["001", "002"]
+    assert pg_project.tables() == {"t1", "t2", "cryomigrate_history",
+                                   "cryomigrate_history_journal"}
+    assert pg_project.journal() == [("001", "apply", "ok"), ("002", "apply", "ok"),
+                                    ("003", "apply", "failed")]
+    assert "Applied 2 migrations" in result.output or "001_t1" in result.output
+
+
+def test_a_failure_at_commit_stops_the_migrations_sent_after_it(pg_project: Project) -> None:
+    # A deferred constraint fails at COMMIT, after which the server would be out of any
+    # transaction: the migrations sent after it must still not run.
+    pg_project.add("001_parent.sql", "CREATE TABLE parent (id int PRIMARY KEY);\n"
+                   "CREATE TABLE child (parent_id int REFERENCES parent "
+                   "DEFERRABLE INITIALLY DEFERRED);\n")
+    pg_project.add("002_orphan.sql", "INSERT INTO child VALUES (42);\n")
+    pg_project.add("003_after.sql", "CREATE TABLE after_it (id int);\n")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 1, result.output
+    assert "002_orphan.sql" in result.output and "foreign key" in result.output, \
+        result.output
+    assert [row[0] for row in pg_project.history()] == ["001"]
+    assert "after_it" not in pg_project.tables()
+    assert pg_project.query("SELECT count(*) FROM child") == [(0,)]
+
+
+def test_a_migration_another_run_did_while_these_waited_is_skipped_and_the_rest_run(
+        pg_project: Project) -> None:
+    # This run plans 001-003 and sends them together, then waits for the run lock, which
+    # another run holds while it applies 002. 002 is then skipped; 003 still runs.
+    import subprocess
+
+    from tests.helpers_core import hold_run_lock
+
+    pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    assert pg_project.cli("apply").exit_code == 0
+    pg_project.add("002_b.sql", "CREATE TABLE b (id int);\n")
+    pg_project.add("003_c.sql", "CREATE TABLE c (id int);\n")
+    pg_project.add("004_d.sql", "CREATE TABLE d (id int);\n")
+    with hold_run_lock(pg_project):
+        run = subprocess.Popen([sys.executable, "-m", "cryomigrate", "--config",
+                                str(pg_project.config), "apply"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_for_lock_waiter(pg_project, run)
+        # What the other run does while it holds the lock: 002, recorded.
+        import psycopg
+
+        with psycopg.connect(pg_project.url, autocommit=True) as other:
+            other.execute("CREATE TABLE b (id int)")
+            other.execute(
+                "INSERT INTO cryomigrate_history (version, version_text, name, kind, "
+                "checksum, applied_at, applied_by) "
+                "VALUES (2, '002', 'b', 'sql', 'sha256:x', now(), 'x')")
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, out + err
+    assert "skipped  002_b.sql: another run did it first" in out, out
+    assert [row[0] for row in pg_project.history()] == ["001", "002", "003", "004"]
+    assert {"c", "d"} <= pg_project.tables()
+
+
+def _wait_for_lock_waiter(project: Project, run: Any) -> None:
+    import time
+
+    dbname = project.url.rsplit("/", 1)[1]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert run.poll() is None, run.communicate()
+        waiting = project.query(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            f"WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = '{dbname}'")
+        if waiting[0][0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the run never waited for the run lock")
+
+
+def test_notices_of_migrations_sent_together_name_their_own_migration(
+        pg_project: Project) -> None:
+    pg_project.add("001_a.sql", "DO $$ BEGIN RAISE NOTICE 'from a'; END $$;\n"
+                   "CREATE TABLE a (id int);\n")
+    pg_project.add("002_b.sql", "CREATE TABLE b (id int);\n"
+                   "DO $$ BEGIN RAISE NOTICE 'from b'; END $$;\n")
+    pg_project.add("003_c.sql", "DROP TABLE IF EXISTS nothing_here;\n")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 0, result.output
+    assert "001_a.sql: NOTICE: from a" in result.output, result.output
+    assert "002_b.sql: NOTICE: from b" in result.output, result.output
+    assert 'notice: 003_c.sql: NOTICE: table "nothing_here" does not exist, skipping' \
+        in result.output, result.output
 
 
 def test_a_concurrent_run_that_got_there_first_is_skipped_cleanly(pg_project: Project) -> None:

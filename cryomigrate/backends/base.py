@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from cryomigrate.errors import DatabaseError
+from cryomigrate.errors import CryomigrateError, DatabaseError
 
 if TYPE_CHECKING:
     from cryomigrate.sqlscript import Script
@@ -70,6 +70,42 @@ class Transaction(Protocol):
 
     def commit(self) -> bool:
         """Send what is queued with COMMIT; False as for ``flush``."""
+        ...
+
+
+# What became of a transaction sent together with others (``SendsAhead``).
+Outcome = Literal["queued", "committed", "skipped", "failed", "not run"]
+
+
+class QueuedTransaction(Transaction, Protocol):
+    """A transaction that may be queued with its COMMIT and sent later with others."""
+
+    outcome: Outcome
+    error: CryomigrateError | None  # why it failed, when it did
+
+    @property
+    def result(self) -> QueryResult | None:
+        """What its last row-returning statement returned, once it committed."""
+        ...
+
+    def commit_later(self) -> None:
+        """Queue the COMMIT; ``SendsAhead.send_queued`` sends it and sets ``outcome``."""
+        ...
+
+
+class SendsAhead(Protocol):
+    """A networked backend that sends several migrations' transactions in one message.
+
+    At network distance a run of N migrations then costs about one round trip instead of
+    N. Each transaction still takes the run lock and checks its guard, and the server
+    skips everything after the first failure, so what commits is exactly what would have
+    committed had each been sent alone."""
+
+    def transaction(self, *, lock: bool = True, expect: Expect | None = None
+                    ) -> AbstractContextManager[QueuedTransaction]: ...
+
+    def send_queued(self) -> None:
+        """Send every transaction queued with ``commit_later``; each sets its outcome."""
         ...
 
 

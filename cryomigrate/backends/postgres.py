@@ -28,7 +28,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from cryomigrate.backends import ConnectOptions
-from cryomigrate.backends.base import Expect, Params, QueryError, QueryResult
+from cryomigrate.backends.base import Expect, Outcome, Params, QueryError, QueryResult
 from cryomigrate.errors import CryomigrateError, DatabaseError, InputError, LockTimeout
 
 if TYPE_CHECKING:  # a status or a no-op run never parses a script
@@ -75,6 +75,7 @@ class _Item:
     index: int = 0
     lock: bool = False
     guard: bool = False
+    owner: PgTransaction | None = None  # the transaction it belongs to, if any
 
 
 class PostgresBackend:
@@ -89,6 +90,10 @@ class PostgresBackend:
         self._db = connection
         self._options = options
         self._pending: list[_Item] = []
+        self._flushes = 0  # flushes so far: tells a transaction whether its queue was sent
+        # While a flush runs: its statements and their cursors, which tell whose statement
+        # a server notice belongs to (the first one still without a result).
+        self._in_flight: tuple[list[_Item], list[psycopg.Cursor[dict[str, Any]]]] | None = None
         self._pipelined = psycopg.Pipeline.is_supported()
         self.on_notice: Callable[[str], None] | None = None
         info = connection.info
@@ -116,8 +121,17 @@ class PostgresBackend:
         return cls(db, options)
 
     def _notice(self, diag: psycopg.errors.Diagnostic) -> None:
-        if self.on_notice is not None:
-            self.on_notice(f"{diag.severity}: {diag.message_primary}")
+        handler = self.on_notice
+        if self._in_flight is not None:
+            # Transactions sent together each keep the handler they were opened with.
+            items, cursors = self._in_flight
+            for item, cursor in zip(items, cursors, strict=False):
+                if cursor.statusmessage is None:
+                    if item.owner is not None:
+                        handler = item.owner.on_notice
+                    break
+        if handler is not None:
+            handler(f"{diag.severity}: {diag.message_primary}")
 
     # -- running now ----------------------------------------------------------------
 
@@ -166,9 +180,11 @@ class PostgresBackend:
     def transaction(self, *, lock: bool = True, expect: Expect | None = None
                     ) -> Iterator[PgTransaction]:
         tx = PgTransaction(self)
+        start, flushes = len(self._pending), self._flushes
         # READ COMMITTED whatever the role's default: the guard must see, in a snapshot
         # taken after the lock was granted, what a concurrent run committed meanwhile.
-        self._pending.append(_Item("BEGIN ISOLATION LEVEL READ COMMITTED", where="BEGIN"))
+        self._pending.append(_Item("BEGIN ISOLATION LEVEL READ COMMITTED", where="BEGIN",
+                                   owner=tx))
         if self._options.pooler == "transaction":
             # Another client's session state may be on this server connection; ours is
             # reset after every script (``PgTransaction.reset_session``).
@@ -184,23 +200,32 @@ class PostgresBackend:
             # the guard, in a snapshot taken after the lock. A target list is evaluated
             # in order.
             self._pending += [
-                _Item(_KEEP_TIMEOUTS_AND_WAIT, (f"{max(1, opts.lock_wait_ms)}ms",)),
-                _Item(f"SELECT pg_catalog.pg_advisory_xact_lock({self._lock_key})", lock=True),
+                _Item(_KEEP_TIMEOUTS_AND_WAIT, (f"{max(1, opts.lock_wait_ms)}ms",), owner=tx),
+                _Item(f"SELECT pg_catalog.pg_advisory_xact_lock({self._lock_key})", lock=True,
+                      owner=tx),
                 _Item(_ENVIRONMENT_TIMEOUTS + (f", {guard}" if guard else ""),
                       (_ms(opts.lock_timeout_ms), _ms(opts.statement_timeout_ms)),
-                      guard=guard is not None, where="checking the history"),
+                      guard=guard is not None, where="checking the history", owner=tx),
             ]
         elif guard is not None:
             self._pending.append(_Item(f"SELECT {guard}", guard=True,
-                                       where="checking the history"))
+                                       where="checking the history", owner=tx))
         try:
             yield tx
             if not tx.done:
                 tx.commit()
         except BaseException:
-            self._pending.clear()
+            # Transactions queued before this one (``commit_later``) stay queued.
+            del self._pending[start if flushes == self._flushes else 0:]
             self._rollback()
             raise
+
+    def send_queued(self) -> None:
+        """Send every transaction queued with ``commit_later`` in one message, with one
+        sync point at its end: the first failure makes the server skip everything after
+        it, so a failed migration stops the run exactly as if each had been sent alone.
+        Each transaction's ``outcome`` then tells what became of it."""
+        self._flush(queued=True)
 
     def _flush_all(self) -> QueryResult:
         """Send the queue; outside the runner's guarded transactions a guard never fails."""
@@ -209,16 +234,19 @@ class PostgresBackend:
             raise DatabaseError("internal: a guarded transaction was flushed implicitly")
         return result
 
-    def _flush(self) -> QueryResult | None:
+    def _flush(self, *, queued: bool = False) -> QueryResult | None:
         """Send every queued statement in one pipeline; the last one's result, or None when
-        the transaction's guard failed (then it is rolled back)."""
+        the transaction's guard failed (then it is rolled back). With ``queued``, a
+        transaction's failure is left in its ``outcome`` rather than raised."""
         items, self._pending = self._pending, []
+        self._flushes += 1
         if not items:
             return QueryResult()
         # A cursor per statement: after a failure, the first one without a status message
         # is exactly the statement that failed, which psycopg's public API tells no other
         # way; a cursor costs little next to executing its statement.
         cursors: list[psycopg.Cursor[dict[str, Any]]] = []
+        self._in_flight = (items, cursors)
         try:
             with self._db.pipeline() if self._pipelined and len(items) > 1 else nullcontext():
                 for item in items:
@@ -229,12 +257,20 @@ class PostgresBackend:
             failed = next((i for i, c in enumerate(cursors) if c.statusmessage is None),
                           len(cursors) - 1)
             self._rollback()
-            if items[failed].guard and getattr(exc, "sqlstate", None) == _UNDEFINED_SETTING:
+            item = items[failed]
+            skipped = item.guard and getattr(exc, "sqlstate", None) == _UNDEFINED_SETTING
+            error = None if skipped else self._error(exc, item)
+            _settle(items, cursors, item.owner, error)
+            if error is None or (queued and item.owner is not None):
                 return None
-            raise self._error(exc, items[failed]) from None
+            raise error from None
         except BaseException:  # Ctrl-C: psycopg has cancelled the statement on the server
             self._rollback()
+            _settle(items, cursors, None, None)
             raise
+        finally:
+            self._in_flight = None
+        _settle(items, cursors, None, None)
         return _result(cursors[-1])
 
     def _simple(self, sql: str, where: str) -> None:
@@ -320,16 +356,25 @@ class PgTransaction:
     def __init__(self, backend: PostgresBackend) -> None:
         self._backend = backend
         self.done = False
+        self.on_notice = backend.on_notice  # where its notices go, even when sent later
+        self.outcome: Outcome = "queued"
+        self.error: CryomigrateError | None = None
+        self._rows: psycopg.Cursor[dict[str, Any]] | None = None
+
+    @property
+    def result(self) -> QueryResult | None:
+        """What its last row-returning statement returned, once it committed."""
+        return _result(self._rows) if self._rows is not None else None
 
     def defer(self, sql: str, params: Params = None, *, where: str = "") -> None:
-        self._backend._pending.append(_Item(sql, params, where=where or "COMMIT"))
+        self._backend._pending.append(_Item(sql, params, where=where or "COMMIT", owner=self))
 
     def defer_script(self, script: Script) -> None:
-        self._backend._pending.extend(_script_items(script))
+        self._backend._pending.extend(_script_items(script, self))
 
     def reset_session(self) -> None:
         self._backend._pending.extend(
-            _Item(sql, where="resetting the session") for sql in _RESET_SESSION)
+            _Item(sql, where="resetting the session", owner=self) for sql in _RESET_SESSION)
 
     def flush(self) -> bool:
         if self._backend._flush() is None:
@@ -338,12 +383,36 @@ class PgTransaction:
         return True
 
     def commit(self) -> bool:
-        self._backend._pending.append(_Item("COMMIT", where="COMMIT"))
-        self.done = True
+        self.commit_later()
         return self._backend._flush() is not None
 
+    def commit_later(self) -> None:
+        """Queue the COMMIT without sending: ``PostgresBackend.send_queued`` sends this
+        transaction with the others queued, and sets its ``outcome``."""
+        self._backend._pending.append(_Item("COMMIT", where="COMMIT", owner=self))
+        self.done = True
 
-def _script_items(script: Script) -> list[_Item]:
+
+def _settle(items: list[_Item], cursors: list[psycopg.Cursor[dict[str, Any]]],
+            failed: PgTransaction | None, error: CryomigrateError | None) -> None:
+    """Each transaction of a flush learns its outcome: committed when its COMMIT got its
+    status; the one that failed (``failed``) skipped (its guard) or failed (``error``);
+    any other was never run, the server having skipped it after the failure."""
+    for index, item in enumerate(items):
+        owner = item.owner
+        if owner is None or owner.outcome != "queued":
+            continue
+        cursor = cursors[index] if index < len(cursors) else None
+        status = cursor.statusmessage if cursor is not None else None
+        if status is not None and cursor is not None and cursor.description is not None:
+            owner._rows = cursor
+        if owner is failed:
+            owner.outcome, owner.error = ("failed", error) if error else ("skipped", None)
+        elif item.sql == "COMMIT":
+            owner.outcome = "committed" if status == "COMMIT" else "not run"
+
+
+def _script_items(script: Script, owner: PgTransaction | None = None) -> list[_Item]:
     items = []
     for index, text in enumerate(script.statements):
         if _COPY_WITH_CLIENT.match(text):
@@ -354,7 +423,7 @@ def _script_items(script: Script) -> list[_Item]:
                              "needs a client exchanging the data (psql), which a migration "
                              "does not have; nothing was sent. Load data with INSERT, or "
                              "COPY from a file the server can read")
-        items.append(_Item(text, script=script, index=index))
+        items.append(_Item(text, script=script, index=index, owner=owner))
     return items
 
 
