@@ -8,7 +8,7 @@ migration's transaction.
 
 from __future__ import annotations
 
-import traceback
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -85,7 +85,11 @@ class MigrationConnection:
     def where_called(self) -> str:
         """``001_x.py line 12``, the migration's line that called ``conn.sql``: the line the
         user edits, rather than a line inside the SQL string."""
-        for frame in reversed(traceback.extract_stack()):
-            if frame.filename == self.path:
-                return f"{self.origin} line {frame.lineno}"
+        # The innermost frame of the migration's file: read from the live frames, since
+        # a formatted stack (traceback) reads every file's source lines, on every call.
+        frame = inspect.currentframe()
+        while frame is not None:
+            if frame.f_code.co_filename == self.path:
+                return f"{self.origin} line {frame.f_lineno}"
+            frame = frame.f_back
         return self.origin
