@@ -40,6 +40,7 @@ TABLES = {
 
 @dataclass(frozen=True)
 class AdoptResult:
+    """What ``adopt`` recorded (or, dry, would record) from another tool's history."""
     environment: str
     tool: str
     table: str

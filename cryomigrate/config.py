@@ -31,6 +31,7 @@ _SECRET_NAME = re.compile(r"(?i)pass|pwd|(?:^|_)pw(?:_|$)|secret|token|key|crede
 
 @dataclass(frozen=True)
 class Policies:
+    """An environment's policies (DESIGN 3.1), defaults filled in."""
     require_confirmation: bool = False
     allow_rollback: bool = True
     allow_modified: bool = False
@@ -76,6 +77,7 @@ class Environment:
 
 @dataclass(frozen=True)
 class Config:
+    """A validated environments.yaml, kept with its key lines for later errors."""
     path: Path
     data: dict[str, Any]  # the validated configuration, defaults filled in
     # The line of every key, so errors found after parsing can still point at the file.

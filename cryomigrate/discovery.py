@@ -33,6 +33,7 @@ _CHUNK = 1 << 16
 
 @dataclass(frozen=True)
 class MigrationFile:
+    """A migration file as its name describes it; its content is read only when needed."""
     version: int
     version_text: str
     name: str
@@ -110,6 +111,7 @@ def scan_project(folder: Path, format: str = "cryomigrate") -> Scan:
 
 @dataclass(frozen=True)
 class Scan:
+    """What a migrations folder holds, and what is wrong with it."""
     files: list[MigrationFile]  # versioned, sorted by version
     repeatables: list[MigrationFile]  # R_<name>, sorted by name: the order they run in
     problems: list[str]
@@ -117,6 +119,7 @@ class Scan:
 
 @dataclass
 class _Listing:
+    """The files of a folder sorted out while it is scanned."""
     found: list[MigrationFile] = field(default_factory=list)
     repeatables: list[MigrationFile] = field(default_factory=list)
     misnamed: list[str] = field(default_factory=list)

@@ -52,6 +52,7 @@ class Migration(Protocol):
 
 @dataclass(frozen=True)
 class SqlMigration:
+    """A loaded SQL (or template) migration, its script ready to send."""
     file: MigrationFile
     checksum: str
     description: str
@@ -83,6 +84,7 @@ class SqlMigration:
 
 @dataclass(frozen=True)
 class PythonMigration:
+    """A loaded Python migration, its module imported and checked."""
     file: MigrationFile
     checksum: str
     description: str

@@ -64,6 +64,7 @@ class RepeatableRow:
 
 @dataclass(frozen=True)
 class MigrationStatus:
+    """One line of ``status``: a migration and its state."""
     version: str | None  # None for a repeatable migration, which has no version
     name: str
     kind: str
@@ -78,6 +79,7 @@ class MigrationStatus:
 
 @dataclass(frozen=True)
 class StatusResult:
+    """What ``status`` reports for one environment."""
     environment: str
     database: str
     migrations: tuple[MigrationStatus, ...]

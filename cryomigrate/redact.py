@@ -73,9 +73,13 @@ def register_url(url: str) -> None:
 
 
 def redact(text: str) -> str:
-    text = mask_urls(text)
-    text = _KEYWORD_PASSWORD.sub(lambda m: f"{m['head']}{MASK}", text)
-    text = _SQL_PASSWORD.sub(lambda m: f"{m['head']}'{MASK}'", text)
+    # Each pattern needs its word: a scan for it is far cheaper than the pattern over a
+    # long text (a status of 1,000 migrations), and has the same outcome when it is absent.
+    if "://" in text:
+        text = mask_urls(text)
+    if "password" in text.lower():
+        text = _KEYWORD_PASSWORD.sub(lambda m: f"{m['head']}{MASK}", text)
+        text = _SQL_PASSWORD.sub(lambda m: f"{m['head']}'{MASK}'", text)
     # Longest first, so a secret that contains another is masked whole.
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:

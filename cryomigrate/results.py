@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 @dataclass(frozen=True)
 class JournalEntry:
+    """One row of the journal, as ``history`` shows it."""
     version: str
     name: str
     action: str
@@ -24,6 +25,7 @@ class JournalEntry:
 
 @dataclass(frozen=True)
 class HistoryResult:
+    """What ``history`` reports: the journal, newest first."""
     environment: str
     entries: tuple[JournalEntry, ...]
 
@@ -44,6 +46,7 @@ class Finding:
 
 @dataclass(frozen=True)
 class ValidateResult:
+    """What ``validate`` checked, and what it found."""
     environment: str
     migrations: int
     environments: tuple[str, ...]
@@ -60,6 +63,7 @@ class ValidateResult:
 
 @dataclass(frozen=True)
 class RepairResult:
+    """What ``repair`` changed in the history."""
     environment: str
     checksums_updated: tuple[str, ...]
     marked_applied: tuple[str, ...]
@@ -72,6 +76,7 @@ class RepairResult:
 
 @dataclass(frozen=True)
 class BaselineResult:
+    """The versions ``baseline`` recorded as applied."""
     environment: str
     recorded: tuple[str, ...]
 
@@ -81,6 +86,7 @@ class BaselineResult:
 
 @dataclass(frozen=True)
 class NewResult:
+    """The migration file ``new`` created."""
     path: str
     version: str | None  # None for a repeatable migration
     name: str

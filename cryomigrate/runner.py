@@ -45,6 +45,7 @@ _SEND_AHEAD_MAX = 50
 
 @dataclass
 class _Run:
+    """What a run did so far, kept for the result even when it stops early."""
     direction: Direction
     done: list[MigrationRun] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
@@ -119,6 +120,7 @@ class Runner:
         started_at, clock = now(), time.perf_counter()
         queued: list[tuple[Migration, QueuedTransaction]] = []
         for migration in migrations:
+            self._progress("start", migration)
             label = migration.file.label
             notice = self._notice(state)
             self.backend.on_notice = lambda text, label=label, notice=notice: notice(

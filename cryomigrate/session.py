@@ -20,6 +20,7 @@ PathLike = str | os.PathLike[str] | None
 
 @dataclass(frozen=True)
 class Project:
+    """An environment and its migration files, as one command sees them."""
     env: Environment
     files: list[MigrationFile]  # versioned, by version
     repeatables: list[MigrationFile] = field(default_factory=list)  # R_<name>, by name

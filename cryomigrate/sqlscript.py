@@ -166,6 +166,7 @@ class Sections:
 
 @dataclass(frozen=True)
 class _Marker:
+    """A cryomigrate section marker and where its section starts."""
     name: str
     line: int
     start: int  # where its line starts

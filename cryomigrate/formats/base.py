@@ -65,6 +65,7 @@ class Part:
 
 @dataclass(frozen=True)
 class Sections:
+    """A foreign file's apply and rollback parts, and whether it runs in a transaction."""
     apply: Part
     rollback: Part | None  # None: irreversible
     transactional: bool = True

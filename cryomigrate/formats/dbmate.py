@@ -47,6 +47,7 @@ def scan(folder: Path) -> Scan:
 
 @dataclass(frozen=True)
 class _Marker:
+    """A dbmate section marker and where its section starts."""
     direction: str
     line: int
     start: int  # where the marker's line starts

@@ -32,6 +32,7 @@ _REPLACED = frozenset({"ban-concurrent-index-creation-in-transaction"})
 
 @dataclass(frozen=True)
 class Finding:
+    """One lint finding, at the file line the user edits."""
     file: str
     line: int
     rule: str
@@ -44,6 +45,7 @@ class Finding:
 
 @dataclass(frozen=True)
 class LintResult:
+    """The findings of one lint pass over the pending migrations."""
     environment: str
     findings: tuple[Finding, ...]
     # Destructive statements whatever waivers say: the ``destructive`` policy's concern.

@@ -19,6 +19,7 @@ Snapshot = dict[str, dict[str, str]]
 
 @dataclass(frozen=True)
 class Difference:
+    """One difference between two schema snapshots."""
     object: str
     what: str
 
