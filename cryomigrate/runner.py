@@ -5,6 +5,11 @@ migration's history row and skips it if another run got there first. The lock is
 only for the length of one transaction, so it works behind a transaction pooler, and a
 non-transactional migration runs with no transaction (and no lock) open at all; a
 ``dirty`` row, written before it starts and cleared after, marks it while it runs.
+
+Where the backend can (``SendsAhead``), the transactions of SQL migrations in a row are
+queued and sent as one message (``_send_ahead``): still one transaction, lock and guard
+per migration, but one round trip for the lot, which is what a run against a distant
+database waits for.
 """
 
 from __future__ import annotations
