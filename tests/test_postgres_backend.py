@@ -157,7 +157,10 @@ def _six_more(project: Project) -> None:
 def _apply_round_trips(project: Project) -> int:
     """Round trips of the pending migrations: an apply's minus a no-op apply's."""
     delayproxy = _proxy()
-    with delayproxy.DelayProxy(target_port=5432, delay=0.005) as proxy:
+    # Long enough that a message queued statement by statement reaches the proxy before
+    # its first reply does, even on a loaded machine (the proxy counts a reply that
+    # comes between two sends as a round trip).
+    with delayproxy.DelayProxy(target_port=5432, delay=0.05) as proxy:
         _through(project, project.url, proxy.port)
         proxy.reset()
         result = project.cli("apply")

@@ -292,7 +292,10 @@ def test_rolling_back_sql_migrations_in_a_row_costs_one_round_trip(pg_project: P
                        f"CREATE INDEX ON t{i} (id);\n-- cryomigrate:rollback\n"
                        f"DROP INDEX IF EXISTS t{i}_id_idx;\nDROP TABLE t{i};\n")
     assert pg_project.cli("apply").exit_code == 0
-    with delayproxy.DelayProxy(target_port=5432, delay=0.005) as proxy:
+    # Long enough that a message queued statement by statement reaches the proxy before
+    # its first reply does, even on a loaded machine (the proxy counts a reply that
+    # comes between two sends as a round trip).
+    with delayproxy.DelayProxy(target_port=5432, delay=0.05) as proxy:
         _through(pg_project, proxy.port)
         cold = _round_trips(proxy, pg_project, "rollback", "--target", "1", "--yes")
         noop = _round_trips(proxy, pg_project, "rollback", "--target", "1", "--yes")

@@ -8,9 +8,10 @@ a script may set, so nothing of cryomigrate's outlives a transaction.
 At network distance the cost of a migration is its round trips. A transaction's
 statements are queued and sent together in psycopg's pipeline mode: a SQL migration's
 BEGIN, run lock, guard against a concurrent run, script, history and journal rows and
-COMMIT make one round trip. The extended protocol takes one statement at a time, so the
-script goes as its statements, each exactly as written; when one fails, psycopg tells
-which, and the error names the file line where it starts.
+COMMIT make one round trip, and the transactions of several SQL migrations may share it
+(``commit_later`` and ``send_queued``). The extended protocol takes one statement at a
+time, so the script goes as its statements, each exactly as written; when one fails,
+psycopg tells which, and the error names the file line where it starts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -91,9 +93,11 @@ class PostgresBackend:
         self._options = options
         self._pending: list[_Item] = []
         self._flushes = 0  # flushes so far: tells a transaction whether its queue was sent
-        # While a flush runs: its statements and their cursors, which tell whose statement
-        # a server notice belongs to (the first one still without a result).
-        self._in_flight: tuple[list[_Item], list[psycopg.Cursor[dict[str, Any]]]] | None = None
+        # Transactions sent together: where the notices go since the last marker (see
+        # ``_marked``), and what tells a marker from a notice of the user's.
+        self._notice_to: Callable[[str], None] | None = None
+        self._marker = f"cryomigrate {secrets.token_hex(8)} transaction "
+        self._marked_owners: list[PgTransaction] = []
         self._pipelined = psycopg.Pipeline.is_supported()
         self.on_notice: Callable[[str], None] | None = None
         info = connection.info
@@ -121,17 +125,13 @@ class PostgresBackend:
         return cls(db, options)
 
     def _notice(self, diag: psycopg.errors.Diagnostic) -> None:
-        handler = self.on_notice
-        if self._in_flight is not None:
-            # Transactions sent together each keep the handler they were opened with.
-            items, cursors = self._in_flight
-            for item, cursor in zip(items, cursors, strict=False):
-                if cursor.statusmessage is None:
-                    if item.owner is not None:
-                        handler = item.owner.on_notice
-                    break
+        message = diag.message_primary or ""
+        if message.startswith(self._marker):  # a transaction sent with others starts here
+            self._notice_to = self._marked_owners[int(message[len(self._marker):])].on_notice
+            return
+        handler = self._notice_to or self.on_notice
         if handler is not None:
-            handler(f"{diag.severity}: {diag.message_primary}")
+            handler(f"{diag.severity}: {message}")
 
     # -- running now ----------------------------------------------------------------
 
@@ -242,11 +242,11 @@ class PostgresBackend:
         self._flushes += 1
         if not items:
             return QueryResult()
+        items = self._marked(items)
         # A cursor per statement: after a failure, the first one without a status message
         # is exactly the statement that failed, which psycopg's public API tells no other
         # way; a cursor costs little next to executing its statement.
         cursors: list[psycopg.Cursor[dict[str, Any]]] = []
-        self._in_flight = (items, cursors)
         try:
             with self._db.pipeline() if self._pipelined and len(items) > 1 else nullcontext():
                 for item in items:
@@ -269,9 +269,34 @@ class PostgresBackend:
             _settle(items, cursors, None, None)
             raise
         finally:
-            self._in_flight = None
+            self._notice_to = None
         _settle(items, cursors, None, None)
         return _result(cursors[-1])
+
+    def _marked(self, items: list[_Item]) -> list[_Item]:
+        """With several transactions in one message, a marker before each: a notice of
+        its own, so that the notices after it are said to come from that transaction's
+        migration. psycopg hands results over in batches, so which statement a notice
+        came from cannot be told from them; the server's messages keep their order."""
+        owners: list[PgTransaction] = []
+        for item in items:
+            if item.owner is not None and item.owner not in owners:
+                owners.append(item.owner)
+        self._marked_owners = owners
+        # Until a marker arrives (none does where client_min_messages hides notices).
+        self._notice_to = owners[0].on_notice if owners else None
+        if len(owners) < 2:
+            return items
+        marked: list[_Item] = []
+        for item in items:
+            if item.owner is not None and (not marked or marked[-1].owner is not item.owner):
+                number = owners.index(item.owner)
+                marked.append(_Item(
+                    f"DO $cryomigrate$ BEGIN RAISE NOTICE '{self._marker}{number}'; "
+                    "END $cryomigrate$", where="marking where a migration starts",
+                    owner=item.owner))
+            marked.append(item)
+        return marked
 
     def _simple(self, sql: str, where: str) -> None:
         """Several of cryomigrate's own statements in one simple-query message."""
