@@ -65,6 +65,11 @@ class Runner:
         self.tracker = tracker
         self.env = env
         self._progress = progress or (lambda event, payload: None)
+        # A Python migration whose COMMIT waits to travel with the next one (``_one``):
+        # the migration, its transaction, when it started (text, clock).
+        self._unsettled: tuple[Migration, QueuedTransaction, str, float] | None = None
+        self._queued: QueuedTransaction | None = None
+        self._announce: list[MigrationRun] = []  # done, to be said once stdout is back
 
     def run(self, direction: Direction, migrations: Sequence[Migration]) -> RunResult:
         state = _Run(direction)
@@ -85,8 +90,13 @@ class Runner:
             pending = list(migrations)
             while pending:
                 together = self._sendable(pending)
-                del pending[:self._send_ahead(state, together) if len(together) > 1
-                            else self._one(state, pending[0])]
+                if len(together) > 1:
+                    self._settle(state)
+                    done = self._send_ahead(state, together)
+                else:
+                    done = self._one(state, pending[0], pending[1:2])
+                del pending[:done]
+            self._settle(state)
         except CryomigrateError as exc:
             exc.result = self._result(state)
             raise
@@ -175,15 +185,26 @@ class Runner:
             transactional=migration.transactional, notice=notice,
         )
 
-    def _done(self, state: _Run, migration: Migration, duration_ms: int) -> None:
+    def _done(self, state: _Run, migration: Migration, duration_ms: int, *,
+              announce: bool = True) -> None:
+        """Record a migration as done; ``announce``: say so now (else ``_one`` does, once
+        the next migration's output no longer goes to stderr)."""
         file = migration.file
         run = MigrationRun(None if file.repeatable else file.version_text, file.name,
                            file.kind, duration_ms, description=migration.description,
                            repeatable=file.repeatable)
         state.done.append(run)
-        self._progress("done", run)
+        if announce:
+            self._progress("done", run)
+        else:
+            self._announce.append(run)
 
-    def _one(self, state: _Run, migration: Migration) -> int:
+    def _one(self, state: _Run, migration: Migration, then: Sequence[Migration] = ()) -> int:
+        """Run one migration on its own. A Python migration followed by another leaves its
+        COMMIT queued (``_unsettled``): it travels with the next one's first message, the
+        run lock and guard, and is reported once that is back (``_first_flush``)."""
+        if not self._rides_along(migration):
+            self._settle(state)
         self._progress("start", migration)
         label = migration.file.label
         notice = self._notice(state)
@@ -191,10 +212,18 @@ class Runner:
         # What the server says while the migration runs (RAISE NOTICE in a backfill) is
         # the user's to see, named by the migration it came from.
         self.backend.on_notice = lambda text: notice(f"{label}: {text}")
+        defer = self._rides_along(migration) and any(self._rides_along(m) for m in then)
         try:
-            ran, clock = self._with_lock_retries(state, migration, conn)
+            ran, clock = self._with_lock_retries(state, migration, conn, defer)
+        except _EarlierFailed as exc:
+            raise exc.failure from exc.failure.__cause__
         finally:
             self.backend.on_notice = None
+            for run in self._announce:  # the previous migration, settled meanwhile
+                self._progress("done", run)
+            self._announce.clear()
+        if ran is None:
+            return 1  # reported when its COMMIT is back
         if not ran:
             state.skipped.append(label)
             self._progress("skip", migration)
@@ -202,8 +231,59 @@ class Runner:
             self._done(state, migration, _elapsed_ms(clock))
         return 1
 
+    def _rides_along(self, migration: Migration) -> bool:
+        """A transactional Python migration, on a backend that sends transactions ahead,
+        with nothing to retry: its first message may carry the previous one's COMMIT."""
+        return (getattr(self.backend, "send_queued", None) is not None
+                and not self.env.lock_retries and migration.file.kind == "python"
+                and migration.transactional and not migration.file.repeatable)
+
+    def _first_flush(self, state: _Run, tx: Transaction) -> bool:
+        """Send a Python migration's lock and guard, with the previous migration's COMMIT
+        if it waits (``_one``), and report that one: done, or its failure instead."""
+        try:
+            passed = tx.flush()
+        except BaseException as exc:
+            self._settle(state, cause=exc, inside=True)
+            raise
+        self._settle(state, inside=True)
+        return passed
+
+    def _settle(self, state: _Run, cause: BaseException | None = None, *,
+                inside: bool = False) -> None:
+        """Report the migration whose COMMIT was left queued (sending it first if it is
+        still queued): done, or its failure. ``inside`` the next migration (``cause``: what
+        stopped that one, if anything did), the failure is wrapped so that it is not taken
+        for the next migration's."""
+        if self._unsettled is None:
+            return
+        migration, tx, started_at, clock = self._unsettled
+        self._unsettled = None
+        interrupted: KeyboardInterrupt | None = None
+        if tx.outcome == "queued":
+            try:
+                cast("SendsAhead", self.backend).send_queued()
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if tx.outcome == "committed":
+            result = tx.result
+            self._done(state, migration,
+                       int(result.data[0]["duration_ms"]) if result and result.data else 0,
+                       announce=not inside)
+            if interrupted is not None:
+                raise interrupted
+            return
+        reason: BaseException = tx.error or interrupted or cause or AssertionError(tx.outcome)
+        failure = self._failure(state, state.direction, migration, started_at, clock, reason)
+        if failure is not reason:
+            failure.__cause__ = reason
+        if inside:
+            raise _EarlierFailed(failure)
+        raise failure
+
     def _with_lock_retries(self, state: _Run, migration: Migration,
-                           conn: MigrationConnection) -> tuple[bool, float]:
+                           conn: MigrationConnection, defer: bool = False
+                           ) -> tuple[bool | None, float]:
         """lock_retries (DESIGN 10.2): a transactional migration that failed on the
         environment's lock_timeout (SQLSTATE 55P03) was rolled back, so it is tried again
         after a growing, jittered pause; each attempt is journaled by ``_attempt``. The run
@@ -211,7 +291,7 @@ class Runner:
         retries = self.env.lock_retries if self._atomic(migration) else 0
         for attempt in range(retries + 1):
             try:
-                return self._attempt(state, migration, conn)
+                return self._attempt(state, migration, conn, defer)
             except MigrationFailed as exc:
                 if not _lock_timed_out(exc):
                     raise
@@ -229,17 +309,21 @@ class Runner:
                 time.sleep(pause)
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
-    def _attempt(self, state: _Run, migration: Migration,
-                 conn: MigrationConnection) -> tuple[bool, float]:
+    def _attempt(self, state: _Run, migration: Migration, conn: MigrationConnection,
+                 defer: bool = False) -> tuple[bool | None, float]:
         """Run the migration once; any failure is journaled. Whether it ran (False: another
-        run did it first) and when it started."""
+        run did it first; None: its COMMIT is queued, see ``_one``) and when it started."""
         started_at, clock = now(), time.perf_counter()
         try:
             with _stdout_to_stderr():
-                ran = (self._transactional(state.direction, migration, conn)
-                       if self._atomic(migration)
-                       else self._outside_transaction(state.direction, migration, conn,
-                                                      started_at, clock))
+                if not self._atomic(migration):
+                    return self._outside_transaction(state.direction, migration, conn,
+                                                     started_at, clock), clock
+                ran = self._transactional(state, migration, conn, defer)
+                if ran is None:
+                    assert self._queued is not None
+                    self._unsettled = (migration, self._queued, started_at, clock)
+                    self._queued = None
             return ran, clock
         except (CryomigrateError, KeyboardInterrupt) as exc:
             failure = self._failure(state, state.direction, migration, started_at, clock, exc)
@@ -270,20 +354,26 @@ class Runner:
     def _guard(self, direction: Direction, migration: Migration) -> Expect:
         return self.tracker.guard(migration.file.version, applied=direction == "rollback")
 
-    def _transactional(self, direction: Direction, migration: Migration,
-                       conn: MigrationConnection) -> bool:
+    def _transactional(self, state: _Run, migration: Migration, conn: MigrationConnection,
+                       defer: bool = False) -> bool | None:
         """Execute and record the migration in one transaction; False if another run got
-        there first. For a SQL migration all of it is one message to the server."""
+        there first. For a SQL migration all of it is one message to the server. With
+        ``defer``, the COMMIT is left queued (``_queued``) and None returned."""
         if migration.file.repeatable:
             return self._repeatable(migration, conn)
+        direction = state.direction
         with self.backend.transaction(lock=True, expect=self._guard(direction, migration)) \
                 as tx:
             conn._transaction = tx
             # Python code must not start before the guard has passed: it needs results as
             # it goes, so the queue is sent now.
-            if migration.file.kind == "python" and not tx.flush():
+            if migration.file.kind == "python" and not self._first_flush(state, tx):
                 return False
-            self._work(direction, migration, conn, tx)
+            self._work(direction, migration, conn, tx, returning=defer)
+            if defer:
+                cast("QueuedTransaction", tx).commit_later()
+                self._queued = cast("QueuedTransaction", tx)
+                return None
             return tx.commit()
 
     def _work(self, direction: Direction, migration: Migration, conn: MigrationConnection,
@@ -455,6 +545,15 @@ class Runner:
                                      duration_ms=_elapsed_ms(clock), error=error, tx=tx)
         except (CryomigrateError, KeyboardInterrupt):
             pass  # the connection may be gone; the migration's own error is what matters
+
+
+class _EarlierFailed(Exception):
+    """The previous migration's failure, found while the next one was starting: passed
+    through the next one's error handling unchanged (see ``Runner._settle``)."""
+
+    def __init__(self, failure: BaseException) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
 
 
 @contextmanager

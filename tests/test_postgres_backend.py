@@ -512,3 +512,60 @@ def test_a_failure_at_commit_is_journaled_and_nothing_stays(pg_project: Project)
     assert not {"p", "c"} & pg_project.tables()
     assert pg_project.query("SELECT count(*) FROM cryomigrate_history") == [(0,)]
     assert pg_project.journal() == [("001", "apply", "failed")]
+
+
+# ---------------------------------------------------------------------------------------
+# A Python migration's COMMIT travels with the next one's lock and guard
+
+
+def test_a_python_migrations_failing_commit_stops_the_next_before_its_code_runs(
+        pg_project: Project) -> None:
+    pg_project.add("001_parent.sql", "CREATE TABLE parent (id int PRIMARY KEY);\n"
+                   "CREATE TABLE child (parent_id int REFERENCES parent "
+                   "DEFERRABLE INITIALLY DEFERRED);\n")
+    assert pg_project.cli("apply").exit_code == 0
+    marker = pg_project.root / "second-ran"
+    pg_project.add("002_orphan.py", "def apply(conn, environment):\n"
+                   "    conn.sql('INSERT INTO child VALUES (42)').execute()\n")
+    pg_project.add("003_next.py", "def apply(conn, environment):\n"
+                   f"    open({str(marker)!r}, 'w').close()\n"
+                   "    conn.sql('CREATE TABLE next_one (id int)').execute()\n")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 1, result.output
+    assert "002_orphan.py" in result.output and "foreign key" in result.output, \
+        result.output
+    assert not marker.exists()  # 003's code never ran
+    assert [row[0] for row in pg_project.history()] == ["001"]
+    assert "next_one" not in pg_project.tables()
+    assert pg_project.journal()[-1:] == [("002", "apply", "failed")]
+
+
+def test_python_migrations_in_a_row_report_each_as_it_commits(pg_project: Project) -> None:
+    for version in (1, 2, 3):
+        pg_project.add(f"00{version}_p{version}.py", "def apply(conn, environment):\n"
+                       f"    conn.sql('CREATE TABLE p{version} (id int)').execute()\n"
+                       f"    conn.sql(\"DO $$ BEGIN RAISE NOTICE 'in {version}'; END $$\")"
+                       ".execute()\n")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 0, result.output
+    lines = [line.split()[1] for line in result.stdout.splitlines()
+             if line.startswith("  applied")]
+    assert lines == ["001_p1", "002_p2", "003_p3"], result.output
+    for version in (1, 2, 3):
+        assert f"00{version}_p{version}.py: NOTICE: in {version}" in result.output
+    assert [row[0] for row in pg_project.history()] == ["001", "002", "003"]
+    durations = pg_project.query("SELECT duration_ms >= 0 FROM cryomigrate_history")
+    assert durations == [(True,)] * 3
+
+
+def test_ctrl_c_in_a_python_migration_keeps_the_one_before_it(pg_project: Project) -> None:
+    pg_project.add("001_a.py", "def apply(conn, environment):\n"
+                   "    conn.sql('CREATE TABLE a (id int)').execute()\n")
+    pg_project.add("002_stop.py", "def apply(conn, environment):\n"
+                   "    raise KeyboardInterrupt\n")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 130, result.output
+    assert "applied  001_a" in result.stdout, result.output
+    assert "interrupted while running 002_stop.py" in result.output, result.output
+    assert [row[0] for row in pg_project.history()] == ["001"]
+    assert pg_project.journal() == [("001", "apply", "ok"), ("002", "apply", "failed")]
