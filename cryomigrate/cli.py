@@ -247,6 +247,7 @@ def _fleet(ctx: click.Context, fmt: str, env: str | None, command: str, *,
     from cryomigrate import fleet
     from cryomigrate.fleet.terminal import render_line, render_summary
 
+    gc.enable()  # many databases, migrations' code in threads: see _Group.invoke
     stdout = sys.stdout  # while the fleet runs, sys.stdout is stderr (see fleet.pool)
 
     def line(outcome: Any) -> None:

@@ -134,8 +134,9 @@ class Runner:
         direction = state.direction
         started_at, clock = now(), time.perf_counter()
         queued: list[tuple[Migration, QueuedTransaction]] = []
-        for migration in migrations:
+        for migration in migrations:  # all before any is queued: a fleet's Ctrl-C stops here
             self._progress("start", migration)
+        for migration in migrations:
             label = migration.file.label
             notice = self._notice(state)
             self.backend.on_notice = lambda text, label=label, notice=notice: notice(
