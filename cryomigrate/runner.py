@@ -68,7 +68,6 @@ class Runner:
         # A Python migration whose COMMIT waits to travel with the next one (``_one``):
         # the migration, its transaction, when it started (text, clock).
         self._unsettled: tuple[Migration, QueuedTransaction, str, float] | None = None
-        self._queued: QueuedTransaction | None = None
         self._announce: list[MigrationRun] = []  # done, to be said once stdout is back
 
     def run(self, direction: Direction, migrations: Sequence[Migration]) -> RunResult:
@@ -146,7 +145,7 @@ class Runner:
                 with backend.transaction(lock=True, expect=self._guard(direction, migration)) \
                         as tx:
                     conn._transaction = tx
-                    self._work(direction, migration, conn, tx, returning=True)
+                    self._work(direction, migration, conn, tx, now(), returning=True)
                     tx.commit_later()
             except CryomigrateError:
                 break  # refused before anything was sent: reported when it runs alone
@@ -206,7 +205,6 @@ class Runner:
         run lock and guard, and is reported once that is back (``_first_flush``)."""
         if not self._rides_along(migration):
             self._settle(state)
-        self._progress("start", migration)
         label = migration.file.label
         notice = self._notice(state)
         conn = self._conn(migration, notice)
@@ -215,9 +213,16 @@ class Runner:
         self.backend.on_notice = lambda text: notice(f"{label}: {text}")
         defer = self._rides_along(migration) and any(self._rides_along(m) for m in then)
         try:
+            self._progress("start", migration)
             ran, clock = self._with_lock_retries(state, migration, conn, defer)
         except _EarlierFailed as exc:
             raise exc.failure from exc.failure.__cause__
+        except BaseException:
+            # Stopped before its first message carried the previous migration's COMMIT
+            # (Ctrl-C, a fleet stopping): that one is committed and reported first, as
+            # it would have been had it been sent alone.
+            self._settle(state)
+            raise
         finally:
             self.backend.on_notice = None
             for run in self._announce:  # the previous migration, settled meanwhile
@@ -320,13 +325,11 @@ class Runner:
                 if not self._atomic(migration):
                     return self._outside_transaction(state.direction, migration, conn,
                                                      started_at, clock), clock
-                ran = self._transactional(state, migration, conn, defer)
-                if ran is None:
-                    assert self._queued is not None
-                    self._unsettled = (migration, self._queued, started_at, clock)
-                    self._queued = None
+                ran = self._transactional(state, migration, conn, started_at, defer)
             return ran, clock
         except (CryomigrateError, KeyboardInterrupt) as exc:
+            if self._unsettled is not None and self._unsettled[0] is migration:
+                raise  # it ran to its COMMIT, which is queued: ``_one`` settles it
             failure = self._failure(state, state.direction, migration, started_at, clock, exc)
             if failure is exc:
                 raise
@@ -356,12 +359,12 @@ class Runner:
         return self.tracker.guard(migration.file.version, applied=direction == "rollback")
 
     def _transactional(self, state: _Run, migration: Migration, conn: MigrationConnection,
-                       defer: bool = False) -> bool | None:
+                       started_at: str, defer: bool = False) -> bool | None:
         """Execute and record the migration in one transaction; False if another run got
         there first. For a SQL migration all of it is one message to the server. With
-        ``defer``, the COMMIT is left queued (``_queued``) and None returned."""
+        ``defer``, the COMMIT is left queued (``_unsettled``) and None returned."""
         if migration.file.repeatable:
-            return self._repeatable(migration, conn)
+            return self._repeatable(migration, conn, started_at)
         direction = state.direction
         with self.backend.transaction(lock=True, expect=self._guard(direction, migration)) \
                 as tx:
@@ -370,15 +373,16 @@ class Runner:
             # it goes, so the queue is sent now.
             if migration.file.kind == "python" and not self._first_flush(state, tx):
                 return False
-            self._work(direction, migration, conn, tx, returning=defer)
+            self._work(direction, migration, conn, tx, started_at, returning=defer)
             if defer:
-                cast("QueuedTransaction", tx).commit_later()
-                self._queued = cast("QueuedTransaction", tx)
+                queued = cast("QueuedTransaction", tx)
+                queued.commit_later()
+                self._unsettled = (migration, queued, started_at, time.perf_counter())
                 return None
             return tx.commit()
 
     def _work(self, direction: Direction, migration: Migration, conn: MigrationConnection,
-              tx: Transaction, *, returning: bool = False) -> None:
+              tx: Transaction, started_at: str, *, returning: bool = False) -> None:
         """The migration and its history and journal rows, in ``tx`` behind its guard;
         ``returning``: the journal row gives back its duration, measured by the server."""
         file = migration.file
@@ -392,10 +396,11 @@ class Runner:
             self.tracker.delete(file.version, file.version_text, tx=tx)
         self._supabase_row(tx, direction, migration)
         self.tracker.journal(version_text=file.version_text, name=file.name,
-                             action=direction, outcome="ok", started_at=now(),
+                             action=direction, outcome="ok", started_at=started_at,
                              duration_ms=None, tx=tx, returning=returning)
 
-    def _repeatable(self, migration: Migration, conn: MigrationConnection) -> bool:
+    def _repeatable(self, migration: Migration, conn: MigrationConnection,
+                    started_at: str) -> bool:
         """Run a repeatable and record it in one transaction, as a versioned migration is;
         False if a concurrent run already applied this very content (the guard)."""
         file = migration.file
@@ -409,7 +414,7 @@ class Runner:
             self.tracker.record_repeatable(name=file.name, kind=file.kind,
                                            checksum=migration.checksum, tx=tx)
             self.tracker.journal(version_text=file.version_text, name=file.name,
-                                 action="apply", outcome="ok", started_at=now(),
+                                 action="apply", outcome="ok", started_at=started_at,
                                  duration_ms=None, tx=tx)
             return tx.commit()
 

@@ -569,3 +569,68 @@ def test_ctrl_c_in_a_python_migration_keeps_the_one_before_it(pg_project: Projec
     assert "interrupted while running 002_stop.py" in result.output, result.output
     assert [row[0] for row in pg_project.history()] == ["001"]
     assert pg_project.journal() == [("001", "apply", "ok"), ("002", "apply", "failed")]
+
+
+def _alter_database(project: Project, setting: str) -> None:
+    import psycopg
+
+    dbname = project.url.rsplit("/", 1)[1]
+    with psycopg.connect(project.url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{dbname}" SET {setting}')  # type: ignore[arg-type]
+
+
+def test_migrations_sent_together_under_a_repeatable_read_default(pg_project: Project) -> None:
+    # Each transaction is READ COMMITTED whatever the database's default: nothing of
+    # cryomigrate's may run before its BEGIN and take a snapshot first.
+    _alter_database(pg_project, "default_transaction_isolation = 'repeatable read'")
+    pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    pg_project.add("002_b.sql", "CREATE TABLE b (id int);\n")
+    pg_project.add("003_c.py", "def apply(conn, environment):\n"
+                   "    conn.sql('CREATE TABLE c (id int)').execute()\n")
+    pg_project.add("004_d.py", "def apply(conn, environment):\n"
+                   "    conn.sql('CREATE TABLE d (id int)').execute()\n")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 0, result.output
+    assert [row[0] for row in pg_project.history()] == ["001", "002", "003", "004"]
+
+
+def test_warnings_of_migrations_sent_together_name_theirs_when_notices_are_hidden(
+        pg_project: Project) -> None:
+    _alter_database(pg_project, "client_min_messages = warning")
+    pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
+    pg_project.add("002_b.sql", "DO $$ BEGIN RAISE NOTICE 'hidden'; "
+                   "RAISE WARNING 'said by b'; END $$;\n")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 0, result.output
+    assert "notice: 002_b.sql: WARNING: said by b" in result.output, result.output
+    assert "hidden" not in result.output and "cryomigrate " not in result.output
+
+
+def test_ctrl_c_before_a_python_migration_sends_anything_commits_the_one_before(
+        pg_project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first migration's COMMIT waits to travel with the second one's lock and guard;
+    # stopped before that message, the second one must still leave the first committed
+    # and reported, never rolled back with it or recorded without its changes.
+    from cryomigrate.runner import Runner
+
+    first_flush = Runner._first_flush
+    calls = []
+
+    def interrupted_second(self: Runner, state: Any, tx: Any) -> bool:
+        calls.append(tx)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return first_flush(self, state, tx)
+
+    monkeypatch.setattr(Runner, "_first_flush", interrupted_second)
+    pg_project.add("001_a.py", "def apply(conn, environment):\n"
+                   "    conn.sql('CREATE TABLE a (id int)').execute()\n")
+    pg_project.add("002_b.py", "def apply(conn, environment):\n"
+                   "    conn.sql('CREATE TABLE b (id int)').execute()\n")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 130, result.output
+    assert "applied  001_a" in result.stdout, result.output
+    assert "interrupted while running 002_b.py" in result.output, result.output
+    assert [row[0] for row in pg_project.history()] == ["001"]
+    assert {"a"} <= pg_project.tables() and "b" not in pg_project.tables()
+    assert pg_project.journal() == [("001", "apply", "ok"), ("002", "apply", "failed")]

@@ -61,6 +61,13 @@ _ENVIRONMENT_TIMEOUTS = (
     "pg_catalog.current_setting('cryomigrate.lock_timeout')), true), "
     "pg_catalog.set_config('statement_timeout', COALESCE(%s::pg_catalog.text, "
     "pg_catalog.current_setting('cryomigrate.statement_timeout')), true)")
+# A marker (see ``_marked``): a notice shown whatever client_min_messages says, which is
+# then put back for the rest of the transaction.
+_MARK = ("DO $cryomigrate$ DECLARE shown pg_catalog.text := "
+         "pg_catalog.current_setting('client_min_messages'); BEGIN "
+         "PERFORM pg_catalog.set_config('client_min_messages', 'notice', true); "
+         "RAISE NOTICE '{marker}{number}'; "
+         "PERFORM pg_catalog.set_config('client_min_messages', shown, true); END $cryomigrate$")
 _COPY_WITH_CLIENT = re.compile(r"(?is)\s*COPY\b.*\b(STDIN|STDOUT)\b")
 _UNFINISHED = ("unterminated quoted string", "unterminated quoted identifier",
                "syntax error at end of input")
@@ -215,9 +222,14 @@ class PostgresBackend:
             if not tx.done:
                 tx.commit()
         except BaseException:
-            # Transactions queued before this one (``commit_later``) stay queued.
-            del self._pending[start if flushes == self._flushes else 0:]
-            self._rollback()
+            if start and flushes == self._flushes:
+                # Nothing of this one reached the server. Those queued before it (see
+                # ``commit_later``) stay queued, and one still open on the server (its
+                # COMMIT queued) stays open: the next message commits it.
+                del self._pending[start:]
+            else:
+                self._pending.clear()
+                self._rollback()
             raise
 
     def send_queued(self) -> None:
@@ -289,13 +301,16 @@ class PostgresBackend:
             return items
         marked: list[_Item] = []
         for item in items:
-            if item.owner is not None and (not marked or marked[-1].owner is not item.owner):
-                number = owners.index(item.owner)
-                marked.append(_Item(
-                    f"DO $cryomigrate$ BEGIN RAISE NOTICE '{self._marker}{number}'; "
-                    "END $cryomigrate$", where="marking where a migration starts",
-                    owner=item.owner))
-            marked.append(item)
+            starts = item.owner is not None and (not marked or marked[-1].owner is not item.owner)
+            if not starts or item.sql.startswith("BEGIN"):
+                marked.append(item)  # a marker goes after BEGIN: it runs in the transaction
+            if starts:
+                assert item.owner is not None
+                marked.append(_Item(_MARK.format(marker=self._marker,
+                                                 number=owners.index(item.owner)),
+                                    where="marking where a migration starts", owner=item.owner))
+                if not item.sql.startswith("BEGIN"):
+                    marked.append(item)
         return marked
 
     def _simple(self, sql: str, where: str) -> None:
