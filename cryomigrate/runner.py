@@ -325,11 +325,15 @@ class Runner:
                 if not self._atomic(migration):
                     return self._outside_transaction(state.direction, migration, conn,
                                                      started_at, clock), clock
-                ran = self._transactional(state, migration, conn, started_at, defer)
+                ran = self._transactional(state, migration, conn, started_at, clock, defer)
             return ran, clock
         except (CryomigrateError, KeyboardInterrupt) as exc:
-            if self._unsettled is not None and self._unsettled[0] is migration:
-                raise  # it ran to its COMMIT, which is queued: ``_one`` settles it
+            if self._unsettled is not None:
+                if self._unsettled[0] is migration:
+                    raise  # it ran to its COMMIT, which is queued: ``_one`` settles it
+                # Stopped before its first message: the previous migration's COMMIT is
+                # sent and reported now, apart from this one's failure.
+                self._settle(state, cause=exc, inside=True)
             failure = self._failure(state, state.direction, migration, started_at, clock, exc)
             if failure is exc:
                 raise
@@ -359,7 +363,7 @@ class Runner:
         return self.tracker.guard(migration.file.version, applied=direction == "rollback")
 
     def _transactional(self, state: _Run, migration: Migration, conn: MigrationConnection,
-                       started_at: str, defer: bool = False) -> bool | None:
+                       started_at: str, clock: float, defer: bool = False) -> bool | None:
         """Execute and record the migration in one transaction; False if another run got
         there first. For a SQL migration all of it is one message to the server. With
         ``defer``, the COMMIT is left queued (``_unsettled``) and None returned."""
@@ -374,12 +378,13 @@ class Runner:
             if migration.file.kind == "python" and not self._first_flush(state, tx):
                 return False
             self._work(direction, migration, conn, tx, started_at, returning=defer)
-            if defer:
-                queued = cast("QueuedTransaction", tx)
-                queued.commit_later()
-                self._unsettled = (migration, queued, started_at, time.perf_counter())
-                return None
-            return tx.commit()
+            if not defer:
+                return tx.commit()
+            queued = cast("QueuedTransaction", tx)
+            queued.commit_later()
+        # Out of the block: a Ctrl-C inside it still rolls the whole transaction back.
+        self._unsettled = (migration, queued, started_at, clock)
+        return None
 
     def _work(self, direction: Direction, migration: Migration, conn: MigrationConnection,
               tx: Transaction, started_at: str, *, returning: bool = False) -> None:

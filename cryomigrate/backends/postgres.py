@@ -54,20 +54,27 @@ _KEEP_TIMEOUTS_AND_WAIT = (
     "pg_catalog.set_config('cryomigrate.statement_timeout', "
     "pg_catalog.current_setting('statement_timeout'), true), "
     "pg_catalog.set_config('lock_timeout', %s, true), "
-    "pg_catalog.set_config('statement_timeout', '0', true)")
+    "pg_catalog.set_config('statement_timeout', '0', true), "
+    "pg_catalog.current_setting('client_min_messages') AS shown")
 # The environment's timeouts, or where it sets none the session's own, kept above.
 _ENVIRONMENT_TIMEOUTS = (
     "SELECT pg_catalog.set_config('lock_timeout', COALESCE(%s::pg_catalog.text, "
     "pg_catalog.current_setting('cryomigrate.lock_timeout')), true), "
     "pg_catalog.set_config('statement_timeout', COALESCE(%s::pg_catalog.text, "
     "pg_catalog.current_setting('cryomigrate.statement_timeout')), true)")
-# A marker (see ``_marked``): a notice shown whatever client_min_messages says, which is
-# then put back for the rest of the transaction.
-_MARK = ("DO $cryomigrate$ DECLARE shown pg_catalog.text := "
-         "pg_catalog.current_setting('client_min_messages'); BEGIN "
-         "PERFORM pg_catalog.set_config('client_min_messages', 'notice', true); "
-         "RAISE NOTICE '{marker}{number}'; "
-         "PERFORM pg_catalog.set_config('client_min_messages', shown, true); END $cryomigrate$")
+# A marker (see ``_marked``): a notice. Where client_min_messages may hide notices, the
+# longer one shows it anyway and then puts the setting back for the rest of the
+# transaction; once a transaction has told the setting (``_KEEP_TIMEOUTS_AND_WAIT``),
+# the short one does when notices are shown.
+_MARK = "DO $cryomigrate$ BEGIN RAISE NOTICE '{marker}{number}'; END $cryomigrate$"
+_MARK_SHOWN = ("DO $cryomigrate$ DECLARE shown pg_catalog.text := "
+               "pg_catalog.current_setting('client_min_messages'); BEGIN "
+               "PERFORM pg_catalog.set_config('client_min_messages', 'notice', true); "
+               "RAISE NOTICE '{marker}{number}'; "
+               "PERFORM pg_catalog.set_config('client_min_messages', shown, true); "
+               "END $cryomigrate$")
+# client_min_messages values at which a NOTICE reaches the client.
+_NOTICES_SHOWN = {"debug5", "debug4", "debug3", "debug2", "debug1", "debug", "log", "notice"}
 _COPY_WITH_CLIENT = re.compile(r"(?is)\s*COPY\b.*\b(STDIN|STDOUT)\b")
 _UNFINISHED = ("unterminated quoted string", "unterminated quoted identifier",
                "syntax error at end of input")
@@ -85,6 +92,7 @@ class _Item:
     lock: bool = False
     guard: bool = False
     owner: PgTransaction | None = None  # the transaction it belongs to, if any
+    tells_level: bool = False  # returns client_min_messages as ``shown`` (see ``_MARK``)
 
 
 class PostgresBackend:
@@ -105,6 +113,7 @@ class PostgresBackend:
         self._notice_to: Callable[[str], None] | None = None
         self._marker = f"cryomigrate {secrets.token_hex(8)} transaction "
         self._marked_owners: list[PgTransaction] = []
+        self._notices_shown = False  # by this session, as its last transaction said
         self._pipelined = psycopg.Pipeline.is_supported()
         self.on_notice: Callable[[str], None] | None = None
         info = connection.info
@@ -207,7 +216,8 @@ class PostgresBackend:
             # the guard, in a snapshot taken after the lock. A target list is evaluated
             # in order.
             self._pending += [
-                _Item(_KEEP_TIMEOUTS_AND_WAIT, (f"{max(1, opts.lock_wait_ms)}ms",), owner=tx),
+                _Item(_KEEP_TIMEOUTS_AND_WAIT, (f"{max(1, opts.lock_wait_ms)}ms",), owner=tx,
+                      tells_level=True),
                 _Item(f"SELECT pg_catalog.pg_advisory_xact_lock({self._lock_key})", lock=True,
                       owner=tx),
                 _Item(_ENVIRONMENT_TIMEOUTS + (f", {guard}" if guard else ""),
@@ -282,6 +292,10 @@ class PostgresBackend:
             raise
         finally:
             self._notice_to = None
+        for item, cursor in zip(items, cursors, strict=True):
+            if item.tells_level:
+                row = cursor.fetchone()
+                self._notices_shown = row is not None and row["shown"] in _NOTICES_SHOWN
         _settle(items, cursors, None, None)
         return _result(cursors[-1])
 
@@ -300,17 +314,21 @@ class PostgresBackend:
         if len(owners) < 2:
             return items
         marked: list[_Item] = []
+        waiting: PgTransaction | None = None  # whose marker is still to come
         for item in items:
-            starts = item.owner is not None and (not marked or marked[-1].owner is not item.owner)
-            if not starts or item.sql.startswith("BEGIN"):
-                marked.append(item)  # a marker goes after BEGIN: it runs in the transaction
-            if starts:
-                assert item.owner is not None
-                marked.append(_Item(_MARK.format(marker=self._marker,
-                                                 number=owners.index(item.owner)),
-                                    where="marking where a migration starts", owner=item.owner))
-                if not item.sql.startswith("BEGIN"):
-                    marked.append(item)
+            owner = item.owner
+            if owner is not None and owner is not waiting and \
+                    (not marked or marked[-1].owner is not owner):
+                waiting = owner  # its first statement in this message
+            # The marker runs inside the transaction, after the session reset if any.
+            if waiting is not None and not (owner is waiting and (
+                    item.sql.startswith("BEGIN") or item.where == "resetting the session")):
+                mark = _MARK if self._notices_shown else _MARK_SHOWN
+                marked.append(_Item(mark.format(marker=self._marker,
+                                                number=owners.index(waiting)),
+                                    where="marking where a migration starts", owner=waiting))
+                waiting = None
+            marked.append(item)
         return marked
 
     def _simple(self, sql: str, where: str) -> None:
