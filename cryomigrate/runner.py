@@ -393,16 +393,11 @@ class Runner:
         file = migration.file
         _execute(direction, migration, conn)
         tx.reset_session()  # the script's search_path or role must not reach our writes
-        if direction == "apply":
-            self.tracker.insert(version=file.version, version_text=file.version_text,
-                                name=file.name, kind=file.kind, checksum=migration.checksum,
-                                state="applied", tx=tx)
-        else:
-            self.tracker.delete(file.version, file.version_text, tx=tx)
         self._supabase_row(tx, direction, migration)
-        self.tracker.journal(version_text=file.version_text, name=file.name,
-                             action=direction, outcome="ok", started_at=started_at,
-                             duration_ms=None, tx=tx, returning=returning)
+        self.tracker.record_run(direction=direction, version=file.version,
+                                version_text=file.version_text, name=file.name, kind=file.kind,
+                                checksum=migration.checksum, started_at=started_at, tx=tx,
+                                returning=returning)
 
     def _repeatable(self, migration: Migration, conn: MigrationConnection,
                     started_at: str) -> bool:

@@ -220,17 +220,20 @@ class Tracker:
                ) -> None:
         """``duration_ms`` None: the time since the transaction began, as the database
         measures it when the row is written (with the COMMIT, after the script)."""
+        self._write(tx, "insert", version_text, *self._insert_sql(
+            version, version_text, name, kind, checksum, state, duration_ms))
+
+    def _insert_sql(self, version: int, version_text: str, name: str, kind: str,
+                    checksum: str, state: str, duration_ms: int | None
+                    ) -> tuple[str, tuple[object, ...]]:
         p = self._p
         duration = p if duration_ms is not None else self.backend.elapsed_ms
-        values = [version, version_text, name, kind, checksum, state, now(), current_user()]
+        values: tuple[object, ...] = (version, version_text, name, kind, checksum, state, now(),
+                                      current_user())
         if duration_ms is not None:
-            values.append(duration_ms)
-        self._write(
-            tx, "insert", version_text,
-            f"INSERT INTO {self.history} ({_COLUMNS}) "
-            f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {duration})",
-            tuple(values),
-        )
+            values += (duration_ms,)
+        return (f"INSERT INTO {self.history} ({_COLUMNS}) "
+                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {duration})", values)
 
     def set_state(self, version: int, version_text: str, state: str, duration_ms: int,
                   tx: Transaction | None = None) -> None:
@@ -250,14 +253,49 @@ class Tracker:
                     (checksum, version))
 
     def delete(self, version: int, version_text: str, tx: Transaction | None = None) -> None:
-        self._write(tx, "delete", version_text,
-                    f"DELETE FROM {self.history} WHERE version = {self._p}", (version,))
+        self._write(tx, "delete", version_text, *self._delete_sql(version))
+
+    def _delete_sql(self, version: int) -> tuple[str, tuple[object, ...]]:
+        return f"DELETE FROM {self.history} WHERE version = {self._p}", (version,)
 
     def journal(self, *, version_text: str, name: str, action: str, outcome: str,
                 started_at: str, duration_ms: int | None, error: str | None = None,
-                tx: Transaction | None = None, returning: bool = False) -> None:
-        """``duration_ms`` None: measured by the database, as for ``insert``; with
-        ``returning``, the row gives it back (PostgreSQL)."""
+                tx: Transaction | None = None) -> None:
+        """``duration_ms`` None: measured by the database, as for ``insert``."""
+        sql, params = self._journal_sql(version_text, name, action, outcome, started_at,
+                                        duration_ms, error)
+        if tx is not None:
+            tx.defer(sql, params, where="writing the journal")
+        else:
+            self.backend.query(sql, params)
+
+    def record_run(self, *, direction: str, version: int, version_text: str, name: str,
+                   kind: str, checksum: str, started_at: str, tx: Transaction,
+                   returning: bool = False) -> None:
+        """A migration's history write (its row added, or removed by a rollback) and its
+        journal row, queued in ``tx`` behind its guard, both with the duration measured by
+        the database; ``returning``: the journal row gives the duration back. On
+        PostgreSQL they are one statement (a data-modifying WITH, which runs whether or
+        not it is read): every statement queued costs the client and the server alike,
+        per migration."""
+        if direction == "apply":
+            history = self._insert_sql(version, version_text, name, kind, checksum,
+                                       "applied", None)
+        else:
+            history = self._delete_sql(version)
+        journal = self._journal_sql(version_text, name, direction, "ok", started_at, None,
+                                    None, returning)
+        where = f"writing the history row of {version_text}"
+        if self.backend.dialect == "postgresql":
+            tx.defer(f"WITH history AS ({history[0]}) {journal[0]}", history[1] + journal[1],
+                     where=f"{where} and the journal")
+        else:
+            tx.defer(*history, where=where)
+            tx.defer(*journal, where="writing the journal")
+
+    def _journal_sql(self, version_text: str, name: str, action: str, outcome: str,
+                     started_at: str, duration_ms: int | None, error: str | None,
+                     returning: bool = False) -> tuple[str, tuple[object, ...]]:
         p = self._p
         duration = p if duration_ms is not None else self.backend.elapsed_ms
         sql = (f"INSERT INTO {self.journal_table} (version, name, action, outcome, environment, "
@@ -266,10 +304,7 @@ class Tracker:
         params: tuple[object, ...] = (version_text, name, action, outcome, self.environment,
                                       started_at)
         params += (duration_ms, error) if duration_ms is not None else (error,)
-        if tx is not None:
-            tx.defer(sql, params, where="writing the journal")
-        else:
-            self.backend.query(sql, params)
+        return sql, params
 
     def _write(self, tx: Transaction | None, what: str, version_text: str, sql: str,
                params: Params) -> None:

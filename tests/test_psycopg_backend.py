@@ -327,3 +327,74 @@ def test_python_migrations_cost_their_own_statements_plus_one_each_and_a_commit(
     assert cold - noop == expected, (cold, noop, expected)
     assert history_versions(pg_project) == ["001", "002", "003", "004"]
     assert pg_project.query("SELECT count(*) FROM first") == [(6,)]
+
+
+# ---------------------------------------------------------------------------------------
+# The run lock, once the session has said it has no statement_timeout
+
+
+def _held_lock_wait(url: str, root: Path, lock_wait_ms: int) -> float:
+    """How long a second locking transaction in one session waits for the run lock held
+    by another session before it gives up (LockTimeout). The first transaction tells the
+    session's settings; the second may then take the lock in fewer statements."""
+    import psycopg
+
+    from cryomigrate.backends import ConnectOptions
+    from cryomigrate.backends.postgres import PostgresBackend
+    from cryomigrate.errors import LockTimeout
+
+    backend = PostgresBackend.connect(url, ConnectOptions(base_dir=root,
+                                                          lock_wait_ms=lock_wait_ms))
+    try:
+        with backend.transaction(lock=True) as tx:
+            tx.defer("SELECT 1")
+        with psycopg.connect(url, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", (backend._lock_key,))
+            started = time.monotonic()
+            with pytest.raises(LockTimeout), backend.transaction(lock=True) as tx:
+                tx.defer("SELECT 1")
+            waited = time.monotonic() - started
+        with backend.transaction(lock=True) as tx:  # released: usable again
+            tx.defer("SELECT 1")
+    finally:
+        backend.close()
+    return waited
+
+
+def test_a_later_transaction_waits_for_the_run_lock_as_long_as_lock_wait(
+        pg_project: Project) -> None:
+    waited = _held_lock_wait(pg_project.url, pg_project.root, 1500)
+    assert 1.4 <= waited < 10, waited
+
+
+def test_a_later_transaction_is_not_cut_short_by_a_statement_timeout_of_the_database(
+        pg_project: Project) -> None:
+    dbname = pg_project.url.rsplit("/", 1)[1]
+    h.execute(pg_project.url, f"ALTER DATABASE \"{dbname}\" SET statement_timeout = '500ms'")
+    waited = _held_lock_wait(pg_project.url, pg_project.root, 2000)
+    assert 1.9 <= waited < 10, waited  # --lock-wait, not the 500 ms statement_timeout
+
+
+def test_a_later_transaction_takes_the_run_lock_in_one_statement_fewer(
+        pg_project: Project) -> None:
+    # The statement that keeps the session's timeouts aside also takes the lock, once the
+    # session has said it arms no statement_timeout: each statement costs per migration.
+    delayproxy = _proxy()
+    from cryomigrate.backends import ConnectOptions
+    from cryomigrate.backends.postgres import PostgresBackend
+
+    with delayproxy.DelayProxy(target_port=5432, delay=0.001) as proxy:
+        _through(pg_project, proxy.port)
+        dbname = pg_project.url.rsplit("/", 1)[1]
+        url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{dbname}?sslmode=disable"
+        backend = PostgresBackend.connect(url, ConnectOptions(base_dir=pg_project.root))
+        try:
+            parsed = []
+            for _ in range(3):
+                proxy.reset()
+                with backend.transaction(lock=True) as tx:
+                    tx.defer("SELECT 1")
+                parsed.append(proxy.counters().messages.get("P", 0))
+        finally:
+            backend.close()
+    assert parsed[1] == parsed[2] == parsed[0] - 1, parsed

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -55,7 +55,8 @@ _KEEP_TIMEOUTS_AND_WAIT = (
     "pg_catalog.current_setting('statement_timeout'), true), "
     "pg_catalog.set_config('lock_timeout', %s, true), "
     "pg_catalog.set_config('statement_timeout', '0', true), "
-    "pg_catalog.current_setting('client_min_messages') AS shown")
+    "pg_catalog.current_setting('client_min_messages') AS shown, "
+    "pg_catalog.current_setting('cryomigrate.statement_timeout') AS session_timeout")
 # The environment's timeouts, or where it sets none the session's own, kept above.
 _ENVIRONMENT_TIMEOUTS = (
     "SELECT pg_catalog.set_config('lock_timeout', COALESCE(%s::pg_catalog.text, "
@@ -111,9 +112,10 @@ class PostgresBackend:
         # Transactions sent together: where the notices go since the last marker (see
         # ``_marked``), and what tells a marker from a notice of the user's.
         self._notice_to: Callable[[str], None] | None = None
-        self._marker = f"cryomigrate {secrets.token_hex(8)} transaction "
+        self._marker = f"cryomigrate {os.urandom(8).hex()} transaction "
         self._marked_owners: list[PgTransaction] = []
         self._notices_shown = False  # by this session, as its last transaction said
+        self._untimed = False  # the session's statement_timeout is 0, as it said likewise
         self._pipelined = psycopg.Pipeline.is_supported()
         self.on_notice: Callable[[str], None] | None = None
         info = connection.info
@@ -214,12 +216,17 @@ class PostgresBackend:
             # short; a statement's timeout is armed when it starts, hence a statement of
             # its own); the lock; the environment's timeouts (or the session's back) and
             # the guard, in a snapshot taken after the lock. A target list is evaluated
-            # in order.
+            # in order. Where the session has no statement_timeout to arm (as its last
+            # transaction said; behind a transaction pooler the next one may run on
+            # another server session), the first two are one.
+            keep = _Item(_KEEP_TIMEOUTS_AND_WAIT, (f"{max(1, opts.lock_wait_ms)}ms",),
+                         owner=tx, tells_level=True)
+            take = f"pg_catalog.pg_advisory_xact_lock({self._lock_key})"
+            if self._untimed and opts.pooler != "transaction":
+                self._pending.append(replace(keep, sql=f"{keep.sql}, {take}", lock=True))
+            else:
+                self._pending += [keep, _Item(f"SELECT {take}", lock=True, owner=tx)]
             self._pending += [
-                _Item(_KEEP_TIMEOUTS_AND_WAIT, (f"{max(1, opts.lock_wait_ms)}ms",), owner=tx,
-                      tells_level=True),
-                _Item(f"SELECT pg_catalog.pg_advisory_xact_lock({self._lock_key})", lock=True,
-                      owner=tx),
                 _Item(_ENVIRONMENT_TIMEOUTS + (f", {guard}" if guard else ""),
                       (_ms(opts.lock_timeout_ms), _ms(opts.statement_timeout_ms)),
                       guard=guard is not None, where="checking the history", owner=tx),
@@ -296,6 +303,7 @@ class PostgresBackend:
             if item.tells_level:
                 row = cursor.fetchone()
                 self._notices_shown = row is not None and row["shown"] in _NOTICES_SHOWN
+                self._untimed = row is not None and row["session_timeout"] == "0"
         _settle(items, cursors, None, None)
         return _result(cursors[-1])
 
