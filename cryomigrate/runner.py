@@ -111,16 +111,20 @@ class Runner:
             self._progress("notice", text)
         return notice
 
+    def _queueable(self, migration: Migration) -> bool:
+        """Whether the migration's transaction may be queued (``SendsAhead``): a
+        transactional, versioned migration, on a backend that can, where nothing is to be
+        retried on lock_timeout (a retry runs alone, after a pause). SQL ones go together
+        (``_sendable``); a Python one leaves its COMMIT for the next (``_rides_along``)."""
+        return (getattr(self.backend, "send_queued", None) is not None
+                and not self.env.lock_retries and migration.transactional
+                and not migration.file.repeatable)
+
     def _sendable(self, pending: Sequence[Migration]) -> Sequence[Migration]:
-        """The migrations at the head of ``pending`` that may go to the server together
-        (``SendsAhead``): transactional, versioned SQL, on a backend that can, where no
-        migration is to be retried on lock_timeout (a retry runs alone, after a pause)."""
-        if getattr(self.backend, "send_queued", None) is None or self.env.lock_retries:
-            return pending[:1]
+        """The SQL migrations at the head of ``pending`` that go to the server together."""
         together = []
         for migration in pending[:_SEND_AHEAD_MAX]:
-            if (migration.file.kind == "python" or migration.file.repeatable
-                    or not migration.transactional):
+            if migration.file.kind == "python" or not self._queueable(migration):
                 break
             together.append(migration)
         return together or pending[:1]
@@ -238,11 +242,9 @@ class Runner:
         return 1
 
     def _rides_along(self, migration: Migration) -> bool:
-        """A transactional Python migration, on a backend that sends transactions ahead,
-        with nothing to retry: its first message may carry the previous one's COMMIT."""
-        return (getattr(self.backend, "send_queued", None) is not None
-                and not self.env.lock_retries and migration.file.kind == "python"
-                and migration.transactional and not migration.file.repeatable)
+        """A queueable Python migration: its first message may carry the previous one's
+        COMMIT."""
+        return migration.file.kind == "python" and self._queueable(migration)
 
     def _first_flush(self, state: _Run, tx: Transaction) -> bool:
         """Send a Python migration's lock and guard, with the previous migration's COMMIT

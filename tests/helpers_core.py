@@ -29,6 +29,18 @@ def add_tables(project: Project, *specs: str) -> None:
         project.add(f"{spec}.sql", table_sql(spec.split("_", 1)[1]))
 
 
+def python_table_py(name: str) -> str:
+    """A Python migration creating table ``name`` through ``conn.sql``."""
+    return ("def apply(conn, environment):\n"
+            f"    conn.sql('CREATE TABLE {name} (id int)').execute()\n")
+
+
+def add_python_tables(project: Project, *specs: str) -> None:
+    """``add_python_tables(p, "001_a", "002_b")`` adds Python migrations creating a, b."""
+    for spec in specs:
+        project.add(f"{spec}.py", python_table_py(spec.split("_", 1)[1]))
+
+
 def assert_clean_exit(result: Result, code: int) -> None:
     """The exit code is ``code`` and, unless it is 1, no traceback reached the user."""
     assert result.exit_code == code, (

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Project
+from tests.helpers_core import add_python_tables
 
 
 def test_journal_keeps_quotes_and_backslashes_of_an_error(pg_project: Project) -> None:
@@ -559,8 +560,7 @@ def test_python_migrations_in_a_row_report_each_as_it_commits(pg_project: Projec
 
 
 def test_ctrl_c_in_a_python_migration_keeps_the_one_before_it(pg_project: Project) -> None:
-    pg_project.add("001_a.py", "def apply(conn, environment):\n"
-                   "    conn.sql('CREATE TABLE a (id int)').execute()\n")
+    add_python_tables(pg_project, "001_a")
     pg_project.add("002_stop.py", "def apply(conn, environment):\n"
                    "    raise KeyboardInterrupt\n")
     result = pg_project.cli("apply")
@@ -585,10 +585,7 @@ def test_migrations_sent_together_under_a_repeatable_read_default(pg_project: Pr
     _alter_database(pg_project, "default_transaction_isolation = 'repeatable read'")
     pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
     pg_project.add("002_b.sql", "CREATE TABLE b (id int);\n")
-    pg_project.add("003_c.py", "def apply(conn, environment):\n"
-                   "    conn.sql('CREATE TABLE c (id int)').execute()\n")
-    pg_project.add("004_d.py", "def apply(conn, environment):\n"
-                   "    conn.sql('CREATE TABLE d (id int)').execute()\n")
+    add_python_tables(pg_project, "003_c", "004_d")
     result = pg_project.cli("apply")
     assert result.exit_code == 0, result.output
     assert [row[0] for row in pg_project.history()] == ["001", "002", "003", "004"]
@@ -623,10 +620,7 @@ def test_ctrl_c_before_a_python_migration_sends_anything_commits_the_one_before(
         return first_flush(self, state, tx)
 
     monkeypatch.setattr(Runner, "_first_flush", interrupted_second)
-    pg_project.add("001_a.py", "def apply(conn, environment):\n"
-                   "    conn.sql('CREATE TABLE a (id int)').execute()\n")
-    pg_project.add("002_b.py", "def apply(conn, environment):\n"
-                   "    conn.sql('CREATE TABLE b (id int)').execute()\n")
+    add_python_tables(pg_project, "001_a", "002_b")
     result = pg_project.cli("apply")
     assert result.exit_code == 130, result.output
     assert "applied  001_a" in result.stdout, result.output
