@@ -26,7 +26,6 @@ from cryomigrate.backends import Backend
 from cryomigrate.config import Environment
 from cryomigrate.errors import (
     CryomigrateError,
-    DirtyMigration,
     Interrupted,
     LockTimeout,
     MigrationFailed,
@@ -34,9 +33,10 @@ from cryomigrate.errors import (
 from cryomigrate.loader import Direction, Migration
 from cryomigrate.migration_conn import MigrationConnection
 from cryomigrate.models import MigrationRun, RunResult
-from cryomigrate.planner import DIRTY_POLL_S, settle_dirty
+from cryomigrate.outside_transaction import OutsideTransaction, calls_are_transactions
+from cryomigrate.planner import settle_dirty
 from cryomigrate.sqlscript import dropped_control_advice
-from cryomigrate.tracker import Tracker, now
+from cryomigrate.tracker import Tracker, elapsed_ms, now
 
 if TYPE_CHECKING:
     from cryomigrate.backends import Expect, Transaction
@@ -65,6 +65,7 @@ class Runner:
         self.tracker = tracker
         self.env = env
         self._progress = progress or (lambda event, payload: None)
+        self._outside = OutsideTransaction(backend, tracker, lock_wait, self._progress)
         # A Python migration whose COMMIT waits to travel with the next one (``_one``):
         # the migration, its transaction, when it started (text, clock).
         self._unsettled: tuple[Migration, QueuedTransaction, str, float] | None = None
@@ -72,7 +73,7 @@ class Runner:
 
     def run(self, direction: Direction, migrations: Sequence[Migration]) -> RunResult:
         state = _Run(direction)
-        if _calls_are_transactions(self.backend):
+        if calls_are_transactions(self.backend):
             _refuse_outside_transaction(migrations)
         try:
             if migrations and self._supabase_history:
@@ -238,7 +239,7 @@ class Runner:
             state.skipped.append(label)
             self._progress("skip", migration)
         else:
-            self._done(state, migration, _elapsed_ms(clock))
+            self._done(state, migration, elapsed_ms(clock))
         return 1
 
     def _rides_along(self, migration: Migration) -> bool:
@@ -422,87 +423,9 @@ class Runner:
 
     def _outside_transaction(self, direction: Direction, migration: Migration,
                              conn: MigrationConnection, started_at: str, clock: float) -> bool:
-        file = migration.file
-        if not self._claim(direction, migration):
-            return False
-        try:
-            with self.backend.outside_transaction():
-                _execute(direction, migration, conn)
-        except MigrationFailed as exc:
-            raise MigrationFailed(
-                f"{exc}{self._left_invalid()} -- it ran outside a transaction, so it is now "
-                "marked dirty; check "
-                f"what the database holds, then run {settle_dirty(file.version_text)}"
-            ) from exc
-        guard = self.tracker.guard(file.version, applied=True, state="dirty")
-        with self.backend.transaction(lock=True, expect=guard) as tx:
-            duration = _elapsed_ms(clock)
-            if direction == "apply":
-                self.tracker.set_state(file.version, file.version_text, "applied", duration,
-                                       tx=tx)
-            else:
-                self.tracker.delete(file.version, file.version_text, tx=tx)
-            self._supabase_row(tx, direction, migration)
-            self.tracker.journal(version_text=file.version_text, name=file.name,
-                                 action=direction, outcome="ok", started_at=started_at,
-                                 duration_ms=duration, tx=tx)
-            if not tx.commit():
-                raise DirtyMigration(
-                    f"{file.label} ran, but its dirty history row changed while it ran "
-                    "(repaired by hand?); check the database, then run "
-                    f"{settle_dirty(file.version_text)}")
-        return True
-
-    def _left_invalid(self) -> str:
-        """After a non-transactional failure: the INVALID indexes a failed CREATE INDEX
-        CONCURRENTLY leaves behind (PostgreSQL keeps them, and a retry then fails on the
-        name), with how to drop them."""
-        from cryomigrate.snapshot.catalog import invalid_indexes
-
-        try:
-            names = invalid_indexes(self.backend)
-        except CryomigrateError:
-            return ""  # the connection may be gone; the migration's own error matters
-        return "".join(f"; it left the INVALID index {name} behind (a failed CREATE INDEX "
-                       f"CONCURRENTLY); drop it with `DROP INDEX CONCURRENTLY IF EXISTS "
-                       f"{name};` before running it again" for name in names)
-
-    def _claim(self, direction: Direction, migration: Migration) -> bool:
-        """Mark a non-transactional migration dirty before it runs; False if already done.
-
-        A dirty row seen here belongs to a concurrent run that is executing the migration
-        right now (the plan was made before it was marked), so wait for it like for a lock;
-        if it stays dirty past ``lock_wait``, that run died and a person must settle it.
-        """
-        file = migration.file
-        if _calls_are_transactions(self.backend):
-            return self._claim_in_one_call(direction, migration)
-        deadline = time.monotonic() + self.lock_wait
-        waiting = False
-        while True:
-            with self.backend.transaction(lock=True) as tx:
-                row = self.tracker.read_one(file.version)
-                if row is None or row.state != "dirty":
-                    if (row is not None) == (direction == "apply"):
-                        return False
-                    if direction == "apply":
-                        self.tracker.insert(version=file.version, version_text=file.version_text,
-                                            name=file.name, kind=file.kind,
-                                            checksum=migration.checksum, state="dirty",
-                                            duration_ms=0, tx=tx)
-                    else:
-                        self.tracker.set_state(file.version, file.version_text, "dirty", 0, tx=tx)
-                    return True
-            if time.monotonic() >= deadline:
-                raise DirtyMigration(
-                    f"{file.label} is marked dirty: a run stopped inside it (or is still "
-                    "running it after --lock-wait); once no run is active, check the database "
-                    f"and run {settle_dirty(file.version_text)}"
-                )
-            if not waiting:
-                waiting = True
-                self._progress("warning", waiting_for_dirty(file.label, self.lock_wait))
-            time.sleep(DIRTY_POLL_S)
+        return self._outside.run(
+            direction, migration, lambda: _execute(direction, migration, conn), started_at,
+            clock, lambda tx: self._supabase_row(tx, direction, migration))
 
     # -- the Supabase HTTP API and the Supabase CLI's history (DESIGN 8) ----------------
 
@@ -510,25 +433,9 @@ class Runner:
         """Whether the migration runs in one transaction with its record. Over an API where
         every call is its own transaction, Python code (which needs results as it goes)
         cannot: it is marked dirty while it runs, like a non-transactional migration."""
-        if migration.file.kind == "python" and _calls_are_transactions(self.backend):
+        if migration.file.kind == "python" and calls_are_transactions(self.backend):
             return False
         return migration.transactional
-
-    def _claim_in_one_call(self, direction: Direction, migration: Migration) -> bool:
-        """Mark the migration dirty in one guarded call (read and write cannot share a
-        transaction across calls); False if another run got there first."""
-        file = migration.file
-        rollback = direction == "rollback"
-        guard = self.tracker.guard(file.version, applied=rollback,
-                                   state="applied" if rollback else None)
-        with self.backend.transaction(lock=True, expect=guard) as tx:
-            if rollback:
-                self.tracker.set_state(file.version, file.version_text, "dirty", 0, tx=tx)
-            else:
-                self.tracker.insert(version=file.version, version_text=file.version_text,
-                                    name=file.name, kind=file.kind, checksum=migration.checksum,
-                                    state="dirty", duration_ms=0, tx=tx)
-            return tx.commit()
 
     @property
     def _supabase_history(self) -> bool:
@@ -550,7 +457,7 @@ class Runner:
                 self.tracker.journal(version_text=migration.file.version_text,
                                      name=migration.file.name, action=direction,
                                      outcome="failed", started_at=started_at,
-                                     duration_ms=_elapsed_ms(clock), error=error, tx=tx)
+                                     duration_ms=elapsed_ms(clock), error=error, tx=tx)
         except (CryomigrateError, KeyboardInterrupt):
             pass  # the connection may be gone; the migration's own error is what matters
 
@@ -570,12 +477,6 @@ def _stdout_to_stderr() -> Iterator[None]:
     which with --format json must be exactly one document."""
     with redirect_stdout(sys.stderr):
         yield
-
-
-def waiting_for_dirty(label: str, lock_wait: float) -> str:
-    """Said at once when a run starts waiting for a dirty migration, not after the wait."""
-    return (f"{label} is marked dirty: another run may be inside it; waiting up to "
-            f"{lock_wait:g}s (--lock-wait) for it to finish")
 
 
 def _interrupted(migration: Migration) -> str:
@@ -639,16 +540,6 @@ def _explained(exc: CryomigrateError) -> str:
 def _prefixed(migration: Migration, message: str) -> str:
     label = migration.file.label
     return message if message.startswith(label) else f"{label}: {message}"
-
-
-def _elapsed_ms(clock: float) -> int:
-    return round((time.perf_counter() - clock) * 1000)
-
-
-def _calls_are_transactions(backend: Backend) -> bool:
-    """True for a transport where each call is a transaction of its own (the Supabase HTTP
-    API): nothing can stay open between two calls."""
-    return bool(getattr(backend, "calls_are_transactions", False))
 
 
 def _refuse_outside_transaction(migrations: Sequence[Migration]) -> None:

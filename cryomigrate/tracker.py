@@ -10,6 +10,7 @@ would mean another run changed the table under us, and must not pass silently.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -128,6 +129,11 @@ _UTC_TEXT = {
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def elapsed_ms(clock: float) -> int:
+    """Milliseconds since ``clock``, a ``time.perf_counter()`` reading."""
+    return round((time.perf_counter() - clock) * 1000)
 
 
 @lru_cache(maxsize=1)

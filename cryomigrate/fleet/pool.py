@@ -38,6 +38,7 @@ from cryomigrate.errors import CryomigrateError, Interrupted
 from cryomigrate.fleet.result import DatabaseOutcome, FleetResult
 from cryomigrate.redact import redact
 from cryomigrate.session import watcher
+from cryomigrate.tracker import elapsed_ms
 from cryomigrate.urls import mask_password
 
 # Runs the command on one database (an Environment of its own) and returns its result;
@@ -119,7 +120,7 @@ class Fleet:
         finally:
             watcher.reset(token)
         known, version = self.version_of(env, result) if self.version_of else (False, None)
-        return DatabaseOutcome(shown, "ok", _ms(clock), result, version=version,
+        return DatabaseOutcome(shown, "ok", elapsed_ms(clock), result, version=version,
                                version_known=known)
 
     def _refusal(self) -> tuple[int, str] | None:
@@ -132,7 +133,7 @@ class Fleet:
 
     def _failed(self, shown: str, clock: float, code: int, message: str,
                 partial: Any) -> DatabaseOutcome:
-        outcome = DatabaseOutcome(shown, "failed", _ms(clock), partial, code, message)
+        outcome = DatabaseOutcome(shown, "failed", elapsed_ms(clock), partial, code, message)
         if self.interrupted.is_set():
             outcome = replace(outcome, outcome="interrupted", code=INTERRUPTED_CODE,
                               message=f"interrupted (Ctrl-C): {message}")
@@ -230,7 +231,3 @@ def _cancel(backend: Backend) -> None:
     if callable(cancel):
         with suppress(Exception):
             cancel()
-
-
-def _ms(clock: float) -> int:
-    return round((time.perf_counter() - clock) * 1000)
