@@ -29,16 +29,14 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from cryomigrate.backends import ConnectOptions
+from cryomigrate.backends import ConnectOptions, pg_errors
 from cryomigrate.backends.base import Expect, Outcome, Params, QueryError, QueryResult
+from cryomigrate.backends.pg_errors import LOCK_NOT_AVAILABLE
 from cryomigrate.errors import CryomigrateError, DatabaseError, InputError, LockTimeout
 
 if TYPE_CHECKING:  # a status or a no-op run never parses a script
     from cryomigrate.sqlscript import Script
 
-_LOCK_NOT_AVAILABLE = "55P03"
-_ACTIVE_SQL_TRANSACTION = "25001"
-_SYNTAX_ERROR = "42601"
 # A transaction's guard (see ``_guard``) fails with this when another run got there
 # first: a skip, not an error. The setting is never defined, so reading it fails.
 _GUARD_SETTING = "cryomigrate.another_run_got_there_first"
@@ -77,8 +75,6 @@ _MARK_SHOWN = ("DO $cryomigrate$ DECLARE shown pg_catalog.text := "
 # client_min_messages values at which a NOTICE reaches the client.
 _NOTICES_SHOWN = {"debug5", "debug4", "debug3", "debug2", "debug1", "debug", "log", "notice"}
 _COPY_WITH_CLIENT = re.compile(r"(?is)\s*COPY\b.*\b(STDIN|STDOUT)\b")
-_UNFINISHED = ("unterminated quoted string", "unterminated quoted identifier",
-               "syntax error at end of input")
 
 
 @dataclass(frozen=True)
@@ -134,12 +130,13 @@ class PostgresBackend:
             db = psycopg.connect(url, autocommit=True, prepare_threshold=None,
                                  client_encoding="utf8")
         except psycopg.ProgrammingError as exc:  # the URL does not parse
-            raise InputError(f"invalid PostgreSQL URL: {_without_password(str(exc), url)}; "
-                             "check its syntax, and percent-encode special characters in "
-                             "the user name and password") from None
+            complaint = pg_errors.without_password(str(exc), url)
+            raise InputError(f"invalid PostgreSQL URL: {complaint}; check its syntax, and "
+                             "percent-encode special characters in the user name and "
+                             "password") from None
         except psycopg.Error as exc:
-            raise ConnectionFailed(f"cannot connect to PostgreSQL: {_one_line(str(exc))}") \
-                from None
+            raise ConnectionFailed("cannot connect to PostgreSQL: "
+                                   f"{pg_errors.one_line(str(exc))}") from None
         return cls(db, options)
 
     def _notice(self, diag: psycopg.errors.Diagnostic) -> None:
@@ -361,30 +358,15 @@ class PostgresBackend:
         if not isinstance(exc, psycopg.Error):  # parameters psycopg cannot bind
             return QueryError(f"parameters must be a sequence (for %s) or a mapping (for "
                               f"%(name)s): {exc}")
-        diag = exc.diag
-        sqlstate = diag.sqlstate
-        if item.lock and sqlstate == _LOCK_NOT_AVAILABLE:
+        if item.lock and exc.diag.sqlstate == LOCK_NOT_AVAILABLE:
             return LockTimeout.waited(
                 f"another cryomigrate run holds the lock on {self.display_url}",
                 self._options.lock_wait_ms)
-        if sqlstate is None:
-            if self._db.broken:
-                reason = f"lost the connection to the server: {_one_line(str(exc))}"
-            elif isinstance(exc, psycopg.ProgrammingError):
-                reason = (f"unsupported placeholder or parameters: {_one_line(str(exc))}; use "
-                          "%s or %(name)s for values and %% for a literal %")
-            else:
-                reason = f"{_one_line(str(exc))} (nothing was sent to the server)"
-        else:
-            reason = _compose(sqlstate, diag.message_primary or _one_line(str(exc)),
-                              diag.message_detail, diag.message_hint)
-            if sqlstate == _LOCK_NOT_AVAILABLE:
-                reason += _blocked_on(diag.context)
+        why = pg_errors.reason(exc, self._db.broken)
         if item.script is None:
-            return QueryError(f"{item.where}: {reason}" if item.where else reason,
-                              sqlstate=sqlstate)
-        return _script_error(item, sqlstate, reason, diag.statement_position,
-                             diag.message_primary or "")
+            return QueryError(f"{item.where}: {why}" if item.where else why,
+                              sqlstate=exc.diag.sqlstate)
+        return pg_errors.script_error(item.script, item.index, item.sql, exc, why)
 
     # -- the history table's home -------------------------------------------------------
 
@@ -515,64 +497,3 @@ def _set(name: str, ms: int | None) -> str:
 def _result(cursor: psycopg.Cursor[dict[str, Any]]) -> QueryResult:
     data = cursor.fetchall() if cursor.description is not None else []
     return QueryResult(data, cursor.rowcount)
-
-
-def _script_error(item: _Item, sqlstate: str | None, reason: str, position: str | None,
-                  primary: str) -> QueryError:
-    script = item.script
-    assert script is not None
-    line = script.file_line(item.index)
-    where = f"line {line}"
-    last = item.index == len(script.statements) - 1
-    if sqlstate == _SYNTAX_ERROR and last and primary.startswith(_UNFINISHED):
-        reason = (f"{primary.split(' at or near ')[0]} at the end of the script: it ends "
-                  "inside an unfinished statement, string, quoted identifier or comment "
-                  f"(SQLSTATE {sqlstate})")
-    elif ' at or near "' in primary and "\n" in primary:
-        # The server quotes the rest of the statement; its first line says enough.
-        head, _, quoted = primary.partition(' at or near "')
-        reason = reason.replace(primary, f'{head} at or near "{quoted.splitlines()[0]}..."')
-    if position and position.isdigit():
-        error_line = line + item.sql[:int(position) - 1].count("\n")
-        if error_line != line:
-            where += f" (error at line {error_line})"
-    return QueryError(f"{script.origin} {where}: {reason}", sqlstate=sqlstate, line=line,
-                      script=script)
-
-
-def _compose(sqlstate: str, primary: str, detail: str | None, hint: str | None) -> str:
-    text = f"{primary} (SQLSTATE {sqlstate})"
-    if detail:
-        text += f"; DETAIL: {detail}"
-    if hint:
-        text += f"; HINT: {hint}"
-    if sqlstate == _ACTIVE_SQL_TRANSACTION:
-        text += ("; this statement cannot run inside a transaction: mark the migration "
-                 "non-transactional with a `-- cryomigrate:no-transaction` line at the top "
-                 "(SQL) or `transactional = False` (Python)")
-    return text
-
-
-def _blocked_on(context: str | None) -> str:
-    """The relation a lock_timeout waited for, when the server says it (a row lock's
-    CONTEXT names it; a table lock's error does not)."""
-    found = re.search(r'relation "([^"]+)"', context or "")
-    return f"; it was waiting for a lock on relation {found[1]}" if found else ""
-
-
-def _one_line(text: str) -> str:
-    """libpq's multi-line messages (an error, then a tab-indented hint) as one line."""
-    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip()) \
-        or "unknown error"
-
-
-def _without_password(message: str, url: str) -> str:
-    """libpq's complaint about a URL, unless it quotes a password back."""
-    from urllib.parse import unquote
-
-    from cryomigrate.urls import password_of, query_passwords
-
-    written = [p for p in (password_of(url) or "", *query_passwords(url)) if p]
-    if any(piece in message for p in written for piece in (p, unquote(p))):
-        return "a part of it is malformed"
-    return _one_line(message)
