@@ -61,7 +61,6 @@ class Runner:
     def __init__(self, backend: Backend, tracker: Tracker, env: Environment,
                  progress: Progress | None = None, lock_wait: float = 60) -> None:
         self.backend = backend
-        self.lock_wait = lock_wait
         self.tracker = tracker
         self.env = env
         self._progress = progress or (lambda event, payload: None)
@@ -122,7 +121,8 @@ class Runner:
                 and not migration.file.repeatable)
 
     def _sendable(self, pending: Sequence[Migration]) -> Sequence[Migration]:
-        """The SQL migrations at the head of ``pending`` that go to the server together."""
+        """The SQL migrations at the head of ``pending`` that go to the server together; if
+        the first cannot, just the first, which runs on its own."""
         together = []
         for migration in pending[:_SEND_AHEAD_MAX]:
             if migration.file.kind == "python" or not self._queueable(migration):
@@ -396,11 +396,11 @@ class Runner:
         file = migration.file
         _execute(direction, migration, conn)
         tx.reset_session()  # the script's search_path or role must not reach our writes
-        self._supabase_row(tx, direction, migration)
         self.tracker.record_run(direction=direction, version=file.version,
                                 version_text=file.version_text, name=file.name, kind=file.kind,
                                 checksum=migration.checksum, started_at=started_at, tx=tx,
                                 returning=returning)
+        self._supabase_row(tx, direction, migration)
 
     def _repeatable(self, migration: Migration, conn: MigrationConnection,
                     started_at: str) -> bool:

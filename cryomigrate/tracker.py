@@ -222,16 +222,15 @@ class Tracker:
         return Expect(query, present=True)
 
     def insert(self, *, version: int, version_text: str, name: str, kind: str, checksum: str,
-               state: str, duration_ms: int | None = None, tx: Transaction | None = None
-               ) -> None:
-        """``duration_ms`` None: the time since the transaction began, as the database
-        measures it when the row is written (with the COMMIT, after the script)."""
+               state: str, duration_ms: int, tx: Transaction | None = None) -> None:
         self._write(tx, "insert", version_text, *self._insert_sql(
             version, version_text, name, kind, checksum, state, duration_ms))
 
     def _insert_sql(self, version: int, version_text: str, name: str, kind: str,
                     checksum: str, state: str, duration_ms: int | None
                     ) -> tuple[str, tuple[object, ...]]:
+        """``duration_ms`` None: the time since the transaction began, as the database
+        measures it when the row is written (with the COMMIT, after the script)."""
         p = self._p
         duration = p if duration_ms is not None else self.backend.elapsed_ms
         values: tuple[object, ...] = (version, version_text, name, kind, checksum, state, now(),
@@ -279,8 +278,8 @@ class Tracker:
                    kind: str, checksum: str, started_at: str, tx: Transaction,
                    returning: bool = False) -> None:
         """A migration's history write (its row added, or removed by a rollback) and its
-        journal row, queued in ``tx`` behind its guard, both with the duration measured by
-        the database; ``returning``: the journal row gives the duration back. On
+        journal row, queued in ``tx`` behind its guard, with the duration measured by the
+        database; ``returning``: the journal row gives the duration back. On
         PostgreSQL they are one statement (a data-modifying WITH, which runs whether or
         not it is read): every statement queued costs the client and the server alike,
         per migration."""

@@ -177,10 +177,11 @@ def sigkill_inside_gate(config: Path) -> None:
 def run_sql_file(url: str, path: Path) -> None:
     """Run a prerequisite file (a stub) as psql would: one script, autocommit.
 
-    The Supabase stub grants cluster-wide roles to each other; another test run on the same
-    server (or a test that creates roles) may update one of those catalog rows at the same
-    moment ("tuple concurrently updated"). The script is one implicit transaction and
-    idempotent, so it is simply run again.
+    The Supabase stub creates cluster-wide roles where missing and grants them to each
+    other; another test run on the same server (or a test that creates roles) may create
+    the same role or grant or update one of those catalog rows at the same moment (a
+    duplicate key in pg_authid or pg_auth_members, "tuple concurrently updated"). The
+    script is one implicit transaction and idempotent, so it is simply run again.
     """
     import psycopg
 
@@ -189,8 +190,9 @@ def run_sql_file(url: str, path: Path) -> None:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
             return
-        except psycopg.errors.InternalError as exc:
-            if "concurrently" not in str(exc) or attempt == 3:
+        except (psycopg.errors.InternalError, psycopg.errors.UniqueViolation) as exc:
+            raced = "concurrently" in str(exc) or "pg_auth" in str(exc)
+            if not raced or attempt == 3:
                 raise
             time.sleep(0.2 * (attempt + 1))
 

@@ -330,13 +330,14 @@ def test_python_migrations_cost_their_own_statements_plus_one_each_and_a_commit(
 
 
 # ---------------------------------------------------------------------------------------
-# The run lock, once the session has said it has no statement_timeout
+# The run lock's wait is bounded by --lock-wait alone, in every transaction of a session
 
 
-def _held_lock_wait(url: str, root: Path, lock_wait_ms: int) -> float:
+def _held_lock_wait(url: str, root: Path, lock_wait_ms: int, between: str = "") -> float:
     """How long a second locking transaction in one session waits for the run lock held
-    by another session before it gives up (LockTimeout). The first transaction tells the
-    session's settings; the second may then take the lock in fewer statements."""
+    by another session before it gives up (LockTimeout); ``between``: a session setting
+    made after the first transaction, as another client's SET behind a transaction
+    pooler nobody declared would be."""
     import psycopg
 
     from cryomigrate.backends import ConnectOptions
@@ -348,6 +349,8 @@ def _held_lock_wait(url: str, root: Path, lock_wait_ms: int) -> float:
     try:
         with backend.transaction(lock=True) as tx:
             tx.defer("SELECT 1")
+        if between:
+            backend.query(between)
         with psycopg.connect(url, autocommit=True) as holder:
             holder.execute("SELECT pg_advisory_lock(%s)", (backend._lock_key,))
             started = time.monotonic()
@@ -375,26 +378,34 @@ def test_a_later_transaction_is_not_cut_short_by_a_statement_timeout_of_the_data
     assert 1.9 <= waited < 10, waited  # --lock-wait, not the 500 ms statement_timeout
 
 
-def test_a_later_transaction_takes_the_run_lock_in_one_statement_fewer(
+def test_a_statement_timeout_set_on_the_session_since_its_last_transaction_does_not_cut_it(
         pg_project: Project) -> None:
-    # The statement that keeps the session's timeouts aside also takes the lock, once the
-    # session has said it arms no statement_timeout: each statement costs per migration.
-    delayproxy = _proxy()
-    from cryomigrate.backends import ConnectOptions
-    from cryomigrate.backends.postgres import PostgresBackend
+    waited = _held_lock_wait(pg_project.url, pg_project.root, 2000,
+                             between="SET statement_timeout = '500ms'")
+    assert 1.9 <= waited < 10, waited
 
+
+def test_a_sql_migrations_history_and_journal_rows_are_one_statement(
+        pg_project: Project) -> None:
+    # Every statement costs the client and the server per migration: counted on the wire,
+    # each migration sent with others parses one statement for its history and journal
+    # rows, besides its script and cryomigrate's own BEGIN, lock, guard, session reset
+    # and COMMIT.
+    delayproxy = _proxy()
+    pg_project.add("001_first.sql", "CREATE TABLE first (id int);\n")
+    assert pg_project.cli("apply").exit_code == 0
     with delayproxy.DelayProxy(target_port=5432, delay=0.001) as proxy:
         _through(pg_project, proxy.port)
-        dbname = pg_project.url.rsplit("/", 1)[1]
-        url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{dbname}?sslmode=disable"
-        backend = PostgresBackend.connect(url, ConnectOptions(base_dir=pg_project.root))
-        try:
-            parsed = []
-            for _ in range(3):
-                proxy.reset()
-                with backend.transaction(lock=True) as tx:
-                    tx.defer("SELECT 1")
-                parsed.append(proxy.counters().messages.get("P", 0))
-        finally:
-            backend.close()
-    assert parsed[1] == parsed[2] == parsed[0] - 1, parsed
+        parsed = {}
+        for count in (2, 4):
+            for n in range(2, 2 + count):
+                pg_project.add(f"{n:03d}_t{n}_{count}.sql", f"INSERT INTO first VALUES ({n});\n")
+            proxy.reset()
+            assert pg_project.cli("apply").exit_code == 0
+            parsed[count] = proxy.counters().messages.get("P", 0)
+            for path in (pg_project.root / "migrations").glob("0*_t*"):
+                path.unlink()
+            h.execute(pg_project.url, "DELETE FROM cryomigrate_history WHERE version > 1")
+    # Per migration sent with others: BEGIN, marker, keep timeouts, lock, guard, script,
+    # RESET ALL, SET SESSION AUTHORIZATION, history and journal, COMMIT.
+    assert (parsed[4] - parsed[2]) / 2 == 10, parsed

@@ -22,7 +22,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -53,8 +53,7 @@ _KEEP_TIMEOUTS_AND_WAIT = (
     "pg_catalog.current_setting('statement_timeout'), true), "
     "pg_catalog.set_config('lock_timeout', %s, true), "
     "pg_catalog.set_config('statement_timeout', '0', true), "
-    "pg_catalog.current_setting('client_min_messages') AS shown, "
-    "pg_catalog.current_setting('cryomigrate.statement_timeout') AS session_timeout")
+    "pg_catalog.current_setting('client_min_messages') AS shown")
 # The environment's timeouts, or where it sets none the session's own, kept above.
 _ENVIRONMENT_TIMEOUTS = (
     "SELECT pg_catalog.set_config('lock_timeout', COALESCE(%s::pg_catalog.text, "
@@ -111,7 +110,6 @@ class PostgresBackend:
         self._marker = f"cryomigrate {os.urandom(8).hex()} transaction "
         self._marked_owners: list[PgTransaction] = []
         self._notices_shown = False  # by this session, as its last transaction said
-        self._untimed = False  # the session's statement_timeout is 0, as it said likewise
         self._pipelined = psycopg.Pipeline.is_supported()
         self.on_notice: Callable[[str], None] | None = None
         info = connection.info
@@ -213,17 +211,15 @@ class PostgresBackend:
             # short; a statement's timeout is armed when it starts, hence a statement of
             # its own); the lock; the environment's timeouts (or the session's back) and
             # the guard, in a snapshot taken after the lock. A target list is evaluated
-            # in order. Where the session has no statement_timeout to arm (as its last
-            # transaction said; behind a transaction pooler the next one may run on
-            # another server session), the first two are one.
-            keep = _Item(_KEEP_TIMEOUTS_AND_WAIT, (f"{max(1, opts.lock_wait_ms)}ms",),
-                         owner=tx, tells_level=True)
-            take = f"pg_catalog.pg_advisory_xact_lock({self._lock_key})"
-            if self._untimed and opts.pooler != "transaction":
-                self._pending.append(replace(keep, sql=f"{keep.sql}, {take}", lock=True))
-            else:
-                self._pending += [keep, _Item(f"SELECT {take}", lock=True, owner=tx)]
+            # in order. The first two stay apart even where the session's last
+            # transaction had no statement_timeout: a setting made since (a configuration
+            # reload, another client's SET behind a transaction pooler nobody declared)
+            # would cut the wait short.
             self._pending += [
+                _Item(_KEEP_TIMEOUTS_AND_WAIT, (f"{max(1, opts.lock_wait_ms)}ms",), owner=tx,
+                      tells_level=True),
+                _Item(f"SELECT pg_catalog.pg_advisory_xact_lock({self._lock_key})", lock=True,
+                      owner=tx),
                 _Item(_ENVIRONMENT_TIMEOUTS + (f", {guard}" if guard else ""),
                       (_ms(opts.lock_timeout_ms), _ms(opts.statement_timeout_ms)),
                       guard=guard is not None, where="checking the history", owner=tx),
@@ -300,7 +296,6 @@ class PostgresBackend:
             if item.tells_level:
                 row = cursor.fetchone()
                 self._notices_shown = row is not None and row["shown"] in _NOTICES_SHOWN
-                self._untimed = row is not None and row["session_timeout"] == "0"
         _settle(items, cursors, None, None)
         return _result(cursors[-1])
 
