@@ -22,6 +22,7 @@ from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from cryomigrate import failures
 from cryomigrate.backends import Backend
 from cryomigrate.config import Environment
 from cryomigrate.errors import (
@@ -34,8 +35,6 @@ from cryomigrate.loader import Direction, Migration
 from cryomigrate.migration_conn import MigrationConnection
 from cryomigrate.models import MigrationRun, RunResult
 from cryomigrate.outside_transaction import OutsideTransaction, calls_are_transactions
-from cryomigrate.planner import settle_dirty
-from cryomigrate.sqlscript import dropped_control_advice
 from cryomigrate.tracker import Tracker, elapsed_ms, now
 
 if TYPE_CHECKING:
@@ -348,7 +347,7 @@ class Runner:
         if isinstance(exc, LockTimeout):
             return exc  # nothing was attempted
         if isinstance(exc, KeyboardInterrupt):
-            message = _interrupted(migration)
+            message = failures.interrupted(migration)
             self._journal_failure(direction, migration, started_at, clock, message)
             return Interrupted(message, result=self._result(state))
         if isinstance(exc, MigrationFailed) or not isinstance(exc, CryomigrateError) \
@@ -358,7 +357,7 @@ class Runner:
         # E.g. a statement of a SQL migration failing when its script reached the server
         # with the COMMIT, or a template error raised by conn.render: still this migration
         # failing, and journaled as such.
-        message = _prefixed(migration, _explained(exc))
+        message = failures.prefixed(migration, failures.explained(exc))
         self._journal_failure(direction, migration, started_at, clock, message)
         return MigrationFailed(message)
 
@@ -394,7 +393,7 @@ class Runner:
         """The migration and its history and journal rows, in ``tx`` behind its guard;
         ``returning``: the journal row gives back its duration, measured by the server."""
         file = migration.file
-        _execute(direction, migration, conn)
+        failures.execute(direction, migration, conn)
         tx.reset_session()  # the script's search_path or role must not reach our writes
         self.tracker.record_run(direction=direction, version=file.version,
                                 version_text=file.version_text, name=file.name, kind=file.kind,
@@ -412,7 +411,7 @@ class Runner:
             conn._transaction = tx
             if file.kind == "python" and not tx.flush():
                 return False
-            _execute("apply", migration, conn)
+            failures.execute("apply", migration, conn)
             tx.reset_session()
             self.tracker.record_repeatable(name=file.name, kind=file.kind,
                                            checksum=migration.checksum, tx=tx)
@@ -424,7 +423,7 @@ class Runner:
     def _outside_transaction(self, direction: Direction, migration: Migration,
                              conn: MigrationConnection, started_at: str, clock: float) -> bool:
         return self._outside.run(
-            direction, migration, lambda: _execute(direction, migration, conn), started_at,
+            direction, migration, lambda: failures.execute(direction, migration, conn), started_at,
             clock, lambda tx: self._supabase_row(tx, direction, migration))
 
     # -- the Supabase HTTP API and the Supabase CLI's history (DESIGN 8) ----------------
@@ -479,33 +478,6 @@ def _stdout_to_stderr() -> Iterator[None]:
         yield
 
 
-def _interrupted(migration: Migration) -> str:
-    file = migration.file
-    if migration.transactional:
-        return f"interrupted while running {file.label}; its transaction was rolled back"
-    return (f"interrupted inside {file.label}, which runs outside a transaction: it is now "
-            "marked dirty, and the database may hold part of it; check what it holds, then "
-            f"run {settle_dirty(file.version_text)}")
-
-
-def _execute(direction: Direction, migration: Migration, conn: MigrationConnection) -> None:
-    """Run the migration; anything it raises becomes MigrationFailed naming the file.
-
-    ``SystemExit`` included: a ``sys.exit()`` in a migration is that migration failing,
-    never cryomigrate ending quietly with its work half done.
-    """
-    try:
-        migration.run(direction, conn)
-    except CryomigrateError as exc:
-        if isinstance(exc, MigrationFailed) or exc.exit_code != 1:
-            raise
-        raise MigrationFailed(_prefixed(migration, _explained(exc))) from exc
-    except (Exception, SystemExit) as exc:
-        raise MigrationFailed(
-            _prefixed(migration, f"{direction}() raised {type(exc).__name__}: {exc}")
-        ) from exc
-
-
 _LOCK_NOT_AVAILABLE = "55P03"
 _RETRY_PAUSE_S = 0.5  # the first pause; each one after doubles, up to the cap
 _RETRY_PAUSE_CAP_S = 30.0
@@ -526,20 +498,6 @@ def _retry_pause(attempt: int) -> float:
     """Growing and jittered, so that runs retrying against one busy table spread out."""
     ceiling = min(_RETRY_PAUSE_CAP_S, _RETRY_PAUSE_S * 2.0 ** attempt)
     return ceiling * random.uniform(0.5, 1.0)
-
-
-def _explained(exc: CryomigrateError) -> str:
-    """A failing statement's message, plus why, when the script's own BEGIN/COMMIT was not
-    sent and may have scoped what failed."""
-    script = getattr(exc, "script", None)
-    if script is not None and script.dropped_control:
-        return f"{exc}; {dropped_control_advice(script)}"
-    return str(exc)
-
-
-def _prefixed(migration: Migration, message: str) -> str:
-    label = migration.file.label
-    return message if message.startswith(label) else f"{label}: {message}"
 
 
 def _refuse_outside_transaction(migrations: Sequence[Migration]) -> None:

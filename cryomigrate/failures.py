@@ -1,0 +1,62 @@
+"""What a migration's failure says: its file named first, and what to do next.
+
+Anything a migration raises, ``SystemExit`` included, becomes ``MigrationFailed`` naming
+its file (``execute``); a failing statement of a script whose own BEGIN/COMMIT was not
+sent says so (``explained``); a Ctrl-C says whether the migration's work was rolled back
+or left part-done (``interrupted``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cryomigrate.errors import CryomigrateError, MigrationFailed
+from cryomigrate.planner import settle_dirty
+from cryomigrate.sqlscript import dropped_control_advice
+
+if TYPE_CHECKING:
+    from cryomigrate.loader import Direction, Migration
+    from cryomigrate.migration_conn import MigrationConnection
+
+
+def execute(direction: Direction, migration: Migration, conn: MigrationConnection) -> None:
+    """Run the migration; anything it raises becomes MigrationFailed naming the file.
+
+    ``SystemExit`` included: a ``sys.exit()`` in a migration is that migration failing,
+    never cryomigrate ending quietly with its work half done.
+    """
+    try:
+        migration.run(direction, conn)
+    except CryomigrateError as exc:
+        if isinstance(exc, MigrationFailed) or exc.exit_code != 1:
+            raise
+        raise MigrationFailed(prefixed(migration, explained(exc))) from exc
+    except (Exception, SystemExit) as exc:
+        raise MigrationFailed(
+            prefixed(migration, f"{direction}() raised {type(exc).__name__}: {exc}")
+        ) from exc
+
+
+def interrupted(migration: Migration) -> str:
+    """A Ctrl-C inside ``migration``: rolled back, or marked dirty and part-done."""
+    file = migration.file
+    if migration.transactional:
+        return f"interrupted while running {file.label}; its transaction was rolled back"
+    return (f"interrupted inside {file.label}, which runs outside a transaction: it is now "
+            "marked dirty, and the database may hold part of it; check what it holds, then "
+            f"run {settle_dirty(file.version_text)}")
+
+
+def explained(exc: CryomigrateError) -> str:
+    """A failing statement's message, plus why, when the script's own BEGIN/COMMIT was not
+    sent and may have scoped what failed."""
+    script = getattr(exc, "script", None)
+    if script is not None and script.dropped_control:
+        return f"{exc}; {dropped_control_advice(script)}"
+    return str(exc)
+
+
+def prefixed(migration: Migration, message: str) -> str:
+    """``message`` starting with the migration's file name, once."""
+    label = migration.file.label
+    return message if message.startswith(label) else f"{label}: {message}"
