@@ -266,7 +266,7 @@ class Tracker:
     def journal(self, *, version_text: str, name: str, action: str, outcome: str,
                 started_at: str, duration_ms: int | None, error: str | None = None,
                 tx: Transaction | None = None) -> None:
-        """``duration_ms`` None: measured by the database, as for ``insert``."""
+        """``duration_ms`` None: measured by the database, as in ``record_run``."""
         sql, params = self._journal_sql(version_text, name, action, outcome, started_at,
                                         duration_ms, error)
         if tx is not None:
