@@ -179,8 +179,9 @@ def run_sql_file(url: str, path: Path) -> None:
 
     The Supabase stub creates cluster-wide roles where missing and grants them to each
     other; another test run on the same server (or a test that creates roles) may create
-    the same role or grant or update one of those catalog rows at the same moment (a
-    duplicate key in pg_authid or pg_auth_members, "tuple concurrently updated"). The
+    the same role or grant or update one of those catalog rows at the same moment (a role
+    that "already exists" after the stub found it missing, a duplicate key in pg_authid or
+    pg_auth_members, "tuple concurrently updated"). The
     script is one implicit transaction and idempotent, so it is simply run again.
     """
     import psycopg
@@ -190,8 +191,10 @@ def run_sql_file(url: str, path: Path) -> None:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
             return
-        except (psycopg.errors.InternalError, psycopg.errors.UniqueViolation) as exc:
-            raced = "concurrently" in str(exc) or "pg_auth" in str(exc)
+        except (psycopg.errors.InternalError, psycopg.errors.UniqueViolation,
+                psycopg.errors.DuplicateObject) as exc:
+            raced = "concurrently" in str(exc) or "pg_auth" in str(exc) \
+                or isinstance(exc, psycopg.errors.DuplicateObject)
             if not raced or attempt == 3:
                 raise
             time.sleep(0.2 * (attempt + 1))

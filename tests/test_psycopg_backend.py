@@ -389,8 +389,7 @@ def test_a_sql_migrations_history_and_journal_rows_are_one_statement(
         pg_project: Project) -> None:
     # Every statement costs the client and the server per migration: counted on the wire,
     # each migration sent with others parses one statement for its history and journal
-    # rows, besides its script and cryomigrate's own BEGIN, lock, guard, session reset
-    # and COMMIT.
+    # rows, besides its script and cryomigrate's own other statements (listed below).
     delayproxy = _proxy()
     pg_project.add("001_first.sql", "CREATE TABLE first (id int);\n")
     assert pg_project.cli("apply").exit_code == 0
