@@ -165,9 +165,7 @@ class Runner:
             interrupted = exc
         for index, (migration, tx) in enumerate(queued):
             if tx.outcome == "committed":
-                result = tx.result
-                self._done(state, migration,
-                           int(result.data[0]["duration_ms"]) if result and result.data else 0)
+                self._done(state, migration, _server_duration(tx))
             elif tx.outcome == "skipped":
                 state.skipped.append(migration.file.label)
                 self._progress("skip", migration)
@@ -274,10 +272,7 @@ class Runner:
             except KeyboardInterrupt as exc:
                 interrupted = exc
         if tx.outcome == "committed":
-            result = tx.result
-            self._done(state, migration,
-                       int(result.data[0]["duration_ms"]) if result and result.data else 0,
-                       announce=not inside)
+            self._done(state, migration, _server_duration(tx), announce=not inside)
             if interrupted is not None:
                 raise interrupted
             return
@@ -468,6 +463,13 @@ class _EarlierFailed(Exception):
     def __init__(self, failure: BaseException) -> None:
         super().__init__(str(failure))
         self.failure = failure
+
+
+def _server_duration(tx: QueuedTransaction) -> int:
+    """A committed queued migration's duration, as its journal row gave it back
+    (``Tracker.record_run`` with ``returning``)."""
+    result = tx.result
+    return int(result.data[0]["duration_ms"]) if result and result.data else 0
 
 
 @contextmanager

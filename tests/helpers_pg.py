@@ -282,3 +282,9 @@ def execute(url: str, query: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(query)  # type: ignore[arg-type]
+
+
+def alter_database(url: str, setting: str) -> None:
+    """``ALTER DATABASE <the database of url> SET <setting>``: sessions opened after it
+    start with it, as they would on a database configured that way."""
+    execute(url, f'ALTER DATABASE "{url.rsplit("/", 1)[1]}" SET {setting}')

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests import helpers_pg as h
 from tests.conftest import Project
 from tests.helpers_core import add_python_tables
 
@@ -571,18 +572,10 @@ def test_ctrl_c_in_a_python_migration_keeps_the_one_before_it(pg_project: Projec
     assert pg_project.journal() == [("001", "apply", "ok"), ("002", "apply", "failed")]
 
 
-def _alter_database(project: Project, setting: str) -> None:
-    import psycopg
-
-    dbname = project.url.rsplit("/", 1)[1]
-    with psycopg.connect(project.url, autocommit=True) as conn:
-        conn.execute(f'ALTER DATABASE "{dbname}" SET {setting}')  # type: ignore[arg-type]
-
-
 def test_migrations_sent_together_under_a_repeatable_read_default(pg_project: Project) -> None:
     # Each transaction is READ COMMITTED whatever the database's default: nothing of
     # cryomigrate's may run before its BEGIN and take a snapshot first.
-    _alter_database(pg_project, "default_transaction_isolation = 'repeatable read'")
+    h.alter_database(pg_project.url, "default_transaction_isolation = 'repeatable read'")
     pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
     pg_project.add("002_b.sql", "CREATE TABLE b (id int);\n")
     add_python_tables(pg_project, "003_c", "004_d")
@@ -593,7 +586,7 @@ def test_migrations_sent_together_under_a_repeatable_read_default(pg_project: Pr
 
 def test_warnings_of_migrations_sent_together_name_theirs_when_notices_are_hidden(
         pg_project: Project) -> None:
-    _alter_database(pg_project, "client_min_messages = warning")
+    h.alter_database(pg_project.url, "client_min_messages = warning")
     pg_project.add("001_a.sql", "CREATE TABLE a (id int);\n")
     pg_project.add("002_b.sql", "DO $$ BEGIN RAISE NOTICE 'hidden'; "
                    "RAISE WARNING 'said by b'; END $$;\n")

@@ -73,8 +73,7 @@ def test_values_read_and_bind_as_psycopg_does_under_any_datestyle(
     import decimal
     import uuid
 
-    dbname = pg_project.url.rsplit("/", 1)[1]
-    h.execute(pg_project.url, f"ALTER DATABASE \"{dbname}\" SET datestyle = '{datestyle}'")
+    h.alter_database(pg_project.url, f"datestyle = '{datestyle}'")
     pg_project.add("001_bind.py", BIND_AND_READ)
     result = pg_project.cli("apply")
     assert result.exit_code == 0, result.output
@@ -372,8 +371,7 @@ def test_a_later_transaction_waits_for_the_run_lock_as_long_as_lock_wait(
 
 def test_a_later_transaction_is_not_cut_short_by_a_statement_timeout_of_the_database(
         pg_project: Project) -> None:
-    dbname = pg_project.url.rsplit("/", 1)[1]
-    h.execute(pg_project.url, f"ALTER DATABASE \"{dbname}\" SET statement_timeout = '500ms'")
+    h.alter_database(pg_project.url, "statement_timeout = '500ms'")
     waited = _held_lock_wait(pg_project.url, pg_project.root, 2000)
     assert 1.9 <= waited < 10, waited  # --lock-wait, not the 500 ms statement_timeout
 

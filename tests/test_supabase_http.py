@@ -643,8 +643,7 @@ def test_lock_timeout_over_http(api: Api, where: str) -> None:
     if where == "environment":
         api.configure("    lock_timeout: 300ms\n")
     else:
-        h.execute(project.url, f'ALTER DATABASE "{project.url.rsplit("/", 1)[1]}" '
-                  "SET lock_timeout = '300ms'")
+        h.alter_database(project.url, "lock_timeout = '300ms'")
     project.add("001_alter.sql", "ALTER TABLE public.busy ADD COLUMN note text;\n")
     holder = _hold_table_lock(project.url, 8.0)
     started = time.monotonic()
