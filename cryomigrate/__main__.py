@@ -1,5 +1,5 @@
 """``python -m cryomigrate``: the same CLI as the console script."""
 
-from cryomigrate.cli import main
+from cryomigrate.cli import run
 
-main(prog_name="cryomigrate")
+run()

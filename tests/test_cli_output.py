@@ -367,6 +367,25 @@ def test_python_m_runs_commands(sqlite_project: Project) -> None:
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
+def test_program_ends_like_any_python_program(sqlite_project: Project) -> None:
+    """The program skips the interpreter's last walk of the heap (cli.run), and nothing
+    else: what a migration registered with atexit still runs, after the run's own output,
+    and the exit code is the run's."""
+    (sqlite_project.migrations / "001_t1.py").write_text(
+        "import atexit, gc, sys\n\n"
+        "def _bye():\n"
+        "    print(f'atexit ran, heap frozen: {gc.get_freeze_count() > 0}', file=sys.stderr)\n\n"
+        "atexit.register(_bye)\n\n"
+        "def apply(conn, environment):\n"
+        "    conn.sql('CREATE TABLE t1 (id INTEGER)').execute()\n")
+    result = _python_m("apply", cwd=sqlite_project.root)
+    assert result.returncode == 0, result.stderr
+    assert "Applied 1 migration" in result.stdout
+    assert result.stderr.rstrip().endswith("atexit ran, heap frozen: True")
+    failed = _python_m("rollback", "--target", "9", cwd=sqlite_project.root)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+
+
 # --- new ------------------------------------------------------------------------------
 
 def test_new_in_empty_folder(project: Project) -> None:
