@@ -341,6 +341,36 @@ def test_notices_of_migrations_sent_together_name_their_own_migration(
         in result.output, result.output
 
 
+_SAYS_AT_COMMIT = """CREATE TABLE {t} (id int);
+CREATE FUNCTION {t}_says() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE '{t} commits'; RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER {t}_says AFTER INSERT ON {t} DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION {t}_says();
+INSERT INTO {t} VALUES (1);
+"""
+
+
+def test_a_notice_raised_at_commit_names_the_migration_that_commits(
+        pg_project: Project) -> None:
+    # A migration's COMMIT travels with the next one's lock and guard (Python) or with the
+    # next ones' scripts (SQL): what a deferred trigger says at that COMMIT is still the
+    # committing migration's, and what the next one says is its own.
+    for version, table in (("001", "a"), ("003", "c")):
+        pg_project.add(f"{version}_{table}.py",
+                       f"def apply(conn, environment):\n"
+                       f"    conn.sql({_SAYS_AT_COMMIT.format(t=table)!r}).execute()\n")
+    pg_project.add("002_b.py", "def apply(conn, environment):\n"
+                   "    conn.sql(\"DO $$ BEGIN RAISE NOTICE 'b runs'; END $$\").execute()\n")
+    pg_project.add("004_d.sql", _SAYS_AT_COMMIT.format(t="d"))
+    pg_project.add("005_e.sql", "DO $$ BEGIN RAISE NOTICE 'e runs'; END $$;\n")
+    result = pg_project.cli("apply")
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if "NOTICE" in line]
+    assert said == [f"notice: {label}: NOTICE: {text}" for label, text in (
+        ("001_a.py", "a commits"), ("002_b.py", "b runs"), ("003_c.py", "c commits"),
+        ("004_d.sql", "d commits"), ("005_e.sql", "e runs"))], result.output
+
+
 def test_a_concurrent_run_that_got_there_first_is_skipped_cleanly(pg_project: Project) -> None:
     # The guard travels with the script: when another run applied the migration between
     # this run's plan and its turn, the script is never executed and nothing fails.

@@ -89,6 +89,7 @@ class _Item:
     guard: bool = False
     owner: PgTransaction | None = None  # the transaction it belongs to, if any
     tells_level: bool = False  # returns client_min_messages as ``shown`` (see ``_MARK``)
+    quiet: bool = False  # cryomigrate's own and runs no code of the user's: no notice
 
 
 class PostgresBackend:
@@ -197,7 +198,7 @@ class PostgresBackend:
         # READ COMMITTED whatever the role's default: the guard must see, in a snapshot
         # taken after the lock was granted, what a concurrent run committed meanwhile.
         self._pending.append(_Item("BEGIN ISOLATION LEVEL READ COMMITTED", where="BEGIN",
-                                   owner=tx))
+                                   owner=tx, quiet=True))
         if self._options.pooler == "transaction":
             # Another client's session state may be on this server connection; ours is
             # reset after every script (``PgTransaction.reset_session``).
@@ -217,16 +218,17 @@ class PostgresBackend:
             # would cut the wait short.
             self._pending += [
                 _Item(_KEEP_TIMEOUTS_AND_WAIT, (f"{max(1, opts.lock_wait_ms)}ms",), owner=tx,
-                      tells_level=True),
+                      tells_level=True, quiet=True),
                 _Item(f"SELECT pg_catalog.pg_advisory_xact_lock({self._lock_key})", lock=True,
-                      owner=tx),
+                      owner=tx, quiet=True),
                 _Item(_ENVIRONMENT_TIMEOUTS + (f", {guard}" if guard else ""),
                       (_ms(opts.lock_timeout_ms), _ms(opts.statement_timeout_ms)),
-                      guard=guard is not None, where="checking the history", owner=tx),
+                      guard=guard is not None, where="checking the history", owner=tx,
+                      quiet=True),
             ]
         elif guard is not None:
             self._pending.append(_Item(f"SELECT {guard}", guard=True,
-                                       where="checking the history", owner=tx))
+                                       where="checking the history", owner=tx, quiet=True))
         try:
             yield tx
             if not tx.done:
@@ -300,10 +302,13 @@ class PostgresBackend:
         return _result(cursors[-1])
 
     def _marked(self, items: list[_Item]) -> list[_Item]:
-        """With several transactions in one message, a marker before each: a notice of
-        its own, so that the notices after it are said to come from that transaction's
-        migration. psycopg hands results over in batches, so which statement a notice
-        came from cannot be told from them; the server's messages keep their order."""
+        """With several transactions in one message, a marker: a notice of its own, so that
+        the notices after it are said to come from that transaction's migration. psycopg
+        hands results over in batches, so which statement a notice came from cannot be
+        told from them; the server's messages keep their order. Notices go to the first
+        transaction until a marker arrives, and only a statement that is not ``quiet`` can
+        raise one: a later transaction gets its marker just before its first such
+        statement (inside the transaction, after any session reset), or none at all."""
         owners: list[PgTransaction] = []
         for item in items:
             if item.owner is not None and item.owner not in owners:
@@ -311,23 +316,18 @@ class PostgresBackend:
         self._marked_owners = owners
         # Until a marker arrives (none does where client_min_messages hides notices).
         self._notice_to = owners[0].on_notice if owners else None
-        if len(owners) < 2:
+        unmarked = set(owners[1:])
+        if not unmarked:
             return items
         marked: list[_Item] = []
-        waiting: PgTransaction | None = None  # whose marker is still to come
         for item in items:
             owner = item.owner
-            if owner is not None and owner is not waiting and \
-                    (not marked or marked[-1].owner is not owner):
-                waiting = owner  # its first statement in this message
-            # The marker runs inside the transaction, after the session reset if any.
-            if waiting is not None and not (owner is waiting and (
-                    item.sql.startswith("BEGIN") or item.where == "resetting the session")):
+            if owner in unmarked and not item.quiet:
                 mark = _MARK if self._notices_shown else _MARK_SHOWN
                 marked.append(_Item(mark.format(marker=self._marker,
-                                                number=owners.index(waiting)),
-                                    where="marking where a migration starts", owner=waiting))
-                waiting = None
+                                                number=owners.index(owner)),
+                                    where="marking where a migration starts", owner=owner))
+                unmarked.discard(owner)
             marked.append(item)
         return marked
 
@@ -417,7 +417,8 @@ class PgTransaction:
 
     def reset_session(self) -> None:
         self._backend._pending.extend(
-            _Item(sql, where="resetting the session", owner=self) for sql in _RESET_SESSION)
+            _Item(sql, where="resetting the session", owner=self, quiet=True)
+            for sql in _RESET_SESSION)
 
     def flush(self) -> bool:
         if self._backend._flush() is None:
