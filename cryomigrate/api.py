@@ -8,7 +8,6 @@ policies, and hands execution to the runner. Errors are raised from
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -144,16 +143,11 @@ def _run(direction: Direction, project: Project, plan: Planner, *, dry_run: bool
 
 def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wait: float,
                      progress: Progress | None) -> tuple[list[MigrationFile], list[str]]:
-    """Plan; while a dirty migration blocks, wait for it as for the lock.
-
-    A dirty row is also what a live run executing a non-transactional migration leaves
-    while it works, and nothing in the database tells a live run from a dead one (no
-    session state may survive a transaction pooler). So a dirty row is treated like a
-    held lock: wait up to ``lock_wait`` for it to clear, then stop with its advice.
-    """
+    """Plan; while a dirty migration blocks, wait for it as for the lock (``DirtyWait``),
+    then stop with its advice."""
     sums: dict[int, str] = {}
-    deadline = time.monotonic() + lock_wait
-    waiting = False
+    warn = None if progress is None else (lambda text: progress("warning", text))
+    wait = planner.DirtyWait(lock_wait, warn)
     while True:
         history = tracker.read_all()
         # Only applied files are compared with their rows; pending ones are read once,
@@ -164,13 +158,8 @@ def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wai
         try:
             return plan(found)
         except DirtyMigration as exc:
-            if time.monotonic() >= deadline:
+            if not wait.pause(exc.label):
                 raise
-            if not waiting and progress is not None:
-                progress("warning", f"{exc} -- waiting up to {lock_wait:g}s (--lock-wait) in "
-                         "case another run is still inside it")
-            waiting = True
-            time.sleep(planner.DIRTY_POLL_S)
 
 
 def get_history(environment: EnvironmentRef = None, *, config: PathLike = None,

@@ -9,12 +9,11 @@ Python migration is run this way too (see ``Runner._atomic``).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cryomigrate.errors import CryomigrateError, DirtyMigration, MigrationFailed
-from cryomigrate.planner import DIRTY_POLL_S, settle_dirty
+from cryomigrate.planner import DirtyWait, settle_dirty
 from cryomigrate.tracker import Tracker, elapsed_ms
 
 if TYPE_CHECKING:
@@ -62,7 +61,7 @@ class OutsideTransaction:
                 raise DirtyMigration(
                     f"{file.label} ran, but its dirty history row changed while it ran "
                     "(repaired by hand?); check the database, then run "
-                    f"{settle_dirty(file.version_text)}")
+                    f"{settle_dirty(file.version_text)}", label=file.label)
         return True
 
     def _left_invalid(self) -> str:
@@ -89,8 +88,7 @@ class OutsideTransaction:
         file = migration.file
         if calls_are_transactions(self.backend):
             return self._claim_in_one_call(direction, migration)
-        deadline = time.monotonic() + self.lock_wait
-        waiting = False
+        wait = DirtyWait(self.lock_wait, lambda text: self._progress("warning", text))
         while True:
             with self.backend.transaction(lock=True) as tx:
                 row = self.tracker.read_one(file.version)
@@ -105,16 +103,11 @@ class OutsideTransaction:
                     else:
                         self.tracker.set_state(file.version, file.version_text, "dirty", 0, tx=tx)
                     return True
-            if time.monotonic() >= deadline:
+            if not wait.pause(file.label):
                 raise DirtyMigration(
                     f"{file.label} is marked dirty: a run stopped inside it (or is still "
                     "running it after --lock-wait); once no run is active, check the database "
-                    f"and run {settle_dirty(file.version_text)}"
-                )
-            if not waiting:
-                waiting = True
-                self._progress("warning", waiting_for_dirty(file.label, self.lock_wait))
-            time.sleep(DIRTY_POLL_S)
+                    f"and run {settle_dirty(file.version_text)}", label=file.label)
 
     def _claim_in_one_call(self, direction: Direction, migration: Migration) -> bool:
         """Mark the migration dirty in one guarded call (read and write cannot share a
@@ -131,12 +124,6 @@ class OutsideTransaction:
                                     name=file.name, kind=file.kind, checksum=migration.checksum,
                                     state="dirty", duration_ms=0, tx=tx)
             return tx.commit()
-
-
-def waiting_for_dirty(label: str, lock_wait: float) -> str:
-    """Said at once when a run starts waiting for a dirty migration, not after the wait."""
-    return (f"{label} is marked dirty: another run may be inside it; waiting up to "
-            f"{lock_wait:g}s (--lock-wait) for it to finish")
 
 
 def calls_are_transactions(backend: Backend) -> bool:

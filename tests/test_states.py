@@ -136,7 +136,11 @@ def test_dirty_blocks_apply_and_rollback(project: Project) -> None:
         # A dirty row may belong to a live run, so it is waited for like the lock.
         result = project.cli(command, "--lock-wait", "0.5")
         assert_clean_exit(result, 4)
-        assert "002_partly.sql" in result.stderr
+        # Said once, when the wait starts; then what a person does about it.
+        assert result.stderr.count(
+            "002_partly.sql is marked dirty: another run may be inside it; waiting up to "
+            "0.5s (--lock-wait) for it to finish") == 1, result.stderr
+        assert "002_partly.sql is dirty: a run stopped inside" in result.stderr
         assert "--mark-applied 002" in result.stderr and "--mark-pending 002" in result.stderr
     assert "t3" not in project.tables()
 
