@@ -9,7 +9,7 @@ Python migration is run this way too (see ``Runner._atomic``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cryomigrate.errors import CryomigrateError, DirtyMigration, MigrationFailed
@@ -130,3 +130,29 @@ def calls_are_transactions(backend: Backend) -> bool:
     """True for a transport where each call is a transaction of its own (the Supabase HTTP
     API): nothing can stay open between two calls."""
     return bool(getattr(backend, "calls_are_transactions", False))
+
+
+def refuse_over_http(migrations: Sequence[Migration]) -> None:
+    """A non-transactional SQL migration's statements must run outside any transaction,
+    which no call over the HTTP API can do: refused before anything runs. So is a Python
+    repeatable: its calls cannot share a transaction, and a repeatable has no history row
+    to mark dirty while it runs (DESIGN 8.1), so a failure part-way, or a second run
+    executing it at the same time, would go unseen."""
+    from cryomigrate.errors import InputError
+
+    python = [m.file.label for m in migrations if m.file.repeatable and m.file.kind == "python"]
+    if python:
+        raise InputError(
+            f"{', '.join(python)}: a repeatable Python migration cannot run over the Supabase "
+            "HTTP API, where each of its calls is a transaction of its own and a repeatable "
+            "has no history row to mark dirty while it runs. Nothing was run. Write it as a "
+            "repeatable SQL migration (R_name.sql), or give this environment a direct "
+            "connection (database: postgresql://...)")
+    refused = [m.file.label for m in migrations
+               if not m.transactional and m.file.kind != "python"]
+    if refused:
+        raise InputError(
+            f"{', '.join(refused)} must run outside a transaction (-- cryomigrate:no-transaction"
+            "), which the Supabase HTTP API cannot do: every call is one transaction. Nothing "
+            "was run. Give this environment a direct connection (database: postgresql://... "
+            "from the project's Database settings, direct or session pooler) for it")

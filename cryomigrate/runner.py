@@ -14,7 +14,6 @@ database waits for.
 
 from __future__ import annotations
 
-import random
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,16 +24,16 @@ from typing import TYPE_CHECKING, Any, cast
 from cryomigrate import failures
 from cryomigrate.backends import Backend
 from cryomigrate.config import Environment
-from cryomigrate.errors import (
-    CryomigrateError,
-    Interrupted,
-    LockTimeout,
-    MigrationFailed,
-)
+from cryomigrate.errors import CryomigrateError, Interrupted, LockTimeout, MigrationFailed
 from cryomigrate.loader import Direction, Migration
+from cryomigrate.lock_retries import with_lock_retries
 from cryomigrate.migration_conn import MigrationConnection
 from cryomigrate.models import MigrationRun, RunResult
-from cryomigrate.outside_transaction import OutsideTransaction, calls_are_transactions
+from cryomigrate.outside_transaction import (
+    OutsideTransaction,
+    calls_are_transactions,
+    refuse_over_http,
+)
 from cryomigrate.tracker import Tracker, elapsed_ms, now
 
 if TYPE_CHECKING:
@@ -72,7 +71,7 @@ class Runner:
     def run(self, direction: Direction, migrations: Sequence[Migration]) -> RunResult:
         state = _Run(direction)
         if calls_are_transactions(self.backend):
-            _refuse_outside_transaction(migrations)
+            refuse_over_http(migrations)
         try:
             if migrations and self._supabase_history:
                 from cryomigrate import supabase_history
@@ -287,30 +286,12 @@ class Runner:
     def _with_lock_retries(self, state: _Run, migration: Migration,
                            conn: MigrationConnection, defer: bool = False
                            ) -> tuple[bool | None, float]:
-        """lock_retries (DESIGN 10.2): a transactional migration that failed on the
-        environment's lock_timeout (SQLSTATE 55P03) was rolled back, so it is tried again
-        after a growing, jittered pause; each attempt is journaled by ``_attempt``. The run
-        lock waiting past --lock-wait is LockTimeout, never retried."""
+        """Each attempt is journaled by ``_attempt``; only one that can be rolled back
+        whole is tried again (``lock_retries``)."""
         retries = self.env.lock_retries if self._atomic(migration) else 0
-        for attempt in range(retries + 1):
-            try:
-                return self._attempt(state, migration, conn, defer)
-            except MigrationFailed as exc:
-                if not _lock_timed_out(exc):
-                    raise
-                if attempt == retries:
-                    if retries:
-                        raise MigrationFailed(
-                            f"{exc} -- gave up after {retries + 1} attempts "
-                            f"(lock_retries: {retries}); another session holds a lock the "
-                            "migration needs for longer than lock_timeout allows") from exc
-                    raise
-                pause = _retry_pause(attempt)
-                self._progress("warning", f"{migration.file.label}: lock_timeout, rolled "
-                               f"back; retrying in {pause:.1f}s (attempt {attempt + 2} of "
-                               f"{retries + 1})")
-                time.sleep(pause)
-        raise AssertionError("unreachable")  # the last attempt returns or raises
+        return with_lock_retries(retries, migration.file.label,
+                                 lambda: self._attempt(state, migration, conn, defer),
+                                 lambda text: self._progress("warning", text))
 
     def _attempt(self, state: _Run, migration: Migration, conn: MigrationConnection,
                  defer: bool = False) -> tuple[bool | None, float]:
@@ -478,51 +459,3 @@ def _stdout_to_stderr() -> Iterator[None]:
     which with --format json must be exactly one document."""
     with redirect_stdout(sys.stderr):
         yield
-
-
-_LOCK_NOT_AVAILABLE = "55P03"
-_RETRY_PAUSE_S = 0.5  # the first pause; each one after doubles, up to the cap
-_RETRY_PAUSE_CAP_S = 30.0
-
-
-def _lock_timed_out(exc: BaseException) -> bool:
-    """Whether a statement of the migration failed on lock_timeout (SQLSTATE 55P03), as
-    the backend's QueryError says somewhere down the chain of causes."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if getattr(seen, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
-            return True
-        seen = seen.__cause__
-    return False
-
-
-def _retry_pause(attempt: int) -> float:
-    """Growing and jittered, so that runs retrying against one busy table spread out."""
-    ceiling = min(_RETRY_PAUSE_CAP_S, _RETRY_PAUSE_S * 2.0 ** attempt)
-    return ceiling * random.uniform(0.5, 1.0)
-
-
-def _refuse_outside_transaction(migrations: Sequence[Migration]) -> None:
-    """A non-transactional SQL migration's statements must run outside any transaction,
-    which no call over the HTTP API can do: refused before anything runs. So is a Python
-    repeatable: its calls cannot share a transaction, and a repeatable has no history row
-    to mark dirty while it runs (DESIGN 8.1), so a failure part-way, or a second run
-    executing it at the same time, would go unseen."""
-    from cryomigrate.errors import InputError
-
-    python = [m.file.label for m in migrations if m.file.repeatable and m.file.kind == "python"]
-    if python:
-        raise InputError(
-            f"{', '.join(python)}: a repeatable Python migration cannot run over the Supabase "
-            "HTTP API, where each of its calls is a transaction of its own and a repeatable "
-            "has no history row to mark dirty while it runs. Nothing was run. Write it as a "
-            "repeatable SQL migration (R_name.sql), or give this environment a direct "
-            "connection (database: postgresql://...)")
-    refused = [m.file.label for m in migrations
-               if not m.transactional and m.file.kind != "python"]
-    if refused:
-        raise InputError(
-            f"{', '.join(refused)} must run outside a transaction (-- cryomigrate:no-transaction"
-            "), which the Supabase HTTP API cannot do: every call is one transaction. Nothing "
-            "was run. Give this environment a direct connection (database: postgresql://... "
-            "from the project's Database settings, direct or session pooler) for it")
