@@ -533,14 +533,15 @@ def supabase_setup() -> None:
 def run() -> None:
     """The program itself: the console script and ``python -m cryomigrate``.
 
-    When the process is about to end, the interpreter's last act is a full walk of the
-    heap for cycles (with psycopg imported, longer than a no-op run's own work over 1,000
-    migrations). Frozen, the heap is left to the operating system, which takes it back
-    anyway; refcounted objects, such as open files, are still closed as before, and atexit
-    handlers still run. Only the program does this: a caller of ``main`` in its own
-    process keeps its collector.
+    The interpreter's last act is a walk of the whole heap for cycles, which with psycopg
+    imported costs a status or a no-op run much of its time. Unless a Python migration ran
+    (its objects in cycles, say a temporary file, are finalized by that walk), the heap is
+    frozen instead and left to the operating system. Refcounted objects are still freed
+    as before and atexit handlers still run; a caller of ``main`` keeps its collector.
     """
     try:
         main(prog_name="cryomigrate")
     finally:
-        gc.freeze()
+        loader = sys.modules.get("cryomigrate.loader")  # not imported: no migration loaded
+        if loader is None or not loader.user_code_ran():
+            gc.freeze()

@@ -111,6 +111,15 @@ class PythonMigration:
         return None
 
 
+# Whether this process has run a Python migration's code: what it built may need the
+# interpreter's last collection at exit to be finalized (see ``cli.run``).
+_user_code_ran = False
+
+
+def user_code_ran() -> bool:
+    return _user_code_ran
+
+
 def load(file: MigrationFile, *, environment: str, vars: dict[str, Any],
          content: bytes | None = None) -> Migration:
     """``content`` is the file's bytes when the caller has read them already."""
@@ -201,6 +210,8 @@ def _load_python(file: MigrationFile, checksum: str, source: str) -> PythonMigra
         raise MigrationFileError(
             f"{file.label} line {exc.lineno}: Python syntax error: {exc.msg}"
         ) from None
+    global _user_code_ran
+    _user_code_ran = True
     sys.modules[module_name] = module
     try:
         # What a module prints while it loads is a diagnostic: stdout holds cryomigrate's
