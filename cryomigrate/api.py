@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 from cryomigrate import planner, policies, repeatables, supabase_history
 from cryomigrate.backends import Backend, Transaction
 from cryomigrate.config import Environment
+from cryomigrate.dirty_wait import DirtyWait
 from cryomigrate.discovery import MigrationFile, checksums, parse_version
 from cryomigrate.errors import DirtyMigration, InputError, MigrationFileError, StateBlocked
 from cryomigrate.models import HistoryRow, MigrationRun, RunResult, StatusResult
@@ -147,7 +148,7 @@ def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wai
     then stop with its advice."""
     sums: dict[int, str] = {}
     warn = None if progress is None else (lambda text: progress("warning", text))
-    wait = planner.DirtyWait(lock_wait, warn)
+    wait = DirtyWait(lock_wait, warn)
     while True:
         history = tracker.read_all()
         # Only applied files are compared with their rows; pending ones are read once,

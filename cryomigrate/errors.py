@@ -81,9 +81,9 @@ class StateBlocked(CryomigrateError):
 class DirtyMigration(StateBlocked):
     """A non-transactional migration is marked dirty; a live run may still be inside it."""
 
-    def __init__(self, message: str, *, label: str) -> None:
-        super().__init__(message)
-        self.label = label  # the migration's file name, for the wait (``planner.DirtyWait``)
+    def __init__(self, message: str, *, label: str = "", result: Any = None) -> None:
+        super().__init__(message, result=result)
+        self.label = label  # the migration's file name, for the wait (``DirtyWait``)
 
 
 class LockTimeout(CryomigrateError):

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from cryomigrate.dirty_wait import DirtyWait
 from cryomigrate.errors import CryomigrateError, DirtyMigration, MigrationFailed
-from cryomigrate.planner import DirtyWait, settle_dirty
+from cryomigrate.planner import settle_dirty
 from cryomigrate.tracker import Tracker, elapsed_ms
 
 if TYPE_CHECKING:

@@ -6,8 +6,7 @@ tested directly with plain values.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryomigrate.config import Policies
@@ -149,35 +148,6 @@ def _check_drift(all_entries: Sequence[Entry], policies: Policies) -> list[str]:
         if warning:
             warnings.append(warning)
     return warnings
-
-
-# A dirty row is waited for like the lock: re-checked this often until --lock-wait runs out.
-DIRTY_POLL_S = 0.2
-
-
-class DirtyWait:
-    """A dirty row is also what a live run leaves while it executes a non-transactional
-    migration, and nothing in the database tells a live run from a dead one (no session
-    state may survive a transaction pooler). So it is waited for like a held lock: looked
-    at again every ``DIRTY_POLL_S`` up to ``lock_wait``, with one warning when the wait
-    starts rather than after it."""
-
-    def __init__(self, lock_wait: float, warn: Callable[[str], None] | None) -> None:
-        self._lock_wait = lock_wait
-        self._deadline = time.monotonic() + lock_wait
-        self._warn = warn
-        self._warned = False
-
-    def pause(self, label: str) -> bool:
-        """Wait before the next look at ``label``'s row; False once ``lock_wait`` is up."""
-        if time.monotonic() >= self._deadline:
-            return False
-        if not self._warned and self._warn is not None:
-            self._warn(f"{label} is marked dirty: another run may be inside it; waiting up to "
-                       f"{self._lock_wait:g}s (--lock-wait) for it to finish")
-        self._warned = True
-        time.sleep(DIRTY_POLL_S)
-        return True
 
 
 def settle_dirty(version_text: str) -> str:

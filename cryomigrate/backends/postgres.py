@@ -308,7 +308,8 @@ class PostgresBackend:
         told from them; the server's messages keep their order. Notices go to the first
         transaction until a marker arrives, and only a statement that is not ``quiet`` can
         raise one: a later transaction gets its marker just before its first such
-        statement (inside the transaction, after any session reset), or none at all."""
+        statement (inside the transaction, after any session reset), or none at all. A
+        statement of no transaction's counts as the last one queued before it."""
         owners: list[PgTransaction] = []
         for item in items:
             if item.owner is not None and item.owner not in owners:
@@ -320,8 +321,9 @@ class PostgresBackend:
         if not unmarked:
             return items
         marked: list[_Item] = []
+        owner: PgTransaction | None = None
         for item in items:
-            owner = item.owner
+            owner = item.owner or owner
             if owner in unmarked and not item.quiet:
                 mark = _MARK if self._notices_shown else _MARK_SHOWN
                 marked.append(_Item(mark.format(marker=self._marker,
