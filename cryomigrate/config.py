@@ -87,12 +87,28 @@ class Config:
     def environment_names(self) -> tuple[str, ...]:
         return tuple(self.data["environments"])
 
+    @property
+    def migrations_dir(self) -> Path:
+        """One folder for every environment, relative to this file."""
+        return (self.path.parent / str(self.data["migrations"])).resolve()
+
+    @property
+    def format(self) -> str:
+        return str(self.data.get("format", "cryomigrate"))
+
     def environment(self, name: str | None = None, *, strict_vars: bool = True) -> Environment:
         """Merge defaults under environment ``name`` and resolve its ``${VAR}`` references.
 
         ``strict_vars=False`` leaves an unset ``${VAR}`` as written; ``validate`` uses it to
         render templates for environments whose secrets this shell does not have.
         """
+        if name is not None and not name.strip():
+            raise ConfigError(f"the environment name is empty (--env \"\" or environment=\"\", "
+                              "perhaps an unset shell variable); name one of: "
+                              f"{', '.join(self.environment_names)}")
+        if name is None and os.environ.get("CRYOMIGRATE_ENV", "unset").strip() == "":
+            raise ConfigError("CRYOMIGRATE_ENV is set but empty; unset it, or name one of: "
+                              f"{', '.join(self.environment_names)}")
         name = environment_name(name)
         envs = self.data["environments"]
         if name not in envs:
@@ -107,11 +123,22 @@ class Config:
                 envs[name].get("databases_file") is not None:
             return _fleet_environment(self, name, resolved, strict_vars)
         if not resolved.get("database"):
+            written = merged.get("database")
+            key = self.key_of(name, ("database",))
+            if written:  # ${VAR} resolved to nothing
+                raise ConfigError(f"{self.where(key)}: {'.'.join(key)}: '{written}' is empty "
+                                  "once its variables are resolved; set them")
             raise ConfigError(
                 f"{self.where(('environments', name))}: environments.{name}.database is not "
                 "set (set it there or under defaults)"
             )
-        return _build_environment(self, name, resolved)
+        # validate renders environments whose secrets this shell may not have: a URL still
+        # holding an unset ${VAR} cannot be checked yet. Any other one can, whatever the
+        # characters its password holds (a literal "${" included).
+        unresolved = not strict_vars and any(
+            os.environ.get(match[1]) is None and match[2] is None
+            for match in _VAR.finditer(str(merged.get("database") or "")))
+        return _build_environment(self, name, resolved, check_url=not unresolved)
 
     def key_of(self, environment: str, keys: KeyPath) -> KeyPath:
         """Where a merged value was written: under the environment, else under defaults."""
@@ -217,7 +244,8 @@ def _substitute(text: str, config: Config, env: str, keys: KeyPath, strict: bool
     return _VAR.sub(replace, text)
 
 
-def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Environment:
+def _build_environment(config: Config, name: str, data: dict[str, Any], *,
+                       check_url: bool = True) -> Environment:
     def checked(key: str, check: Callable[[str], Any]) -> Any:
         raw = data.get(key)
         if raw is None:
@@ -230,14 +258,14 @@ def _build_environment(config: Config, name: str, data: dict[str, Any]) -> Envir
 
     database = str(data["database"])
     register_url(database)
-    if database and "${" not in database:  # validate leaves others' secrets unresolved
+    if database and check_url:
         checked("database", check_database_url)
     return Environment(
         name=name,
         config_path=config.path,
-        migrations_dir=(config.path.parent / config.data["migrations"]).resolve(),
+        migrations_dir=config.migrations_dir,
         history_table=config.data["history_table"],
-        format=config.data.get("format", "cryomigrate"),
+        format=config.format,
         database=database,
         lock_timeout_ms=checked("lock_timeout", parse_duration),
         statement_timeout_ms=checked("statement_timeout", parse_duration),

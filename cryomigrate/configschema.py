@@ -180,6 +180,8 @@ class ConfigModel(_Strict):
         if not value:
             raise ValueError("no environment is defined; add one, e.g. "
                              "development: {database: sqlite:///dev.db}")
+        if any(not name.strip() for name in value):
+            raise ValueError("an environment name is empty; `--env` could never choose it")
         return value
 
 

@@ -18,7 +18,9 @@ from pathlib import Path
 from cryomigrate.errors import MigrationFileError
 from cryomigrate.models import Kind
 
-_NAME = re.compile(r"^(?P<version>\d+)_(?P<name>[A-Za-z0-9_]+)\.(?P<ext>py|sql|sql\.j2)$")
+# [0-9], not \d: \d also matches other scripts' digits (Arabic-Indic, fullwidth), which no
+# version is.
+_NAME = re.compile(r"^(?P<version>[0-9]+)_(?P<name>[A-Za-z0-9_]+)\.(?P<ext>py|sql|sql\.j2)$")
 # A repeatable's name starts with a letter or digit: ``R__x`` (Flyway's spelling) is a
 # near miss with its own advice, never a repeatable named ``_x``.
 _REPEATABLE = re.compile(r"^R_(?P<name>[A-Za-z0-9][A-Za-z0-9_]*)\.(?P<ext>py|sql|sql\.j2)$")
@@ -81,8 +83,8 @@ def parse_version(text: str) -> int:
     """A user-typed version such as ``--target 005``; raises ValueError if not digits or
     beyond what a database can record."""
     text = text.strip()
-    if not text.isdigit():
-        raise ValueError(f"'{text}' is not a migration version (digits, like 005)")
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"'{text}' is not a migration version (digits 0-9, like 005)")
     version = int(text)
     if version > MAX_VERSION:
         raise ValueError(f"'{text}' is larger than the largest version, {MAX_VERSION}")
@@ -153,10 +155,11 @@ def scan_folder(folder: Path, format: str = "cryomigrate") -> Scan:
                 continue
             if not entry.is_file():  # follows symlinks: a link to a file is that file
                 if (entry.is_symlink() and not os.path.exists(entry.path)
-                        and (_NAME.match(name) or name.endswith(_MIGRATION_SUFFIXES))):
+                        and (_NAME.match(name) or name.lower().endswith(_MIGRATION_SUFFIXES))):
                     listing.broken.append(name)  # a link to a folder is a folder: ignored
                 continue
-            if name.endswith(_MIGRATION_SUFFIXES):
+            # .SQL or .Py is a near miss, reported as misnamed rather than skipped.
+            if name.lower().endswith(_MIGRATION_SUFFIXES):
                 _sort_out(listing, name, prefix + name)
     listing.found.sort(key=lambda m: (m.version, m.label))
     listing.repeatables.sort(key=lambda m: (m.name, m.label))
@@ -200,11 +203,14 @@ def repeatable_near_miss(filename: str) -> str | None:
     ``R__x`` would otherwise make a second identity (``_x``) for the view ``x``, and a
     lower-case ``r_x`` one that runs on Linux but not where file names ignore case.
     """
-    stem = filename
+    stem, ext = filename, ""
     for suffix in (".sql.j2", ".sql", ".py"):
-        if filename.endswith(suffix):
+        if filename.lower().endswith(suffix):
             stem, ext = filename[: -len(suffix)], suffix
             break
+    if not filename.endswith(ext) and stem[:2] in ("R_", "r_"):
+        return (f"{filename} has its extension in upper case; rename it to "
+                f"R_{stem[2:].lstrip('_') or '<name>'}{ext}")
     if stem.startswith("R__"):
         rest = stem[3:].lstrip("_")
         return (f"{filename} uses Flyway's R__ prefix; cryomigrate's repeatable migrations "
@@ -227,7 +233,8 @@ def _describe(folder: Path, misnamed: list[str], broken: list[str], too_large: l
     if misnamed:
         problems.append(
             f"{folder}: these files look like migrations but are not named "
-            f"<version>_<name>.py|.sql|.sql.j2 (version: digits, name: letters, digits, _) "
+            f"<version>_<name>.py|.sql|.sql.j2 (version: digits 0-9, name: letters, digits, _; "
+            f"the extension in lower case) "
             f"or R_<name>.py|.sql|.sql.j2 (repeatable): "
             f"{', '.join(misnamed)}; rename them, or prefix them with _ to ignore them"
         )

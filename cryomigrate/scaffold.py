@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cryomigrate.config import load_config
-from cryomigrate.discovery import scan_project
+from cryomigrate.discovery import MAX_VERSION, scan_project
 from cryomigrate.errors import InputError, MigrationFileError
 from cryomigrate.results import NewResult
 from cryomigrate.session import PathLike
@@ -82,12 +82,13 @@ _REPEATABLE_SQL = """-- {title}
 def new_migration(name: str, *, sql: bool = False, config: PathLike = None,
                   environment: str | None = None, repeatable: bool = False) -> NewResult:
     name = slug(name)
-    # strict_vars=False: only the folder is needed, never the database URL's secrets.
-    env = load_config(config).environment(environment, strict_vars=False)
-    folder = env.migrations_dir
-    if env.format != "cryomigrate":  # another tool's folder is named as that tool names it
-        raise InputError(f"the migrations folder is in {env.format}'s format (format: in "
-                         f"environments.yaml); create the file as {env.format} names them")
+    loaded = load_config(config)
+    if environment is not None:  # named: it must exist, though only the folder is needed
+        loaded.environment(environment, strict_vars=False)
+    folder, tool = loaded.migrations_dir, loaded.format
+    if tool != "cryomigrate":  # another tool's folder is named as that tool names it
+        raise InputError(f"the migrations folder is in {tool}'s format (format: in "
+                         f"environments.yaml); create the file as {tool} names them")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -173,5 +174,12 @@ def _next_version(existing: list[str]) -> str:
     if len(latest) >= _TIMESTAMP_WIDTH:
         # Timestamp-numbered folders (Supabase, dbmate) keep using timestamps.
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
-        return stamp if int(stamp) > int(latest) else str(int(latest) + 1)
-    return str(int(latest) + 1).zfill(len(latest))
+        version = stamp if int(stamp) > int(latest) else str(int(latest) + 1)
+    else:
+        version = str(int(latest) + 1).zfill(len(latest))
+    if int(version) > MAX_VERSION:
+        raise InputError(f"the version after {latest} would be {version}, larger than the "
+                         f"largest version a database can record ({MAX_VERSION}); nothing "
+                         "was created. Renumber the migrations, or give the file a version "
+                         "of your own")
+    return version

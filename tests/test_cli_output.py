@@ -423,6 +423,23 @@ def test_new_keeps_zero_padding(project: Project) -> None:
     assert (project.migrations / "008_add_x.py").is_file()
 
 
+def test_new_refuses_a_version_past_the_largest(project: Project) -> None:
+    largest = str(2**63 - 1)
+    project.add(f"{largest}_big.sql", "SELECT 1;")
+    result = project.cli("new", "after")
+    assert_clean_exit(result, 2)
+    assert "larger than the largest version" in result.stderr
+    assert sorted(p.name for p in project.migrations.iterdir()) == [f"{largest}_big.sql"]
+
+
+def test_new_needs_no_environment(sqlite_project: Project) -> None:
+    sqlite_project.write_config("environments:\n  production:\n"
+                                "    database: ${CM_TEST_UNSET_URL}\n")
+    assert_clean_exit(sqlite_project.cli("new", "first", env={"CRYOMIGRATE_ENV": None}), 0)
+    assert (sqlite_project.migrations / "001_first.py").is_file()
+    assert_clean_exit(sqlite_project.cli("new", "second", "--env", "prod"), 2)
+
+
 def test_new_keeps_wider_padding(project: Project) -> None:
     add_tables(project, "0099_t")
     assert_clean_exit(project.cli("new", "next"), 0)

@@ -120,6 +120,42 @@ def test_unknown_environment_is_exit_2(two_envs: Project) -> None:
     assert not _applied_in(two_envs, "dev.db")
 
 
+@pytest.mark.parametrize("how", ["--env", "CRYOMIGRATE_ENV", "library"])
+def test_an_empty_environment_name_is_refused(two_envs: Project, how: str) -> None:
+    """`--env "$DEPLOY_ENV"` with the variable unset must not migrate the default
+    environment instead."""
+    if how == "library":
+        from cryomigrate import apply_migrations
+        from cryomigrate.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="environment name is empty"):
+            apply_migrations(environment="", config=two_envs.config)
+    else:
+        args = ("--env", "") if how == "--env" else ()
+        variable = {"CRYOMIGRATE_ENV": "" if how == "CRYOMIGRATE_ENV" else "staging"}
+        result = two_envs.cli("apply", *args, "--format", "json", env=variable)
+        assert_clean_exit(result, 2)
+        message = json_doc(result)["error"]["message"]
+        assert "empty" in message and "development, staging" in message, message
+    assert not _applied_in(two_envs, "dev.db") and not _applied_in(two_envs, "staging.db")
+
+
+def test_an_environment_named_by_an_empty_string_is_refused(sqlite_project: Project) -> None:
+    sqlite_project.write_config("environments:\n  '':\n    database: sqlite:///x.db\n")
+    result = sqlite_project.cli("validate")
+    assert_clean_exit(result, 2)
+    assert "environment name is empty" in result.stderr
+
+
+def test_a_database_that_resolves_to_nothing_says_so(sqlite_project: Project) -> None:
+    sqlite_project.write_config("environments:\n  development:\n"
+                                "    database: ${CM_TEST_EMPTY_DB}\n")
+    result = sqlite_project.cli("status", env={"CM_TEST_EMPTY_DB": ""})
+    assert_clean_exit(result, 2)
+    assert (f"{sqlite_project.config}:3: environments.development.database: "
+            "'${CM_TEST_EMPTY_DB}' is empty once its variables are resolved") in result.stderr
+
+
 def test_sqlite_urls_relative_and_absolute(sqlite_project: Project, tmp_path_factory:
                                            pytest.TempPathFactory) -> None:
     absolute = tmp_path_factory.mktemp("abs") / "abs.db"

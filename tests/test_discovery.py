@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cryomigrate.discovery import scan
 from tests.conftest import Project
 from tests.helpers_core import add_tables, assert_clean_exit, history_versions, json_doc
@@ -80,6 +82,41 @@ def test_misnamed_files_are_errors_naming_them(project: Project) -> None:
         for name in ("002-add-users.sql", "add_things.py", "003_bad-name.sql.j2"):
             assert name in result.stderr
     assert "ok" not in project.tables()
+
+
+@pytest.mark.parametrize("name", ["\u0661_arabic_indic.sql", "\uff12_fullwidth.sql",
+                                  "003_upper.SQL", "004_mixed.Py", "005_template.sql.J2"])
+def test_near_miss_versions_and_extensions_are_errors_not_skipped(project: Project,
+                                                                   name: str) -> None:
+    """Another script's digits are no version, and an extension in the wrong case is no
+    migration that could be silently left out: both are misnamed."""
+    add_tables(project, "001_ok")
+    project.add(name, "SELECT 1;")
+    for command in ("apply", "status", "validate"):
+        result = project.cli(command)
+        assert_clean_exit(result, 2)
+        assert name in result.stderr and "digits 0-9" in result.stderr, result.stderr
+    assert "ok" not in project.tables()
+
+
+def test_a_repeatable_with_an_upper_case_extension_is_told_how_to_rename_it(
+        project: Project) -> None:
+    project.add("R_view.SQL", "SELECT 1;")
+    result = project.cli("apply")
+    assert_clean_exit(result, 2)
+    assert "R_view.SQL has its extension in upper case; rename it to R_view.sql" \
+        in result.stderr
+
+
+def test_a_target_in_another_scripts_digits_is_refused(project: Project) -> None:
+    from cryomigrate import apply_migrations
+    from cryomigrate.errors import InputError
+
+    add_tables(project, "001_t1")
+    assert_clean_exit(project.cli("apply", "--target", "\u0663"), 2)
+    with pytest.raises(InputError, match="digits 0-9"):
+        apply_migrations(target_version="\u0663", config=project.config)
+    assert "t1" not in project.tables()
 
 
 def test_ignored_files(project: Project) -> None:

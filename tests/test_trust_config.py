@@ -28,6 +28,7 @@ UNENCODED = {
     "p@ss:word1": ["p@ss", "ss:word1", "word1"],
     "pa ss word": ["pa ss", "ss word"],
     "S3cr@t:pa/ss%word": ["S3cr", "t:pa", "pa/ss", "ss%word"],
+    "Xy${9q@Secr3tPart": ["Xy${9q", "Secr3tPart"],  # "${" is no reason to skip the check
 }
 BAD_CONFIG_COMMANDS: list[tuple[str, ...]] = [
     ("status",), ("apply",), ("apply", "--dry-run", "--format", "json"), ("validate",),

@@ -25,7 +25,7 @@ from cryomigrate.discovery import Scan
 from cryomigrate.errors import MigrationFileError
 from cryomigrate.formats.base import ForeignFile, Named, Part, Sections, scan_with
 
-_FILE = re.compile(r"^(?P<version>\d+)(?P<name>.*)\.sql$", re.DOTALL)
+_FILE = re.compile(r"^(?P<version>[0-9]+)(?P<name>.*)\.sql$", re.DOTALL)
 _MENTION = re.compile(r"(?i)^[ \t]*--[ \t]*migrate[ \t]*:")
 _MARKER = re.compile(r"^--[ \t]*migrate:(?P<dir>up|down)(?:[ \t]+(?P<options>.*?))?[ \t]*\r?$")
 _OPTION = re.compile(r"^transaction:(true|false)$")
