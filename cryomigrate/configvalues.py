@@ -20,6 +20,10 @@ _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 __all__ = ["KeyPath", "check_database_url", "check_table_name", "parse_duration"]
 
 
+# lock_timeout and statement_timeout are int4 milliseconds on the server.
+_MAX_TIMEOUT_MS = 2**31 - 1
+
+
 def parse_duration(value: str) -> int:
     """'10s' -> 10000 (milliseconds); units ms, s, min, h as PostgreSQL spells them."""
     if value.strip() == "0":
@@ -27,7 +31,11 @@ def parse_duration(value: str) -> int:
     match = _DURATION.match(value)
     if not match:
         raise ValueError(f"'{value}' is not a duration; write it like 500ms, 10s, 5min or 1h")
-    return round(float(match[1]) * _UNITS_MS[match[2]])
+    ms = round(float(match[1]) * _UNITS_MS[match[2]])
+    if ms > _MAX_TIMEOUT_MS:
+        raise ValueError(f"'{value}' is longer than PostgreSQL's timeouts allow "
+                         f"({_MAX_TIMEOUT_MS} ms, about 24 days); write 0 for no timeout")
+    return ms
 
 
 def check_table_name(value: str) -> None:

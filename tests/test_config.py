@@ -307,6 +307,24 @@ def test_bad_duration_is_rejected(sqlite_project: Project) -> None:
     """, "environments.development.statement_timeout", ":6", "5 parsecs")
 
 
+@pytest.mark.parametrize("too_long", ["2147484s", "35792min", "99999999999min"])
+def test_a_timeout_past_what_postgresql_allows_is_rejected(sqlite_project: Project,
+                                                          too_long: str) -> None:
+    # The server keeps timeouts as int4 milliseconds: 2147483647 is the longest.
+    _assert_bad_config(sqlite_project, f"""
+        environments:
+          development:
+            database: sqlite:///app.db
+            statement_timeout: {too_long}
+    """, "environments.development.statement_timeout", ":4", "2147483647 ms")
+
+
+def test_the_longest_timeout_postgresql_allows_is_accepted(sqlite_project: Project) -> None:
+    sqlite_project.write_config("environments:\n  development:\n    database: sqlite:///a.db\n"
+                                "    lock_timeout: 35791min\n    statement_timeout: 2147483647ms\n")
+    assert_clean_exit(sqlite_project.cli("validate"), 0)
+
+
 def test_bad_duration_from_variable_is_rejected(sqlite_project: Project) -> None:
     _assert_bad_config(sqlite_project, """
         environments:

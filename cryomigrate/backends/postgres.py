@@ -271,13 +271,23 @@ class PostgresBackend:
         # is exactly the statement that failed, which psycopg's public API tells no other
         # way; a cursor costs little next to executing its statement.
         cursors: list[psycopg.Cursor[dict[str, Any]]] = []
+        first: psycopg.Error | TypeError | ValueError | None = None
         try:
             with self._db.pipeline() if self._pipelined and len(items) > 1 else nullcontext():
                 for item in items:
                     cursor = self._db.cursor(row_factory=dict_row)
                     cursors.append(cursor)
-                    cursor.execute(item.sql, item.params)
-        except (psycopg.Error, TypeError, ValueError) as exc:
+                    try:
+                        cursor.execute(item.sql, item.params)
+                    except (psycopg.Error, TypeError, ValueError) as refused:
+                        # Left here, the pipeline ends without an error in flight: psycopg
+                        # then raises what closing it met rather than logging it to stderr.
+                        first = refused
+                        break
+            if first is not None:
+                raise first
+        except (psycopg.Error, TypeError, ValueError) as raised:
+            exc = first or raised  # the statement's own error, not the pipeline's after it
             failed = next((i for i, c in enumerate(cursors) if c.statusmessage is None),
                           len(cursors) - 1)
             self._rollback()
