@@ -28,8 +28,14 @@ _secrets: set[str] = set()
 _KEYWORD_PASSWORD = re.compile(
     r"(?i)(?P<head>\b\w*password=)(?P<pw>'(?:[^'\\]|\\.)*'?|[^\s&'\"]+)")
 # A password written into SQL (CREATE ROLE ... PASSWORD 'x', ALTER USER ... ENCRYPTED
-# PASSWORD 'x'), shown by a dry run or quoted back in an error: masked where it stands.
-_SQL_PASSWORD = re.compile(r"(?i)(?P<head>\bPASSWORD\s+)'(?:[^']|'')*'")
+# PASSWORD 'x'), shown by a dry run or quoted back in an error: masked where it stands,
+# in each way SQL spells a string: '', E'' (backslash escapes), U&'' and $tag$...$tag$.
+# An E'' string is read as if every run of backslashes escaped the character after it, so
+# that it is masked whole in a JSON document too (which doubles each backslash), and up to
+# the end of its line when no quote closes it.
+_SQL_PASSWORD = re.compile(
+    r"(?ism)(?P<head>\bPASSWORD\s+)(?:E'(?:[^'\\\n]|\\+[^\n]|'')*(?:'|$)"
+    r"|(?:U&)?'(?:[^']|'')*'|\$(?P<tag>[A-Za-z_][A-Za-z0-9_]*|)\$.*?\$(?P=tag)\$)")
 # Text that may be a secret but is also what output is made of: words, identifiers and
 # numbers. Shorter than 12 characters, such text is masked only where it stands.
 _ORDINARY = re.compile(r"[A-Za-z_.\-]{1,11}|[0-9]{1,11}")

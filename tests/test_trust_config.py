@@ -199,14 +199,18 @@ def test_a_pw_variable_and_a_password_written_in_sql_are_masked(sqlite_project: 
             vars: {pw: "${APP_PW}"}
     """)
     sqlite_project.add("001_role.sql.j2", "-- {{ vars.pw }}\n"
-                       "SELECT 1; -- CREATE ROLE app PASSWORD 'it''s-Literal-42';\n")
+                       "SELECT 1; -- CREATE ROLE app PASSWORD 'it''s-Literal-42';\n"
+                       "-- ALTER ROLE a PASSWORD E'esc\\'Literal-43';\n"
+                       "-- ALTER ROLE b PASSWORD U&'uni-Literal-44';\n"
+                       "-- ALTER ROLE c ENCRYPTED PASSWORD $p$dollar-Literal-45$p$;\n"
+                       "-- ALTER ROLE d PASSWORD $$dollar-Literal-46$$;\n")
     for fmt in ("text", "json"):
         result = sqlite_project.cli("apply", "--dry-run", "--format", fmt,
                                     env={"APP_PW": "S3cr3t!Pass"})
         assert_clean_exit(result, 0)
         text = _output(result)
-        assert "S3cr3t!Pass" not in text and "Literal-42" not in text, text
-        assert "PASSWORD '***'" in text, text
+        assert "S3cr3t!Pass" not in text and "Literal-4" not in text, text
+        assert text.count("PASSWORD '***'") == 5, text
 
 
 # --- item 4: duplicate keys ---------------------------------------------------------------
