@@ -116,3 +116,9 @@ class Interrupted(CryomigrateError):
     """Ctrl-C during a run: the message says what the interrupted migration left behind."""
 
     exit_code = 130
+
+
+class InterruptedWaitingForLock(KeyboardInterrupt):
+    """Ctrl-C while a migration's transaction still waited for the run lock: nothing of
+    that migration had run, so there is no attempt to journal. A KeyboardInterrupt still,
+    for everything that stops on one."""

@@ -3,7 +3,7 @@
 Anything a migration raises, ``SystemExit`` included, becomes ``MigrationFailed`` naming
 its file (``execute``); a failing statement of a script whose own BEGIN/COMMIT was not
 sent says so (``explained``); a Ctrl-C says whether the migration's work was rolled back
-or left part-done (``interrupted``).
+or left part-done (``interrupted``), or that it never started (``waiting_for_lock``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,12 @@ def interrupted(migration: Migration) -> str:
     return (f"interrupted inside {file.label}, which runs outside a transaction: it is now "
             "marked dirty, and the database may hold part of it; check what it holds, then "
             f"run {settle_dirty(file.version_text)}")
+
+
+def waiting_for_lock(migration: Migration) -> str:
+    """A Ctrl-C before ``migration`` got the run lock, which another run held."""
+    return (f"interrupted while waiting for the run lock (another run holds it), before "
+            f"{migration.file.label} started; nothing of it ran")
 
 
 def explained(exc: CryomigrateError) -> str:

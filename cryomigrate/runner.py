@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any, cast
 from cryomigrate import failures
 from cryomigrate.backends import Backend
 from cryomigrate.config import Environment
-from cryomigrate.errors import CryomigrateError, Interrupted, LockTimeout, MigrationFailed
+from cryomigrate.errors import (
+    CryomigrateError,
+    Interrupted,
+    InterruptedWaitingForLock,
+    LockTimeout,
+    MigrationFailed,
+)
 from cryomigrate.loader import Direction, Migration
 from cryomigrate.lock_retries import with_lock_retries
 from cryomigrate.migration_conn import MigrationConnection
@@ -322,6 +328,8 @@ class Runner:
         """What a migration's failure is reported as, once journaled."""
         if isinstance(exc, LockTimeout):
             return exc  # nothing was attempted
+        if isinstance(exc, InterruptedWaitingForLock):  # nor here: nothing to journal
+            return Interrupted(failures.waiting_for_lock(migration), result=self._result(state))
         if isinstance(exc, KeyboardInterrupt):
             message = failures.interrupted(migration)
             self._journal_failure(direction, migration, started_at, clock, message)

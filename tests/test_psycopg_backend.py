@@ -185,6 +185,47 @@ def test_ctrl_c_among_migrations_sent_together_keeps_those_that_committed(
                                     ("003", "apply", "failed")]
 
 
+@pytest.mark.parametrize("kind", ["sql", "py"])
+def test_ctrl_c_while_waiting_for_the_run_lock_says_so_and_journals_nothing(
+        pg_project: Project, kind: str) -> None:
+    """Another run holds the lock: a Ctrl-C then stops a migration that never started,
+    which is neither "rolled back" nor an attempt to journal."""
+    import psycopg
+
+    from cryomigrate.backends import ConnectOptions
+    from cryomigrate.backends.postgres import PostgresBackend
+
+    pg_project.add("001_t.sql", "CREATE TABLE t (id int);\n")
+    assert h.run(pg_project.config, "apply").returncode == 0
+    if kind == "sql":
+        pg_project.add("002_u.sql", "CREATE TABLE u (id int);\n")
+    else:
+        pg_project.add("002_u.py", "def apply(conn, environment):\n"
+                       "    conn.sql('CREATE TABLE u (id int)').execute()\n")
+    backend = PostgresBackend.connect(pg_project.url, ConnectOptions(
+        base_dir=pg_project.root, lock_name="cryomigrate_history"))
+    key = backend._lock_key
+    backend.close()
+    with psycopg.connect(pg_project.url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (key,))
+        process = h.spawn(pg_project.config, "apply", "--lock-wait", "60")
+
+        def waiting() -> bool:
+            return bool(holder.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%pg_advisory_xact_lock%'").fetchall())
+
+        h.wait_until(waiting, 60, "the run to wait for the run lock", process)
+        process.send_signal(signal.SIGINT)
+        result = h.finish(process, timeout=20)
+    assert result.returncode == 130, result.output
+    assert "Traceback" not in result.stderr, result.output
+    assert (f"interrupted while waiting for the run lock (another run holds it), before "
+            f"002_u.{kind} started; nothing of it ran") in result.stderr, result.output
+    assert history_versions(pg_project) == ["001"]
+    assert pg_project.journal() == [("001", "apply", "ok")]
+
+
 # ---------------------------------------------------------------------------------------
 # Errors at the line of the file the user edits
 

@@ -32,7 +32,13 @@ from psycopg.rows import dict_row
 from cryomigrate.backends import ConnectOptions, pg_errors
 from cryomigrate.backends.base import Expect, Outcome, Params, QueryError, QueryResult
 from cryomigrate.backends.pg_errors import LOCK_NOT_AVAILABLE
-from cryomigrate.errors import CryomigrateError, DatabaseError, InputError, LockTimeout
+from cryomigrate.errors import (
+    CryomigrateError,
+    DatabaseError,
+    InputError,
+    InterruptedWaitingForLock,
+    LockTimeout,
+)
 
 if TYPE_CHECKING:  # a status or a no-op run never parses a script
     from cryomigrate.sqlscript import Script
@@ -298,9 +304,14 @@ class PostgresBackend:
             if error is None or (queued and item.owner is not None):
                 return None
             raise error from None
-        except BaseException:  # Ctrl-C: psycopg has cancelled the statement on the server
+        except BaseException as stop:  # Ctrl-C: psycopg has cancelled it on the server
             self._rollback()
             _settle(items, cursors, None, None)
+            # The first statement without a status is the one the server was running.
+            at = next((item for item, cursor in zip(items, cursors, strict=False)
+                       if cursor.statusmessage is None), None)
+            if isinstance(stop, KeyboardInterrupt) and at is not None and at.lock:
+                raise InterruptedWaitingForLock() from None
             raise
         finally:
             self._notice_to = None
