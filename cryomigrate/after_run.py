@@ -23,16 +23,15 @@ from cryomigrate.errors import CryomigrateError, Interrupted, MigrationFailed
 from cryomigrate.models import RunResult
 from cryomigrate.sqlscript import Script
 
-ORIGIN = "after_run"
-
 
 def prepare(env: Environment) -> Script | None:
     """The rendered hook, or None when the environment has none."""
     text = getattr(env, "after_run", None)
     if not text or not text.strip():
         return None
-    rendered = templating.render(text, origin=ORIGIN, environment=env.name, vars=env.vars)
-    return sqlscript.prepare(rendered, origin=ORIGIN)
+    where = env.after_run_where
+    rendered = templating.render(text, origin=where, environment=env.name, vars=env.vars)
+    return sqlscript.prepare(rendered, origin=where)
 
 
 def run(backend: Backend, script: Script | None, result: RunResult) -> RunResult:

@@ -56,6 +56,7 @@ class Environment:
     service_key: str | None = None
     supabase_history: bool = False
     after_run: str | None = None
+    after_run_where: str = "after_run"  # file:line and key, for its template's errors
     lock_retries: int = 0
     scratch_setup: Path | None = None  # SQL run on a scratch database first (verify, drift)
     format: str = "cryomigrate"  # whose folder layout migrations_dir has (DESIGN 9.1)
@@ -273,6 +274,7 @@ def _build_environment(config: Config, name: str, data: dict[str, Any], *,
         service_key=_service_key(config, name, database, data.get("service_key")),
         supabase_history=bool(data.get("supabase_history")),
         after_run=data.get("after_run"),
+        after_run_where=_where(config, name, "after_run"),
         lock_retries=data.get("lock_retries") or 0,
         scratch_setup=(config.path.parent / data["scratch_setup"]).resolve()
         if data.get("scratch_setup") else None,
@@ -302,6 +304,12 @@ def _fleet_environment(config: Config, name: str, data: dict[str, Any],
         read_file=strict)
     return replace(_build_environment(config, name, {**data, "database": ""}),
                    databases=urls, parallel=data["parallel"])
+
+
+def _where(config: Config, name: str, key: str) -> str:
+    """``environments.yaml:6: environments.production.after_run``, or under defaults."""
+    written = config.key_of(name, (key,))
+    return f"{config.where(written)}: {'.'.join(written)}"
 
 
 def _service_key(config: Config, name: str, database: str, key: str | None) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from cryomigrate import planner
-from cryomigrate.config import Config, Environment, load_config
+from cryomigrate.config import Environment, load_config
 from cryomigrate.discovery import MigrationFile, checksum_of, scan_folder
 from cryomigrate.errors import ConnectionFailed, InputError, StateBlocked
 from cryomigrate.loader import Migration, PythonMigration, SqlMigration, load
@@ -31,8 +31,11 @@ def validate(config_path: PathLike = None, environment: EnvironmentRef = None
     findings = [Finding("error", problem) for problem in scanned.problems]
     # Repeatables are loaded (and templates rendered for every environment) like the
     # rest; their loader refuses a rollback or a non-transactional one.
-    checked, sums = _check_files(config, [*files, *scanned.repeatables])
+    environments = [config.environment(name, strict_vars=False)
+                    for name in config.environment_names]
+    checked, sums = _check_files(environments, [*files, *scanned.repeatables])
     findings += checked
+    findings += _check_hooks(environments)
     count = len(files) + len(scanned.repeatables)
 
     def result() -> ValidateResult:
@@ -55,13 +58,11 @@ def validate(config_path: PathLike = None, environment: EnvironmentRef = None
     return result()
 
 
-def _check_files(config: Config, files: list[MigrationFile]
+def _check_files(environments: list[Environment], files: list[MigrationFile]
                  ) -> tuple[list[Finding], dict[int, str]]:
     """Findings, and each readable file's checksum: every file is read once."""
     findings: list[Finding] = []
     sums: dict[int, str] = {}
-    environments = [config.environment(name, strict_vars=False)
-                    for name in config.environment_names]
     for file in files:
         try:
             content = file.read_bytes()
@@ -76,6 +77,19 @@ def _check_files(config: Config, files: list[MigrationFile]
         except InputError as exc:
             findings.append(Finding("error", str(exc)))
     return findings, sums
+
+
+def _check_hooks(environments: list[Environment]) -> list[Finding]:
+    """Each environment's ``after_run``, rendered as a run would render it before starting."""
+    from cryomigrate import after_run
+
+    findings = []
+    for env in environments:
+        try:
+            after_run.prepare(env)
+        except InputError as exc:
+            findings.append(Finding("error", str(exc)))
+    return findings
 
 
 def _forgotten_rollback(migration: Migration) -> str | None:

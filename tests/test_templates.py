@@ -149,3 +149,24 @@ def test_values_are_not_quoted_unless_asked() -> None:
 def test_render_error_is_a_template_error() -> None:
     with pytest.raises(TemplateError, match=r"x\.sql\.j2 line 1"):
         render("{{ nope }}", origin="x.sql.j2", environment="dev", vars={})
+
+
+def test_an_after_run_template_error_is_found_by_validate_and_named_where_written(
+        project: Project) -> None:
+    project.write_config("""
+        environments:
+          development:
+            database: sqlite:///dev.db
+          production:
+            database: sqlite:///prod.db
+            after_run: "SELECT {{ vars.nope }};"
+    """)
+    add_tables(project, "001_t1")
+    where = f"{project.config}:6: environments.production.after_run line 1"
+    result = project.cli("validate")
+    assert_clean_exit(result, 2)
+    assert where in result.stderr and "nope" in result.stderr, result.stderr
+    refused = project.cli("apply", "--env", "production", "--yes")
+    assert_clean_exit(refused, 2)
+    assert where in refused.stderr, refused.stderr
+    assert not (project.root / "prod.db").exists()  # rendered before anything runs
