@@ -26,6 +26,8 @@ _PORT_LIKE = re.compile(r"[0-9]+[/?,]")
 # In a query value only these end it early; '&' always ends it, so it is not a password's.
 _QUERY_NEEDS_ENCODING = re.compile(r"[#\s]|%(?![0-9A-Fa-f]{2})")
 _QUERY_PASSWORD = re.compile(r"(?i)([?&](?:ssl)?password=)([^&]*)")
+# Values libpq would refuse only when connecting, as if the server were unreachable.
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 ENCODING_ADVICE = (
     "percent-encode it: @ as %40, : as %3A, / as %2F, ? as %3F, # as %23, % as %25, "
     "space as %20 (Python's urllib.parse.quote(password, safe='') does it)"
@@ -97,6 +99,27 @@ def check_database_url(url: str) -> None:
             "so a URL parser would read part of it as the host, port or database; "
             f"{ENCODING_ADVICE}"
         )
+    wrong = _bad_value(url) if scheme in ("postgresql", "postgres") else None
+    if wrong:
+        raise ValueError(f"{mask_password(url)}: {wrong}")
+
+
+def _bad_value(url: str) -> str | None:
+    """A port, sslmode or connect_timeout that libpq would refuse: bad input, said now,
+    rather than a failure to connect."""
+    rest = url.split("://", 1)[1]
+    netloc, _, query = rest.partition("?")
+    for host in netloc.split("/", 1)[0].rpartition("@")[2].split(","):
+        port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host.rpartition("]")[2] \
+            else ""
+        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            return f"the port '{port}' is not a port number (1 to 65535)"
+    for name, _, value in (pair.partition("=") for pair in query.split("&") if pair):
+        if name == "sslmode" and value not in _SSLMODES:
+            return f"sslmode '{value}' is not one of {', '.join(_SSLMODES)}"
+        if name == "connect_timeout" and not (value.isascii() and value.isdigit()):
+            return f"connect_timeout '{value}' is not a whole number of seconds"
+    return None
 
 
 def _maybe_not(url: str) -> str:

@@ -334,6 +334,23 @@ def test_bad_duration_from_variable_is_rejected(sqlite_project: Project) -> None
     """, "environments.development.lock_timeout", "soon", env={"CM_TEST_TIMEOUT": "soon"})
 
 
+@pytest.mark.parametrize("tail, needle", [
+    (":notaport/app", "the port 'notaport' is not a port number"),
+    (":70000/app", "the port '70000' is not a port number"),
+    ("/app?sslmode=requir", "sslmode 'requir' is not one of"),
+    ("/app?connect_timeout=soon", "connect_timeout 'soon' is not a whole number"),
+])
+def test_a_url_value_libpq_would_refuse_is_bad_input(sqlite_project: Project, tail: str,
+                                                    needle: str) -> None:
+    # Refused as it is read, naming where it is written, never as "cannot connect" (6).
+    _assert_bad_config(sqlite_project, f"""
+        environments:
+          development:
+            database: postgresql://app:Hidden-Pw-77@127.0.0.1{tail}
+    """, "environments.yaml:3: environments.development.database", needle,
+        "postgresql://app:***@127.0.0.1")
+
+
 def test_bad_url_scheme_is_rejected(sqlite_project: Project) -> None:
     _assert_bad_config(sqlite_project, """
         environments:
