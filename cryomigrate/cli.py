@@ -364,11 +364,14 @@ def rollback(ctx: click.Context, env: str | None, target: str | None, steps: int
 def validate(ctx: click.Context, env: str | None, fmt: str) -> None:
     """Check files, names, templates for every environment, the config and the database."""
     from cryomigrate import api
+    from cryomigrate.config import load_config
 
     _begin(ctx, fmt, env)
-    single = _fleet(ctx, fmt, env, "validate", strict_vars=False)  # as validate resolves
-    if single is None:
-        return
+    single = None
+    if not load_config(ctx.obj["config"]).names_none(env):  # else files and templates only
+        single = _fleet(ctx, fmt, env, "validate", strict_vars=False)  # as validate resolves
+        if single is None:
+            return
     ctx.obj["render_partial"] = render_validate
     _emit(fmt, api.validate(single, config=ctx.obj["config"]), render_validate)
 

@@ -88,6 +88,12 @@ class Config:
     def environment_names(self) -> tuple[str, ...]:
         return tuple(self.data["environments"])
 
+    def names_none(self, name: str | None) -> bool:
+        """Whether a command names no environment: no --env, no CRYOMIGRATE_ENV, and none
+        called development. ``validate`` then checks what needs none."""
+        return name is None and "CRYOMIGRATE_ENV" not in os.environ \
+            and DEFAULT_ENVIRONMENT not in self.data["environments"]
+
     @property
     def migrations_dir(self) -> Path:
         """One folder for every environment, relative to this file."""

@@ -47,7 +47,7 @@ class Finding:
 @dataclass(frozen=True)
 class ValidateResult:
     """What ``validate`` checked, and what it found."""
-    environment: str
+    environment: str | None  # None: none was named, and none is called development
     migrations: int
     environments: tuple[str, ...]
     findings: tuple[Finding, ...]

@@ -25,8 +25,9 @@ _UNSET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 def validate(config_path: PathLike = None, environment: EnvironmentRef = None
              ) -> ValidateResult:
     config = load_config(config_path)
-    env = resolve_environment(config_path, environment, strict_vars=False)
-    scanned = scan_folder(env.migrations_dir, env.format)
+    env = None if not isinstance(environment, Environment) and config.names_none(environment) \
+        else resolve_environment(config_path, environment, strict_vars=False)
+    scanned = scan_folder(config.migrations_dir, config.format)
     files = scanned.files
     findings = [Finding("error", problem) for problem in scanned.problems]
     # Repeatables are loaded (and templates rendered for every environment) like the
@@ -39,11 +40,17 @@ def validate(config_path: PathLike = None, environment: EnvironmentRef = None
     count = len(files) + len(scanned.repeatables)
 
     def result() -> ValidateResult:
-        return ValidateResult(env.name, count, config.environment_names, tuple(findings))
+        return ValidateResult(env.name if env else None, count, config.environment_names,
+                              tuple(findings))
 
     errors = [f.message for f in findings if f.level == "error"]
     if errors:
         raise InputError(f"{len(errors)} problem(s): " + "; ".join(errors), result=result())
+    if env is None:
+        findings.append(Finding("info", (
+            "database checks skipped: no environment was named (--env or CRYOMIGRATE_ENV) "
+            "and none is called development; everything else was checked")))
+        return result()
     unset = _UNSET.findall(env.database)
     if unset:
         names = ", ".join(f"${{{name}}}" for name in unset)

@@ -145,6 +145,43 @@ def test_validate_renders_templates_for_every_environment(project: Project) -> N
     assert "001_grant.sql.j2" in result.stderr and "production" in result.stderr
 
 
+def test_validate_needs_no_environment_called_development(sqlite_project: Project) -> None:
+    """A project with only staging and production is validated without --env: files and
+    every environment's templates; the database is checked only for a named one."""
+    sqlite_project.write_config("""
+        environments:
+          staging:
+            database: ${CM_TEST_UNSET_STAGING_URL}
+          production:
+            database: ${CM_TEST_UNSET_PRODUCTION_URL}
+            vars: {who: ops}
+    """)
+    add_tables(sqlite_project, "001_t1")
+    sqlite_project.add("002_grant.sql.j2", "SELECT '{{ vars.who }}';\n")
+    unnamed = {"CRYOMIGRATE_ENV": None}
+    result = sqlite_project.cli("validate", "--format", "json", env=unnamed)
+    assert_clean_exit(result, 2)  # staging has no vars.who
+    assert "002_grant.sql.j2" in json_doc(result)["error"]["message"]
+    sqlite_project.write_config("""
+        environments:
+          staging:
+            database: ${CM_TEST_UNSET_STAGING_URL}
+            vars: {who: dev}
+          production:
+            database: ${CM_TEST_UNSET_PRODUCTION_URL}
+            vars: {who: ops}
+    """)
+    result = sqlite_project.cli("validate", "--format", "json", env=unnamed)
+    assert_clean_exit(result, 0)
+    document = json_doc(result)
+    assert document["environment"] is None and document["migrations"] == 2
+    assert any("no environment was named" in f["message"] for f in document["findings"])
+    named = sqlite_project.cli("validate", "--env", "production", env=unnamed)
+    assert_clean_exit(named, 0)
+    assert "${CM_TEST_UNSET_PRODUCTION_URL}" in named.stdout
+    assert_clean_exit(sqlite_project.cli("validate", "--env", "nope", env=unnamed), 2)
+
+
 def test_validate_reports_database_state(project: Project) -> None:
     _applied(project)
     project.add("001_t1.sql", table_sql("t1") + "-- edited\n")
