@@ -172,14 +172,17 @@ def _check_repeatable(migration: Migration) -> None:
 
 
 def _load_sql(file: MigrationFile, checksum: str, text: str) -> SqlMigration:
-    sections = sqlscript.parse_sections(text, file.label)
+    # A template's lines are counted in what it rendered, which --dry-run shows; a loop
+    # or an include makes them differ from the file's.
+    origin = f"{file.label} (rendered)" if file.kind == "template" else file.label
+    sections = sqlscript.parse_sections(text, origin)
     notices: list[str] = []
-    apply_script = sqlscript.prepare(sections.apply, origin=file.label,
+    apply_script = sqlscript.prepare(sections.apply, origin=origin,
                                    first_line=sections.apply_line,
                                    transactional=sections.transactional, notice=notices.append)
     rollback_script = None
     if sections.rollback is not None:
-        rollback_script = sqlscript.prepare(sections.rollback, origin=file.label,
+        rollback_script = sqlscript.prepare(sections.rollback, origin=origin,
                                           first_line=sections.rollback_line,
                                           transactional=sections.transactional)
     return SqlMigration(file, checksum, _sql_description(text), sections.transactional,

@@ -170,3 +170,17 @@ def test_an_after_run_template_error_is_found_by_validate_and_named_where_writte
     assert_clean_exit(refused, 2)
     assert where in refused.stderr, refused.stderr
     assert not (project.root / "prod.db").exists()  # rendered before anything runs
+
+
+def test_a_failing_statement_of_a_template_names_its_rendered_line(project: Project) -> None:
+    # The loop makes the rendered SQL longer than the file: its line is the rendered one,
+    # which --dry-run shows, and the message says so.
+    text = ("{% for i in range(3) %}\nCREATE TABLE t{{ i }} (id INTEGER);\n{% endfor %}\n"
+            "INSERT INTO no_such_table VALUES (1);\n")
+    project.add("001_loop.sql.j2", text)
+    rendered = render(text, origin="001_loop.sql.j2", environment="development", vars={})
+    line = next(n for n, sql in enumerate(rendered.splitlines(), 1) if "no_such_table" in sql)
+    assert line > 4  # past the file's own line of it
+    result = project.cli("apply")
+    assert_clean_exit(result, 1)
+    assert f"001_loop.sql.j2 (rendered) line {line}:" in result.stderr, (line, result.stderr)
