@@ -249,16 +249,26 @@ def _check_functions(file: MigrationFile, module: ModuleType) -> None:
         )
     for name in ("apply", "rollback"):
         function = getattr(module, name, None)
-        what = _not_plain(function)
-        if what is None:
+        if function is None:
             continue
         code = getattr(function, "__code__", None)
         where = f" line {code.co_firstlineno}" if code is not None else ""
-        raise MigrationFileError(
-            f"{file.label}{where}: {name}() is {what}, so calling it would run none of its "
-            f"body and the migration would be recorded as done; write it as a plain "
-            f"def {name}(conn, environment)"
-        )
+        what = _not_plain(function)
+        if what is not None:
+            raise MigrationFileError(
+                f"{file.label}{where}: {name}() is {what}, so calling it would run none of "
+                f"its body and the migration would be recorded as done; write it as a plain "
+                f"def {name}(conn, environment)"
+            )
+        try:  # found now, not when the migrations before it have been applied
+            inspect.signature(function).bind(None, None)
+        except TypeError:
+            raise MigrationFileError(
+                f"{file.label}{where}: {name}{inspect.signature(function)} cannot be called "
+                f"as {name}(conn, environment); write it as def {name}(conn, environment)"
+            ) from None
+        except ValueError:
+            pass  # no signature to read (a builtin): called as it is
 
 
 def _not_plain(function: object) -> str | None:

@@ -148,6 +148,35 @@ def test_async_or_generator_functions_are_refused_at_load(project: Project, sour
     assert_untouched(project)
 
 
+@pytest.mark.parametrize("source", [
+    "def apply(conn):\n    pass\n",
+    "def apply():\n    pass\n",
+    "def apply(conn, environment, extra):\n    pass\n",
+    "def apply(conn, environment):\n    pass\n\n\ndef rollback(conn):\n    pass\n",
+])
+def test_a_function_that_cannot_take_conn_and_environment_is_refused_at_load(
+        project: Project, source: str) -> None:
+    # Found before 001 runs, not when 002's turn comes.
+    add_tables(project, "001_t1")
+    project.add("002_arity.py", source)
+    for command in ("apply", "validate"):
+        result = project.cli(command)
+        assert_clean_exit(result, 2)
+        assert "002_arity.py line" in result.stderr, result.stderr
+        assert "cannot be called as" in result.stderr, result.stderr
+    assert_untouched(project)
+
+
+@pytest.mark.parametrize("source", [
+    "def apply(conn, environment=None):\n    pass\n",
+    "def apply(*args):\n    pass\n",
+    "def apply(conn, environment, extra=1, **more):\n    pass\n",
+])
+def test_a_function_that_can_take_conn_and_environment_is_accepted(project: Project,
+                                                                   source: str) -> None:
+    project.add("001_loose.py", source)
+    assert_clean_exit(project.cli("apply"), 0)
+
 
 def test_function_returning_a_coroutine_fails_instead_of_being_recorded(
         project: Project) -> None:
