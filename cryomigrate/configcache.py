@@ -71,7 +71,11 @@ def store(path: Path, content: bytes, data: dict[str, Any]) -> None:
         return
     try:
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temporary.write_text(text, encoding="utf-8")
+        # Readable by its owner only, whatever the folder's mode: a literal password written
+        # in environments.yaml is in it.
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(text)
         os.replace(temporary, target)
     except OSError:
         temporary.unlink(missing_ok=True)

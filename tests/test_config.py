@@ -421,3 +421,19 @@ def test_config_cache_serves_repeat_runs_and_follows_every_edit(
     assert_clean_exit(two_envs.cli("apply", "--env", "staging"), 0)
     assert _applied_in(two_envs, "elsewhere.db") and not _applied_in(two_envs, "staging.db")
     assert len(list(cache.glob("config-*.json"))) == 1  # one entry per file, not per edit
+
+
+def test_config_cache_entries_are_readable_by_their_owner_only(
+        sqlite_project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A shared folder given as the cache: a literal password in the file is in the entry.
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    monkeypatch.setenv("CRYOMIGRATE_CACHE_DIR", str(shared))
+    monkeypatch.delenv("CRYOMIGRATE_NO_CACHE", raising=False)
+    sqlite_project.write_config("environments:\n  development:\n    database: sqlite:///a.db\n"
+                                "  other:\n    database: postgresql://app:Literal-Pw-99@db/app\n")
+    assert_clean_exit(sqlite_project.cli("status"), 0)
+    entries = list(shared.glob("config-*.json"))
+    assert entries and "Literal-Pw-99" in entries[0].read_text()
+    assert all(entry.stat().st_mode & 0o077 == 0 for entry in entries)
