@@ -138,6 +138,14 @@ class ConfigModel(_Strict):
     defaults: EnvironmentModel = EnvironmentModel()
     environments: dict[str, EnvironmentModel]
 
+    @field_validator("migrations")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        if "${" in value:
+            raise ValueError("${...} is resolved only in an environment's values (and "
+                             "defaults:), not here; write the folder's path")
+        return value
+
     @field_validator("history_table")
     @classmethod
     def _table(cls, value: str) -> str:
@@ -205,7 +213,7 @@ def _parse_yaml(text: str, path: Path) -> tuple[dict[str, Any], Lines]:
             walker.walk(node, (), False, frozenset())
         data = walker.constructor.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        raise ConfigError(_yaml_problem(exc, path)) from None
+        raise ConfigError(_yaml_problem(exc, path, text)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -214,7 +222,7 @@ def _parse_yaml(text: str, path: Path) -> tuple[dict[str, Any], Lines]:
     return data, walker.lines
 
 
-def _yaml_problem(exc: yaml.YAMLError, path: Path) -> str:
+def _yaml_problem(exc: yaml.YAMLError, path: Path, text: str) -> str:
     """One line, ``file:line: invalid YAML: problem (column n)``.
 
     Never ``str(exc)``: it quotes the offending line, which may hold a password.
@@ -224,6 +232,9 @@ def _yaml_problem(exc: yaml.YAMLError, path: Path) -> str:
     column = f" (column {mark.column + 1})" if mark else ""
     problem = getattr(exc, "problem", None) or "cannot be parsed"
     context = getattr(exc, "context", None)
+    lines = text.splitlines()
+    if mark and mark.line < len(lines) and lines[mark.line][mark.column:mark.column + 1] == "\t":
+        problem += ": a tab; YAML indents with spaces only"  # PyYAML does not say "tab"
     return f"{where}: invalid YAML: {f'{context}, ' if context else ''}{problem}{column}"
 
 

@@ -142,8 +142,9 @@ def scan_folder(folder: Path, format: str = "cryomigrate") -> Scan:
 
         return scan_format(format, folder)
     if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
         raise MigrationFileError(
-            f"migrations folder {folder} does not exist; create it or set 'migrations:' "
+            f"migrations folder {folder} {what}; create it or set 'migrations:' "
             "in environments.yaml"
         )
     listing = _Listing()

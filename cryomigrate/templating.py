@@ -22,6 +22,8 @@ def quote_ident(value: object) -> str:
     text = str(value)
     if not text:
         raise ValueError("an SQL identifier cannot be empty")
+    if "\x00" in text:
+        raise ValueError("an SQL identifier cannot hold a NUL character")
     return ".".join('"' + part.replace('"', '""') + '"' for part in text.split("."))
 
 
@@ -33,7 +35,10 @@ def quote_literal(value: object) -> str:
         return "TRUE" if value else "FALSE"
     if isinstance(value, (int, float)):
         return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
+    text = str(value)
+    if "\x00" in text:  # PostgreSQL text cannot hold it: refused while rendering, not later
+        raise ValueError("an SQL literal cannot hold a NUL character")
+    return "'" + text.replace("'", "''") + "'"
 
 
 @lru_cache(maxsize=1)

@@ -437,3 +437,27 @@ def test_config_cache_entries_are_readable_by_their_owner_only(
     entries = list(shared.glob("config-*.json"))
     assert entries and "Literal-Pw-99" in entries[0].read_text()
     assert all(entry.stat().st_mode & 0o077 == 0 for entry in entries)
+
+
+def test_a_tab_in_the_file_is_named_as_a_tab(sqlite_project: Project) -> None:
+    _assert_bad_config(sqlite_project, "environments:\n\tdevelopment:\n"
+                       "    database: sqlite:///app.db\n",
+                       "environments.yaml:2: invalid YAML", "a tab; YAML indents with spaces")
+
+
+def test_a_variable_in_the_migrations_folder_is_refused(sqlite_project: Project) -> None:
+    _assert_bad_config(sqlite_project, """
+        migrations: ${CM_TEST_FOLDER:-migrations}
+        environments:
+          development:
+            database: sqlite:///app.db
+    """, "environments.yaml:1: migrations", "resolved only in an environment's values",
+        env={"CM_TEST_FOLDER": "migrations"})
+
+
+def test_a_migrations_folder_that_is_a_file_says_so(sqlite_project: Project) -> None:
+    sqlite_project.write_config("migrations: environments.yaml\nenvironments:\n"
+                                "  development:\n    database: sqlite:///app.db\n")
+    result = sqlite_project.cli("status")
+    assert_clean_exit(result, 2)
+    assert "environments.yaml is not a folder" in result.stderr, result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cryomigrate.errors import TemplateError
@@ -184,3 +186,11 @@ def test_a_failing_statement_of_a_template_names_its_rendered_line(project: Proj
     result = project.cli("apply")
     assert_clean_exit(result, 1)
     assert f"001_loop.sql.j2 (rendered) line {line}:" in result.stderr, (line, result.stderr)
+
+
+@pytest.mark.parametrize("quote", [quote_literal, quote_ident])
+def test_a_nul_character_is_refused_by_the_quoting_filters(quote: Any) -> None:
+    # PostgreSQL text cannot hold it: refused while rendering (bad input, exit 2), not by
+    # the server in the middle of a run.
+    with pytest.raises(ValueError, match="NUL"):
+        quote("bad\x00value")
