@@ -30,7 +30,7 @@ from cryomigrate.options import (
     fleet_options,
     lock_wait_option,
 )
-from cryomigrate.redact import redact
+from cryomigrate.redact import redact, redact_values
 from cryomigrate.terminal import (
     render_history,
     render_run,
@@ -109,7 +109,7 @@ def _fail(ctx: click.Context, code: int, message: str, result: Any, *,
         document: dict[str, Any] = result.to_dict() if hasattr(result, "to_dict") else {}
         document.setdefault("environment", _environment_name(state.get("environment")))
         document["error"] = {"code": code, "message": message}
-        out(json.dumps(document, indent=2, default=str))
+        out(json.dumps(redact_values(document), indent=2, default=str))
     elif result is not None and state.get("render_partial"):
         text = state["render_partial"](result)
         if text:
@@ -219,7 +219,7 @@ def _begin(ctx: click.Context, fmt: str, env: str | None) -> None:
 
 def _emit(fmt: str, result: Any, text: Callable[[Any], str]) -> None:
     if fmt == "json":
-        out(json.dumps(result.to_dict(), indent=2, default=str))
+        out(json.dumps(redact_values(result.to_dict()), indent=2, default=str))
     else:
         rendered = text(result)
         if rendered:

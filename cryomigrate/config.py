@@ -114,7 +114,7 @@ class Config:
                               "perhaps an unset shell variable); name one of: "
                               f"{', '.join(self.environment_names)}")
         if name is None and os.environ.get("CRYOMIGRATE_ENV", "unset").strip() == "":
-            raise ConfigError("CRYOMIGRATE_ENV is set but empty; unset it, or name one of: "
+            raise ConfigError("CRYOMIGRATE_ENV is set but blank; unset it, or name one of: "
                               f"{', '.join(self.environment_names)}")
         name = environment_name(name)
         envs = self.data["environments"]

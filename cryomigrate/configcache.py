@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-_FORMAT = "1"
+_FORMAT = "2"  # 2: entries readable by their owner only; older ones are written anew
 
 
 def _directory() -> Path:
@@ -74,6 +74,7 @@ def store(path: Path, content: bytes, data: dict[str, Any]) -> None:
         # Readable by its owner only, whatever the folder's mode: a literal password written
         # in environments.yaml is in it.
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # a leftover temporary file keeps its mode otherwise
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:
             out.write(text)
         os.replace(temporary, target)

@@ -14,6 +14,10 @@
     ├── FleetFailed                 1-6  databases of a fleet failed: the first one's code
     └── Interrupted                 130  Ctrl-C during a run (what it left is said)
 
+    KeyboardInterrupt
+    └── InterruptedWaitingForLock        Ctrl-C before a migration got the run lock (the
+                                         runner turns it into Interrupted, journaling nothing)
+
 Messages are written for the person at the terminal: they name the file, key or
 migration and say what to do next. Every message passes through the redactor when the
 exception is created, so a password can never leak through ``str(error)``.

@@ -249,8 +249,8 @@ def _check_functions(file: MigrationFile, module: ModuleType) -> None:
         )
     for name in ("apply", "rollback"):
         function = getattr(module, name, None)
-        if function is None:
-            continue
+        if not callable(function):
+            continue  # rollback = None (or absent): irreversible; a bad apply is found above
         code = getattr(function, "__code__", None)
         where = f" line {code.co_firstlineno}" if code is not None else ""
         what = _not_plain(function)
@@ -261,11 +261,12 @@ def _check_functions(file: MigrationFile, module: ModuleType) -> None:
                 f"def {name}(conn, environment)"
             )
         try:  # found now, not when the migrations before it have been applied
-            inspect.signature(function).bind(None, None)
+            signature = inspect.signature(function, follow_wrapped=False)  # as called
+            signature.bind(None, None)
         except TypeError:
             raise MigrationFileError(
-                f"{file.label}{where}: {name}{inspect.signature(function)} cannot be called "
-                f"as {name}(conn, environment); write it as def {name}(conn, environment)"
+                f"{file.label}{where}: {name}{signature} cannot be called as "
+                f"{name}(conn, environment); write it as def {name}(conn, environment)"
             ) from None
         except ValueError:
             pass  # no signature to read (a builtin): called as it is

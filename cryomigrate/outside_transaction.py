@@ -13,7 +13,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cryomigrate.dirty_wait import DirtyWait
-from cryomigrate.errors import CryomigrateError, DirtyMigration, MigrationFailed
+from cryomigrate.errors import (
+    CryomigrateError,
+    DirtyMigration,
+    InterruptedWaitingForLock,
+    MigrationFailed,
+)
 from cryomigrate.planner import settle_dirty
 from cryomigrate.tracker import Tracker, elapsed_ms
 
@@ -46,6 +51,17 @@ class OutsideTransaction:
                 "marked dirty; check "
                 f"what the database holds, then run {settle_dirty(file.version_text)}"
             ) from exc
+        try:
+            return self._record(direction, migration, started_at, clock, record)
+        except InterruptedWaitingForLock:
+            # It ran: only its record waited for the lock. Stopped there, it is left dirty,
+            # as when stopped inside it.
+            raise KeyboardInterrupt from None
+
+    def _record(self, direction: Direction, migration: Migration, started_at: str,
+                clock: float, record: Callable[[Transaction], None]) -> bool:
+        """Its history row from dirty to done, in one locked transaction with the rest."""
+        file = migration.file
         guard = self.tracker.guard(file.version, applied=True, state="dirty")
         with self.backend.transaction(lock=True, expect=guard) as tx:
             duration = elapsed_ms(clock)

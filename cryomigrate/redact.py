@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 from urllib.parse import unquote
 
 from cryomigrate.urls import MASK, mask_urls, password_of, query_passwords
@@ -29,12 +30,12 @@ _KEYWORD_PASSWORD = re.compile(
     r"(?i)(?P<head>\b\w*password=)(?P<pw>'(?:[^'\\]|\\.)*'?|[^\s&'\"]+)")
 # A password written into SQL (CREATE ROLE ... PASSWORD 'x', ALTER USER ... ENCRYPTED
 # PASSWORD 'x'), shown by a dry run or quoted back in an error: masked where it stands,
-# in each way SQL spells a string: '', E'' (backslash escapes), U&'' and $tag$...$tag$.
-# An E'' string is read as if every run of backslashes escaped the character after it, so
-# that it is masked whole in a JSON document too (which doubles each backslash), and up to
-# the end of its line when no quote closes it.
+# in each way SQL spells a string: '', E'' (backslash escapes), U&'' and $tag$...$tag$; an
+# E'' string that no quote closes, up to the end of its line. Each alternative inside a
+# string starts with its own character, so a failed match cannot backtrack at length.
+# JSON documents are masked value by value before they are encoded (``redact_values``).
 _SQL_PASSWORD = re.compile(
-    r"(?ism)(?P<head>\bPASSWORD\s+)(?:E'(?:[^'\\\n]|\\+[^\n]|'')*(?:'|$)"
+    r"(?ism)(?P<head>\bPASSWORD\s+)(?:E'(?:[^'\\\n]|\\[^\n]|'')*\\?(?:'|$)"
     r"|(?:U&)?'(?:[^']|'')*'|\$(?P<tag>[A-Za-z_][A-Za-z0-9_]*|)\$.*?\$(?P=tag)\$)")
 # Text that may be a secret but is also what output is made of: words, identifiers and
 # numbers. Shorter than 12 characters, such text is masked only where it stands.
@@ -76,6 +77,18 @@ def register_url(url: str) -> None:
         if written:
             register_secret(written)
             register_secret(unquote(written))
+
+
+def redact_values(value: Any) -> Any:
+    """``value`` (a JSON document's data) with every string in it redacted: a SQL string
+    is masked as it was written, before JSON encoding doubles its backslashes."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_values(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_values(item) for item in value]
+    return value
 
 
 def redact(text: str) -> str:

@@ -145,7 +145,7 @@ def dropped_control_advice(script: Script) -> str:
     control was not sent: its ``BEGIN ... COMMIT`` no longer scopes anything."""
     where = ", ".join(f"{words} at line {line}" for line, words in script.dropped_control)
     return (
-        f"note: {script.origin}'s own transaction control was not sent ({where}), because "
+        f"note: the transaction control written in {script.origin} was not sent ({where}), because "
         "the migration already runs in one transaction; whatever the file scoped to its "
         "own transaction (SET LOCAL, set_config(..., true)) now lasts to the end of the "
         "file. If the file relies on its own BEGIN/COMMIT, mark it "

@@ -15,6 +15,7 @@ everything imports, depends on this module.
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 MASK = "***"
 SCHEMES = ("sqlite", "postgresql", "postgres", "https", "http")
@@ -105,8 +106,8 @@ def check_database_url(url: str) -> None:
 
 
 def _bad_value(url: str) -> str | None:
-    """A port, sslmode or connect_timeout that libpq would refuse: bad input, said now,
-    rather than a failure to connect."""
+    """A port or sslmode that libpq would refuse: bad input, said now, rather than a
+    failure to connect."""
     rest = url.split("://", 1)[1]
     netloc, _, query = rest.partition("?")
     for host in netloc.split("/", 1)[0].rpartition("@")[2].split(","):
@@ -115,10 +116,8 @@ def _bad_value(url: str) -> str | None:
         if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
             return f"the port '{port}' is not a port number (1 to 65535)"
     for name, _, value in (pair.partition("=") for pair in query.split("&") if pair):
-        if name == "sslmode" and value not in _SSLMODES:
+        if unquote(name) == "sslmode" and unquote(value) not in _SSLMODES:
             return f"sslmode '{value}' is not one of {', '.join(_SSLMODES)}"
-        if name == "connect_timeout" and not (value.isascii() and value.isdigit()):
-            return f"connect_timeout '{value}' is not a whole number of seconds"
     return None
 
 

@@ -213,6 +213,7 @@ def test_ctrl_c_while_waiting_for_the_run_lock_says_so_and_journals_nothing(
         def waiting() -> bool:
             return bool(holder.execute(
                 "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database() "  # not another test's run
                 "AND query LIKE '%pg_advisory_xact_lock%'").fetchall())
 
         h.wait_until(waiting, 60, "the run to wait for the run lock", process)

@@ -213,6 +213,23 @@ def test_a_pw_variable_and_a_password_written_in_sql_are_masked(sqlite_project: 
         assert text.count("PASSWORD '***'") == 5, text
 
 
+def test_a_sql_password_is_masked_as_written_and_nothing_after_it(sqlite_project: Project
+                                                                   ) -> None:
+    """E'ab\\\\' is a whole string (the password ab\\): what follows it stays readable, and
+    the JSON document stays valid. A long run of backslashes is read in one pass."""
+    from cryomigrate.redact import redact
+
+    sqlite_project.add("001_role.sql",
+                       "SELECT 1; -- ALTER ROLE a PASSWORD E'ab\\\\' LOGIN; SELECT 'visible';\n")
+    for fmt in ("text", "json"):
+        result = sqlite_project.cli("apply", "--dry-run", "--format", fmt)
+        assert_clean_exit(result, 0)
+        text = result.stdout if fmt == "text" else json.loads(result.stdout)["applied"][0]["sql"]
+        assert "PASSWORD '***' LOGIN; SELECT 'visible';" in text, text
+    long = "PASSWORD E'" + "\\" * 5000 + "a\\"
+    assert redact(long) == "PASSWORD '***'"
+
+
 # --- item 4: duplicate keys ---------------------------------------------------------------
 
 DUPLICATES = {

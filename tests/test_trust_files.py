@@ -171,6 +171,12 @@ def test_a_function_that_cannot_take_conn_and_environment_is_refused_at_load(
     "def apply(conn, environment=None):\n    pass\n",
     "def apply(*args):\n    pass\n",
     "def apply(conn, environment, extra=1, **more):\n    pass\n",
+    "def apply(conn, environment):\n    pass\n\n\nrollback = None\n",
+    # A decorator supplying an argument: what is called is the wrapper.
+    "import functools\n\n\ndef with_batch(f):\n    @functools.wraps(f)\n"
+    "    def wrapper(conn, environment):\n        return f(conn, environment, 500)\n"
+    "    return wrapper\n\n\n@with_batch\ndef apply(conn, environment, batch):\n"
+    "    pass\n",
 ])
 def test_a_function_that_can_take_conn_and_environment_is_accepted(project: Project,
                                                                    source: str) -> None:
