@@ -289,6 +289,11 @@ def test_lint_verify_and_drift_run_on_every_database(tmp_path: Path) -> None:
                      else "--parallel", *(() if command == "lint" else ("2",)))
         assert_clean_exit(result, 0)
         assert [d["outcome"] for d in json_doc(result)["databases"]] == ["ok", "ok"], command
+    (tmp_path / "migrations" / "002_drop.sql").write_text("DROP TABLE a;\n")
+    linted = cli(config, "lint")  # a line per database, in words
+    assert_clean_exit(linted, 0)
+    assert linted.stdout.count("1 lint finding(s)") == 2, linted.stdout
+    (tmp_path / "migrations" / "002_drop.sql").unlink()
     with sqlite3.connect(tmp_path / "b.db") as db:
         db.execute("ALTER TABLE a ADD COLUMN by_hand TEXT")
     drifted = cli(config, "drift", "--format", "json")

@@ -37,6 +37,9 @@ def describe(result: Any) -> str:
         states = ("applied", "pending", "modified", "missing", "dirty")
         return ", ".join(f"{result.count(s)} {s}" for s in states if result.count(s)) \
             or "no migrations"
+    if hasattr(result, "destructive"):  # LintResult (its findings have no level)
+        count = len(result.findings)
+        return f"{count} lint finding(s)" if count else "no lint findings"
     if hasattr(result, "findings"):  # ValidateResult
         warnings = sum(1 for f in result.findings if f.level == "warning")
         return f"valid, {warnings} warning(s)" if warnings else "valid"
