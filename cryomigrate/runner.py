@@ -295,9 +295,13 @@ class Runner:
         """Each attempt is journaled by ``_attempt``; only one that can be rolled back
         whole is tried again (``lock_retries``)."""
         retries = self.env.lock_retries if self._atomic(migration) else 0
+
+        def warn(text: str) -> None:  # in the result too: a CI job reads the document
+            state.notices.append(text)
+            self._progress("warning", text)
+
         return with_lock_retries(retries, migration.file.label,
-                                 lambda: self._attempt(state, migration, conn, defer),
-                                 lambda text: self._progress("warning", text))
+                                 lambda: self._attempt(state, migration, conn, defer), warn)
 
     def _attempt(self, state: _Run, migration: Migration, conn: MigrationConnection,
                  defer: bool = False) -> tuple[bool | None, float]:

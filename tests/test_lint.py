@@ -164,13 +164,15 @@ def test_lock_retries(pg_project: Project, retries: int) -> None:
     holder.start()
     assert started.wait(10)
     try:
-        result = pg_project.cli("apply")
+        result = pg_project.cli("apply", "--format", "json")
     finally:
         holder.join()
     attempts = [row for row in pg_project.journal() if row[0] == "002"]
     if retries:
         assert_clean_exit(result, 0)
         assert "retrying in" in result.stderr
+        notices = json_doc(result)["notices"]  # a CI job reading the document sees them too
+        assert any("002_col.sql: lock_timeout, rolled back; retrying in" in n for n in notices)
         assert attempts[-1] == ("002", "apply", "ok")
         failed = attempts[:-1]
         assert failed and all(row == ("002", "apply", "failed") for row in failed)
