@@ -19,13 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from cryomigrate import configcache
-from cryomigrate.configvalues import KeyPath, check_database_url, parse_duration
+from cryomigrate.configvalues import (
+    VAR_REFERENCE,
+    KeyPath,
+    check_database_url,
+    parse_duration,
+)
 from cryomigrate.errors import ConfigError
 from cryomigrate.redact import register_secret, register_url
 
 CONFIG_NAME = "environments.yaml"
 DEFAULT_ENVIRONMENT = "development"
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_NAME = re.compile(r"(?i)pass|pwd|(?:^|_)pw(?:_|$)|secret|token|key|credential")
 
 
@@ -144,7 +148,7 @@ class Config:
         # characters its password holds (a literal "${" included).
         unresolved = not strict_vars and any(
             os.environ.get(match[1]) is None and match[2] is None
-            for match in _VAR.finditer(str(merged.get("database") or "")))
+            for match in VAR_REFERENCE.finditer(str(merged.get("database") or "")))
         return _build_environment(self, name, resolved, check_url=not unresolved)
 
     def key_of(self, environment: str, keys: KeyPath) -> KeyPath:
@@ -229,7 +233,10 @@ def _resolve(value: Any, config: Config, env: str, keys: KeyPath, strict: bool) 
     return value
 
 
-def _substitute(text: str, config: Config, env: str, keys: KeyPath, strict: bool) -> str:
+def _substitute(text: str, config: Config, env: str, keys: KeyPath, strict: bool,
+                where: str | None = None) -> str:
+    """``where``: the file, line and key to name instead of ``keys``' (a line of a
+    databases_file)."""
     def replace(match: re.Match[str]) -> str:
         name, default = match[1], match[2]
         value = os.environ.get(name)
@@ -239,8 +246,9 @@ def _substitute(text: str, config: Config, env: str, keys: KeyPath, strict: bool
             if not strict:
                 return match[0]
             key = config.key_of(env, keys)
+            place = where or f"{config.where(key)}: {'.'.join(key)}"
             raise ConfigError(
-                f"{config.where(key)}: {'.'.join(key)}: environment '{env}' uses "
+                f"{place}: environment '{env}' uses "
                 f"${{{name}}}, but the variable {name} is not set; export {name} or write "
                 f"${{{name}:-default}}"
             )
@@ -248,7 +256,7 @@ def _substitute(text: str, config: Config, env: str, keys: KeyPath, strict: bool
             register_secret(value)  # e.g. ${DB_PASSWORD} rendered into a template
         return value
 
-    return _VAR.sub(replace, text)
+    return VAR_REFERENCE.sub(replace, text)
 
 
 def _build_environment(config: Config, name: str, data: dict[str, Any], *,
@@ -306,7 +314,8 @@ def _fleet_environment(config: Config, name: str, data: dict[str, Any],
     urls = fleet_databases(
         listed, file, file_where=config.where(file_key), key=".".join(file_key),
         base=config.path.parent,
-        resolve=lambda line: _substitute(line, config, name, ("databases_file",), strict),
+        resolve=lambda line, where: _substitute(line, config, name, ("databases_file",),
+                                                strict, where),
         read_file=strict)
     return replace(_build_environment(config, name, {**data, "database": ""}),
                    databases=urls, parallel=data["parallel"])

@@ -12,12 +12,16 @@ import re
 
 from cryomigrate.urls import check_database_url
 
+# ``${NAME}`` or ``${NAME:-default}``: a reference to the process environment.
+VAR_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
 KeyPath = tuple[str, ...]
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|min|h)\s*$")
 _UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
-__all__ = ["KeyPath", "check_database_url", "check_table_name", "parse_duration"]
+__all__ = ["VAR_REFERENCE", "KeyPath", "check_database_url", "check_table_name",
+           "parse_duration"]
 
 
 # lock_timeout and statement_timeout are int4 milliseconds on the server.

@@ -12,24 +12,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from cryomigrate.configvalues import VAR_REFERENCE
 from cryomigrate.errors import ConfigError
 from cryomigrate.redact import register_url
-from cryomigrate.urls import check_database_url, mask_password
+from cryomigrate.urls import check_database_url, database_identity, mask_password
 
 # ``url`` written at ``where`` (``file:line: key``), for messages.
 Located = tuple[str, str]
 
 
 def fleet_databases(listed: list[Located], file: str | None, *, file_where: str, key: str,
-                    base: Path, resolve: Callable[[str], str],
+                    base: Path, resolve: Callable[[str, str], str],
                     read_file: bool = True) -> tuple[str, ...]:
     """Every database URL of a fleet, in configuration order: the list, then the file.
 
     ``listed`` holds each list entry (already ``${VAR}``-resolved) with where it was
     written; ``file_where`` (``environments.yaml:7``) and ``key``
     (``environments.tenants.databases_file``) say where the file was named; ``resolve``
-    resolves ``${VAR}`` in a line of the file. ``read_file=False`` skips the file (``validate``
-    rendering templates for environments it does not run against needs only their vars).
+    resolves ``${VAR}`` in a line of the file, naming that line if one is unset.
+    ``read_file=False`` skips the file (``validate`` rendering templates for environments
+    it does not run against needs only their vars).
     """
     found: list[Located] = list(listed)
     if file is not None and read_file:
@@ -40,20 +42,21 @@ def fleet_databases(listed: list[Located], file: str | None, *, file_where: str,
     first: dict[str, str] = {}
     for url, where in found:
         register_url(url)
-        if "${" not in url:  # validate leaves other environments' secrets unresolved
+        if not VAR_REFERENCE.search(url):  # validate leaves others' secrets unresolved
             try:
                 check_database_url(url)
             except ValueError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
-        if url in first:
-            raise ConfigError(f"{where}: {mask_password(url)} is already listed at "
-                              f"{first[url]}; list each database once, or two runs of one "
-                              "fleet would migrate it side by side")
-        first[url] = where
+        identity = database_identity(url)
+        if identity in first:
+            raise ConfigError(f"{where}: {mask_password(url)} is a database already listed "
+                              f"at {first[identity]}; list each database once, or two runs "
+                              "of one fleet would migrate it side by side")
+        first[identity] = where
     return tuple(url for url, _ in found)
 
 
-def _read_file(path: Path, file_where: str, key: str, resolve: Callable[[str], str]
+def _read_file(path: Path, file_where: str, key: str, resolve: Callable[[str, str], str]
                ) -> list[Located]:
     """One URL per line; blank lines and ``#`` comments (whole-line or after a space)
     are skipped. A URL never holds a space, so `` #`` cannot be part of one."""
@@ -71,7 +74,7 @@ def _read_file(path: Path, file_where: str, key: str, resolve: Callable[[str], s
         if any(c.isspace() for c in content):
             raise ConfigError(f"{where}: one database URL per line; this line holds "
                               "several words")
-        found.append((resolve(content), where))
+        found.append((resolve(content, where), where))
     return found
 
 

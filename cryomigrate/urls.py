@@ -105,6 +105,30 @@ def check_database_url(url: str) -> None:
         raise ValueError(f"{mask_password(url)}: {wrong}")
 
 
+def database_identity(url: str) -> str:
+    """The database ``url`` names, whatever its spelling: ``postgres://`` or
+    ``postgresql://``, a host in any case, the default port written or not, the user and
+    password aside. Two URLs with one identity are one database."""
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("postgresql", "postgres"):
+        return url
+    netloc, _, query = rest.partition("?")
+    netloc, _, path = netloc.partition("/")
+    options = {unquote(name): unquote(value) for name, _, value in
+               (pair.partition("=") for pair in query.split("&") if pair)}
+    hosts = options.get("host") or unquote(netloc.rpartition("@")[2])
+    ports = options.get("port", "")
+    named = []
+    for index, host in enumerate(hosts.split(",")):
+        address, colon, port = host.rpartition(":") if "]" not in host.rpartition(":")[2] \
+            else (host, "", "")
+        if not colon:
+            address, port = host, ""
+        port = port or (ports.split(",")[index] if "," in ports else ports) or "5432"
+        named.append(f"{address.lower()}:{port}")
+    return f"postgresql://{','.join(named)}/{options.get('dbname') or unquote(path)}"
+
+
 def _bad_value(url: str) -> str | None:
     """A port or sslmode that libpq would refuse: bad input, said now, rather than a
     failure to connect."""

@@ -225,16 +225,24 @@ def sqlite_fleet(root: Path, body: str) -> Path:
      "environments.fleet.databases.1"),
     ("environments:\n  fleet:\n    databases: [sqlite:///a.db, sqlite:///a.db]\n",
      "already listed"),
+    # One database under two spellings: the default port, postgres://, the host's case,
+    # another user, a query string.
+    ("environments:\n  fleet:\n    databases: [postgresql://app@db.example:5432/t_a, "
+     "postgres://other@DB.example/t_a?sslmode=require]\n", "already listed"),
     ("defaults:\n  databases: [sqlite:///a.db]\nenvironments:\n  fleet:\n    database: "
      "sqlite:///a.db\n", "defaults"),
     ("environments:\n  fleet:\n    databases_file: missing.txt\n", "missing.txt"),
     ("environments:\n  fleet:\n    databases_file: t.txt\n", "t.txt:3: "
      "environments.fleet.databases_file"),
     ("environments:\n  fleet:\n    databases_file: empty.txt\n", "no database"),
+    ("environments:\n  fleet:\n    databases_file: unset.txt\n",
+     "unset.txt:2: environments.fleet.databases_file: environment 'fleet' uses "
+     "${CM_TEST_UNSET_URL}"),
 ])
 def test_config_near_misses_are_input_errors(tmp_path: Path, body: str, expected: str) -> None:
     (tmp_path / "t.txt").write_text("sqlite:///a.db\n# a comment\npostgresql://u:p@w@h/db\n")
     (tmp_path / "empty.txt").write_text("# nothing here\n\n")
+    (tmp_path / "unset.txt").write_text("sqlite:///a.db\n${CM_TEST_UNSET_URL}\n")
     config = sqlite_fleet(tmp_path, body)
     result = cli(config, "status", "--format", "json")
     assert_clean_exit(result, 2)
