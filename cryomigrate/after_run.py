@@ -29,7 +29,7 @@ def prepare(env: Environment) -> Script | None:
     text = getattr(env, "after_run", None)
     if not text or not text.strip():
         return None
-    where = env.after_run_where
+    where = env.where("after_run")
     rendered = templating.render(text, origin=where, environment=env.name, vars=env.vars)
     return sqlscript.prepare(rendered, origin=where)
 

@@ -60,7 +60,6 @@ class Environment:
     service_key: str | None = None
     supabase_history: bool = False
     after_run: str | None = None
-    after_run_where: str = "after_run"  # file:line and key, for its template's errors
     lock_retries: int = 0
     scratch_setup: Path | None = None  # SQL run on a scratch database first (verify, drift)
     format: str = "cryomigrate"  # whose folder layout migrations_dir has (DESIGN 9.1)
@@ -71,9 +70,16 @@ class Environment:
     databases: tuple[str, ...] | None = None
     parallel: int = 4
 
+    # Where keys read later than the file (after_run, scratch_setup) were written:
+    # ``environments.yaml:6: environments.production.after_run``, for their errors.
+    written_at: dict[str, str] = field(default_factory=dict)
+
     @property
     def root(self) -> Path:
         return self.config_path.parent
+
+    def where(self, key: str) -> str:
+        return self.written_at.get(key, key)
 
     @property
     def is_fleet(self) -> bool:
@@ -288,7 +294,7 @@ def _build_environment(config: Config, name: str, data: dict[str, Any], *,
         service_key=_service_key(config, name, database, data.get("service_key")),
         supabase_history=bool(data.get("supabase_history")),
         after_run=data.get("after_run"),
-        after_run_where=_where(config, name, "after_run"),
+        written_at={key: _where(config, name, key) for key in ("after_run", "scratch_setup")},
         lock_retries=data.get("lock_retries") or 0,
         scratch_setup=(config.path.parent / data["scratch_setup"]).resolve()
         if data.get("scratch_setup") else None,

@@ -194,6 +194,12 @@ def parse_sections(text: str, origin: str) -> Sections:
         sections[marker.name] = (text[marker.end : end], marker.line + 1)
     if not sections:
         return Sections(text, 1, None, 0, transactional)
+    if "apply" not in sections:
+        opener = min((m for m in markers if m.name in sections), key=lambda m: m.start)
+        raise MigrationFileError(
+            f"{origin} line {opener.line}: -- cryomigrate:{opener.name} starts a section, "
+            "but the file has no -- cryomigrate:apply; put it on its own line above the SQL "
+            "that applies the migration")
     first = min(m.start for m in markers if m.name != "no-transaction")
     preamble = text[:first]
     if not _only_line_comments(preamble) and _has_statements(preamble):
@@ -201,8 +207,6 @@ def parse_sections(text: str, origin: str) -> Sections:
             f"{origin}: SQL before the first -- cryomigrate:apply marker; move it into "
             "the apply section"
         )
-    if "apply" not in sections:
-        raise MigrationFileError(f"{origin}: has sections but no -- cryomigrate:apply")
     rollback_text, rollback_line = sections.get("rollback", (None, 0))
     return Sections(*sections["apply"], rollback_text, rollback_line, transactional)
 

@@ -208,7 +208,9 @@ def test_scratch_setup_missing_file(sqlite_project: Project, key: str) -> None:
     """)
     result = sqlite_project.cli("verify")
     assert_clean_exit(result, 2)
-    assert "scratch_setup: cannot read" in result.stderr
+    assert (f"{sqlite_project.config}:4: environments.development.scratch_setup: cannot read "
+            f"{sqlite_project.root / 'missing.sql'}: No such file or directory"
+            ) in result.stderr, result.stderr
 
 
 def test_ctrl_c_during_verify_drops_the_scratch_database(pg_project: Project,

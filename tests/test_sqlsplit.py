@@ -134,6 +134,10 @@ def test_no_transaction_marker() -> None:
     ("-- cryomigrate:apply\nSELECT 1;\n-- cryomigrate:apply\nSELECT 2;", "second"),
     ("SELECT 0;\n-- cryomigrate:apply\nSELECT 1;", "before the first"),
     ("-- cryomigrate:rollback\nSELECT 1;", "no -- cryomigrate:apply"),
+    # The rollback section present, the apply marker forgotten: said as that, at its line.
+    ("CREATE TABLE t (id int);\n\n-- cryomigrate:rollback\nDROP TABLE t;",
+     "001_x.sql line 3: -- cryomigrate:rollback starts a section, but the file has no "
+     "-- cryomigrate:apply"),
     ("-- cryomigrate:apply\nSELECT 1;\n-- cryomigrate:no-transaction\n", "must come before"),
 ])
 def test_bad_sections(text: str, message: str) -> None:

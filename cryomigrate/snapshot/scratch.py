@@ -95,8 +95,10 @@ def _setup(env: Environment) -> None:
         return
     try:
         text = env.scratch_setup.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"scratch_setup: cannot read {env.scratch_setup}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(f"{env.where('scratch_setup')}: cannot read {env.scratch_setup}: "
+                         f"{reason}") from None
     backend = open_backend(env.database, ConnectOptions(base_dir=env.root))
     try:
         backend.run_script(prepare(text, origin=env.scratch_setup.name, transactional=False))
