@@ -42,7 +42,8 @@ def fleet_databases(listed: list[Located], file: str | None, *, file_where: str,
     first: dict[str, str] = {}
     for url, where in found:
         register_url(url)
-        if not VAR_REFERENCE.search(url):  # validate leaves others' secrets unresolved
+        # validate (read_file=False) may leave an unset ${VAR}; a run has resolved them all
+        if read_file or not VAR_REFERENCE.search(url):
             try:
                 check_database_url(url)
             except ValueError as exc:

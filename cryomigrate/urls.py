@@ -105,28 +105,48 @@ def check_database_url(url: str) -> None:
         raise ValueError(f"{mask_password(url)}: {wrong}")
 
 
+# Query settings that change how a database is reached, never which one.
+_SAME_DATABASE_OPTIONS = frozenset({
+    "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "password", "user",
+    "connect_timeout", "application_name", "target_session_attrs", "keepalives",
+    "keepalives_idle", "keepalives_interval", "keepalives_count", "gssencmode",
+    "channel_binding", "tcp_user_timeout",
+})
+
+
 def database_identity(url: str) -> str:
     """The database ``url`` names, whatever its spelling: ``postgres://`` or
-    ``postgresql://``, a host in any case, the default port written or not, the user and
-    password aside. Two URLs with one identity are one database."""
+    ``postgresql://``, a host name in any case, the default port written or not, the user,
+    password and connection settings aside. Two URLs with one identity are one database.
+
+    Only a URL read without doubt gets one: anything else (a host, port or dbname given
+    after the ``?``, no database name, a socket path) is its own identity, so that two
+    databases are never taken for one.
+    """
     scheme, _, rest = url.partition("://")
-    if scheme.lower() not in ("postgresql", "postgres"):
-        return url
     netloc, _, query = rest.partition("?")
-    netloc, _, path = netloc.partition("/")
-    options = {unquote(name): unquote(value) for name, _, value in
-               (pair.partition("=") for pair in query.split("&") if pair)}
-    hosts = options.get("host") or unquote(netloc.rpartition("@")[2])
-    ports = options.get("port", "")
+    netloc, slash, path = netloc.partition("/")
+    names = {unquote(pair.partition("=")[0]) for pair in query.split("&") if pair}
+    hosts = netloc.rpartition("@")[2]
+    if scheme.lower() not in ("postgresql", "postgres") or not slash or not path \
+            or not hosts or not names <= _SAME_DATABASE_OPTIONS:
+        return url
     named = []
-    for index, host in enumerate(hosts.split(",")):
-        address, colon, port = host.rpartition(":") if "]" not in host.rpartition(":")[2] \
-            else (host, "", "")
-        if not colon:
-            address, port = host, ""
-        port = port or (ports.split(",")[index] if "," in ports else ports) or "5432"
-        named.append(f"{address.lower()}:{port}")
-    return f"postgresql://{','.join(named)}/{options.get('dbname') or unquote(path)}"
+    for host in hosts.split(","):
+        address, port = _host_port(host)
+        if not address or address.startswith("%"):  # empty, or a socket path (%2F...)
+            return url
+        named.append(f"{address.lower()}:{port or '5432'}")
+    return f"postgresql://{','.join(named)}/{unquote(path)}"
+
+
+def _host_port(host: str) -> tuple[str, str]:
+    """``[::1]:5433`` -> (``[::1]``, ``5433``); ``db:5433``, ``db`` and ``[::1]`` alike."""
+    if host.startswith("["):
+        address, _, after = host.partition("]")
+        return address + "]", after[1:] if after.startswith(":") else ""
+    address, _, port = host.partition(":")
+    return address, port
 
 
 def _bad_value(url: str) -> str | None:
@@ -135,8 +155,7 @@ def _bad_value(url: str) -> str | None:
     rest = url.split("://", 1)[1]
     netloc, _, query = rest.partition("?")
     for host in netloc.split("/", 1)[0].rpartition("@")[2].split(","):
-        port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host.rpartition("]")[2] \
-            else ""
+        port = _host_port(host)[1]
         if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
             return f"the port '{port}' is not a port number (1 to 65535)"
     for name, _, value in (pair.partition("=") for pair in query.split("&") if pair):

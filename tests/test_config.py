@@ -363,6 +363,28 @@ def test_urls_libpq_accepts_are_accepted(sqlite_project: Project, url: str) -> N
     check_database_url(url)  # raises on a refusal
 
 
+@pytest.mark.parametrize(("one", "other", "same"), [
+    ("postgresql://a@db:5432/t", "postgres://b:pw@DB/t?sslmode=require", True),
+    ("postgresql://u@[::1]/t", "postgresql://u@[::1]:5432/t", True),
+    ("postgresql://u@h1:5433,h2/t", "postgresql://u@H1:5433,h2:5432/t", True),
+    ("postgresql://u@db/t_a", "postgresql://u@db/t_b", False),
+    ("postgresql://u@db:5433/t", "postgresql://u@db:5434/t", False),
+    # Not read without doubt: each is its own, never taken for another database.
+    ("postgresql://tenant_a@db", "postgresql://tenant_b@db", False),
+    ("postgresql://u@h/t?host=fd00::10&port=5433", "postgresql://u@h/t?host=fd00::10&port=5434",
+     False),
+    ("postgresql://u@h:5433/t?port=5434", "postgresql://u@h:5433/t?port=5435", False),
+    ("postgresql://%2Ftmp%2FA/t", "postgresql://%2Ftmp%2Fa/t", False),
+    ("postgresql://u@h/t?options=-csearch_path%3Da", "postgresql://u@h/t?options=-csearch_path%3Db",
+     False),
+    ("postgresql://a,b,c/t?port=1,2", "postgresql://a,b,c/t?port=1,3", False),
+])
+def test_one_database_is_told_from_two(one: str, other: str, same: bool) -> None:
+    from cryomigrate.urls import database_identity
+
+    assert (database_identity(one) == database_identity(other)) is same
+
+
 def test_bad_url_scheme_is_rejected(sqlite_project: Project) -> None:
     _assert_bad_config(sqlite_project, """
         environments:
