@@ -213,6 +213,16 @@ def test_scratch_setup_missing_file(sqlite_project: Project, key: str) -> None:
             ) in result.stderr, result.stderr
 
 
+def test_scratch_setup_not_utf8_is_named_where_written(sqlite_project: Project) -> None:
+    sqlite_project.add("001_t.sql", "CREATE TABLE t (id BIGINT);\n")
+    (sqlite_project.root / "stub.sql").write_bytes(b"SELECT '\xff';\n")
+    sqlite_project.write_config("defaults:\n  scratch_setup: stub.sql\nenvironments:\n"
+                                "  development:\n    database: sqlite:///app.db\n")
+    result = sqlite_project.cli("verify")
+    assert_clean_exit(result, 2)
+    assert f"{sqlite_project.config}:2: defaults.scratch_setup: cannot read" in result.stderr
+
+
 def test_ctrl_c_during_verify_drops_the_scratch_database(pg_project: Project,
                                                          monkeypatch: pytest.MonkeyPatch
                                                          ) -> None:
