@@ -63,8 +63,35 @@ def err(text: str) -> None:
     click.echo(redact(text), err=True)
 
 
+class _Command(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # click keeps the last of an option given twice; `--target 2 --target 3` is a
+        # near miss whose meaning nobody can tell, so it is refused instead.
+        _refuse_repeated(self, ctx, args)
+        return super().parse_args(ctx, args)
+
+
+def _refuse_repeated(command: click.Command, ctx: click.Context, args: list[str]) -> None:
+    seen: dict[str, str] = {}
+    names = {name: option for option in command.params if isinstance(option, click.Option)
+             and not option.multiple and not option.count for name in option.opts}
+    for arg in args:
+        if arg == "--":
+            break
+        name = arg.split("=", 1)[0]
+        option = names.get(name)
+        if option is None:
+            continue
+        if option.name in seen:
+            also = "" if seen[option.name] == name else f" (also as {seen[option.name]})"
+            raise click.UsageError(f"{name} is given twice{also}; give it once", ctx)
+        seen[str(option.name)] = name
+
+
 class _Group(click.Group):
     """Runs a command and turns whatever stopped it into one exit code and one report."""
+
+    command_class = _Command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # A bad option value is found while click parses the command, before the command
@@ -73,6 +100,8 @@ class _Group(click.Group):
         state = ctx.ensure_object(dict)
         state["format"] = _raw_option(args, "--format") or "text"
         state["environment"] = _raw_option(args, "--env")
+        _refuse_repeated(self, ctx, args[:next((i for i, arg in enumerate(args)
+                                                if arg in self.commands), len(args))])
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:

@@ -519,3 +519,19 @@ def test_new_timestamp_numbered_folder(project: Project) -> None:
     created = [p.name for p in project.migrations.iterdir() if p.name.endswith("_later.py")]
     assert len(created) == 1 and len(created[0].split("_")[0]) == 14
     assert int(created[0].split("_")[0]) > 20240101120000
+
+
+@pytest.mark.parametrize("args", [
+    ("apply", "--target", "1", "--target", "2"),
+    ("status", "--env", "development", "--env=development"),
+    ("--config", "environments.yaml", "--config", "environments.yaml", "status"),
+    ("apply", "--yes", "--yes"),
+])
+def test_an_option_given_twice_is_refused(sqlite_project: Project, args: tuple[str, ...]
+                                          ) -> None:
+    """click would keep the last; which one was meant nobody can tell."""
+    add_tables(sqlite_project, "001_t1", "002_t2")
+    result = sqlite_project.cli(*args)
+    assert_clean_exit(result, 2)
+    assert "is given twice; give it once" in result.stderr, result.stderr
+    assert "t1" not in sqlite_project.tables()
