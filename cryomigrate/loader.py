@@ -12,12 +12,12 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
-from cryomigrate import sqlscript, templating
+from cryomigrate import migration_output, sqlscript, templating
 from cryomigrate.discovery import MigrationFile, checksum_of, decode_text
 from cryomigrate.errors import MigrationFailed, MigrationFileError
 from cryomigrate.formats.base import ForeignFile
@@ -219,7 +219,7 @@ def _load_python(file: MigrationFile, checksum: str, source: str) -> PythonMigra
     try:
         # What a module prints while it loads is a diagnostic: stdout holds cryomigrate's
         # own output, with --format json exactly one document.
-        with _importable(os.path.dirname(file.path)), redirect_stdout(sys.stderr):
+        with _importable(os.path.dirname(file.path)), migration_output.to_stderr():
             exec(code, module.__dict__)
     except (Exception, SystemExit) as exc:
         raise MigrationFileError(

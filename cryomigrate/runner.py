@@ -14,14 +14,12 @@ database waits for.
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, redirect_stdout
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from cryomigrate import failures
+from cryomigrate import failures, migration_output
 from cryomigrate.backends import Backend
 from cryomigrate.config import Environment
 from cryomigrate.errors import (
@@ -309,7 +307,7 @@ class Runner:
         run did it first; None: its COMMIT is queued, see ``_one``) and when it started."""
         started_at, clock = now(), time.perf_counter()
         try:
-            with _stdout_to_stderr():
+            with migration_output.to_stderr():
                 if not self._atomic(migration):
                     return self._outside_transaction(state.direction, migration, conn,
                                                      started_at, clock), clock
@@ -463,11 +461,3 @@ def _server_duration(tx: QueuedTransaction) -> int:
     (``Tracker.record_run`` with ``returning``)."""
     result = tx.result
     return int(result.data[0]["duration_ms"]) if result and result.data else 0
-
-
-@contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """What a migration prints is a diagnostic: stdout belongs to cryomigrate's own output,
-    which with --format json must be exactly one document."""
-    with redirect_stdout(sys.stderr):
-        yield

@@ -3,6 +3,7 @@ exit code, no tracebacks, `python -m cryomigrate`, and `new`."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -535,3 +536,23 @@ def test_an_option_given_twice_is_refused(sqlite_project: Project, args: tuple[s
     assert_clean_exit(result, 2)
     assert "is given twice; give it once" in result.stderr, result.stderr
     assert "t1" not in sqlite_project.tables()
+
+
+def test_what_a_migration_writes_to_descriptor_1_stays_off_the_json_document(
+        sqlite_project: Project) -> None:
+    """print, os.write(1, ...) and a program it starts: all on stderr, at import and while
+    it runs, and stdout is the one document."""
+    (sqlite_project.migrations / "001_t1.py").write_text(
+        "import os, subprocess, sys\n"
+        "os.write(1, b'at-import\\n')\n\n"
+        "def apply(conn, environment):\n"
+        "    print('printed')\n"
+        "    os.write(1, b'raw-fd\\n')\n"
+        "    subprocess.run([sys.executable, '-c', 'print(\"child-out\")'], check=True)\n"
+        "    conn.sql('CREATE TABLE t1 (id INTEGER)').execute()\n")
+    result = _python_m("apply", "--format", "json", cwd=sqlite_project.root)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)  # exactly one document, nothing around it
+    assert [run["name"] for run in document["applied"]] == ["t1"]
+    for said in ("at-import", "printed", "raw-fd", "child-out"):
+        assert said in result.stderr, (said, result.stderr)
