@@ -162,6 +162,41 @@ def test_ctrl_c_cancels_a_long_statement_on_the_server(pg_project: Project) -> N
     assert pg_project.journal() == [("001", "apply", "ok"), ("002", "apply", "failed")]
 
 
+@pytest.mark.parametrize("how", ["query", "transaction"])
+def test_ctrl_c_landing_while_a_notice_is_handled_still_stops_the_statement(
+        pg_project: Project, how: str) -> None:
+    """psycopg calls the notice handler from C, where a KeyboardInterrupt would only be
+    logged ("Exception ignored") and the run would go on: here the handler itself meets
+    it, as a Ctrl-C arriving at that moment would, and the statement must still stop."""
+    from cryomigrate.backends import ConnectOptions
+    from cryomigrate.backends.postgres import PostgresBackend
+
+    backend = PostgresBackend.connect(pg_project.url, ConnectOptions(base_dir=pg_project.root))
+    pressed = []
+
+    def ctrl_c(text: str) -> None:
+        if not pressed:
+            pressed.append(text)
+            raise KeyboardInterrupt
+
+    backend.on_notice = ctrl_c
+    sql = "DO $$ BEGIN RAISE NOTICE 'working'; PERFORM pg_sleep(60); END $$"
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            if how == "query":
+                backend.query(sql)
+            else:
+                with backend.transaction(lock=True) as tx:
+                    tx.defer(sql)
+        assert time.monotonic() - started < 20
+        assert pressed == ["NOTICE: working"]
+        assert backend.query("SELECT 1 AS one").data == [{"one": 1}]  # usable again
+    finally:
+        backend.close()
+    assert _sleepers(pg_project) == []  # cancelled on the server, not left running
+
+
 def test_ctrl_c_among_migrations_sent_together_keeps_those_that_committed(
         pg_project: Project) -> None:
     pg_project.add("001_t.sql", "CREATE TABLE t (id int);\n")

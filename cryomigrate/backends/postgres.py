@@ -117,6 +117,7 @@ class PostgresBackend:
         self._marker = f"cryomigrate {os.urandom(8).hex()} transaction "
         self._marked_owners: list[PgTransaction] = []
         self._notices_shown = False  # by this session, as its last transaction said
+        self._ctrl_c = False  # pressed while a notice was being handled (see ``_notice``)
         self._pipelined = psycopg.Pipeline.is_supported()
         self.on_notice: Callable[[str], None] | None = None
         info = connection.info
@@ -145,13 +146,27 @@ class PostgresBackend:
         return cls(db, options)
 
     def _notice(self, diag: psycopg.errors.Diagnostic) -> None:
-        message = diag.message_primary or ""
-        if message.startswith(self._marker):  # a transaction sent with others starts here
-            self._notice_to = self._marked_owners[int(message[len(self._marker):])].on_notice
-            return
-        handler = self._notice_to or self.on_notice
-        if handler is not None:
-            handler(f"{diag.severity}: {message}")
+        try:
+            message = diag.message_primary or ""
+            if message.startswith(self._marker):  # a transaction sent with others starts
+                self._notice_to = self._marked_owners[int(message[len(self._marker):])
+                                                      ].on_notice
+                return
+            handler = self._notice_to or self.on_notice
+            if handler is not None:
+                handler(f"{diag.severity}: {message}")
+        except KeyboardInterrupt:
+            # A Ctrl-C landing while psycopg calls this from C would only be logged there
+            # ("Exception ignored") and the run would go on: the statement is cancelled
+            # instead, and the interrupt raised once psycopg is back (``_stop_if_asked``).
+            self._ctrl_c = True
+            self.cancel()
+
+    def _stop_if_asked(self) -> None:
+        """Raise the Ctrl-C that landed in ``_notice``, if one did."""
+        if self._ctrl_c:
+            self._ctrl_c = False
+            raise KeyboardInterrupt
 
     # -- running now ----------------------------------------------------------------
 
@@ -161,7 +176,9 @@ class PostgresBackend:
         try:
             cursor.execute(sql, params)
         except (psycopg.Error, TypeError, ValueError) as exc:
+            self._stop_if_asked()
             raise self._error(exc, _Item(sql, params)) from None
+        self._stop_if_asked()
         return _result(cursor)
 
     def run_script(self, script: Script) -> QueryResult:
@@ -293,6 +310,10 @@ class PostgresBackend:
             if first is not None:
                 raise first
         except (psycopg.Error, TypeError, ValueError) as raised:
+            if self._ctrl_c:  # the statement was cancelled for it
+                self._rollback()
+                _settle(items, cursors, None, None)
+                self._stop_if_asked()
             exc = first or raised  # the statement's own error, not the pipeline's after it
             failed = next((i for i, c in enumerate(cursors) if c.statusmessage is None),
                           len(cursors) - 1)
@@ -320,6 +341,7 @@ class PostgresBackend:
                 row = cursor.fetchone()
                 self._notices_shown = row is not None and row["shown"] in _NOTICES_SHOWN
         _settle(items, cursors, None, None)
+        self._stop_if_asked()  # what committed is settled first, and stays so
         return _result(cursors[-1])
 
     def _marked(self, items: list[_Item]) -> list[_Item]:
