@@ -158,7 +158,9 @@ class PostgresBackend:
         except KeyboardInterrupt:
             # A Ctrl-C landing while psycopg calls this from C would only be logged there
             # ("Exception ignored") and the run would go on: the statement is cancelled
-            # instead, and the interrupt raised once psycopg is back (``_stop_if_asked``).
+            # instead, and the interrupt raised once psycopg is back (``_stop_if_asked``):
+            # at its error, or, had the statement finished all the same, before anything
+            # more is sent, so that what committed is reported as done.
             self._ctrl_c = True
             self.cancel()
 
@@ -178,7 +180,6 @@ class PostgresBackend:
         except (psycopg.Error, TypeError, ValueError) as exc:
             self._stop_if_asked()
             raise self._error(exc, _Item(sql, params)) from None
-        self._stop_if_asked()
         return _result(cursor)
 
     def run_script(self, script: Script) -> QueryResult:
@@ -285,6 +286,7 @@ class PostgresBackend:
         """Send every queued statement in one pipeline; the last one's result, or None when
         the transaction's guard failed (then it is rolled back). With ``queued``, a
         transaction's failure is left in its ``outcome`` rather than raised."""
+        self._stop_if_asked()  # before anything is taken from the queue
         items, self._pending = self._pending, []
         self._flushes += 1
         if not items:
@@ -341,7 +343,6 @@ class PostgresBackend:
                 row = cursor.fetchone()
                 self._notices_shown = row is not None and row["shown"] in _NOTICES_SHOWN
         _settle(items, cursors, None, None)
-        self._stop_if_asked()  # what committed is settled first, and stays so
         return _result(cursors[-1])
 
     def _marked(self, items: list[_Item]) -> list[_Item]:
