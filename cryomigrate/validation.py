@@ -15,6 +15,7 @@ from cryomigrate import planner
 from cryomigrate.config import Environment, load_config
 from cryomigrate.discovery import MigrationFile, checksum_of, scan_folder
 from cryomigrate.errors import ConnectionFailed, InputError, StateBlocked
+from cryomigrate.formats.base import ForeignFile
 from cryomigrate.loader import Migration, PythonMigration, SqlMigration, load
 from cryomigrate.results import Finding, ValidateResult
 from cryomigrate.session import EnvironmentRef, PathLike, connect, resolve_environment
@@ -108,6 +109,11 @@ def _forgotten_rollback(migration: Migration) -> str | None:
     label = migration.file.label
     if isinstance(migration, SqlMigration):
         script = migration.rollback_script
+        if script is not None and not script.statements and isinstance(migration.file,
+                                                                        ForeignFile):
+            return (f"{label}: its down SQL ({migration.file.format}'s format) is empty, so "
+                    "rolling it back changes nothing; write the SQL that undoes it (leave it "
+                    "empty only if that is deliberate)")
         if script is not None and not script.statements:
             return (f"{label}: its -- cryomigrate:rollback section is empty, so rolling it "
                     "back changes nothing; write the SQL that undoes it, or delete the "

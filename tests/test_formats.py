@@ -71,6 +71,17 @@ def test_dbmate_needs_a_down_section_and_nothing_before_up(sqlite_project: Proje
     assert "001_x.sql line 1: SQL before -- migrate:up" in result.stderr
 
 
+def test_an_empty_down_section_is_named_in_the_folders_own_words(sqlite_project: Project
+                                                                  ) -> None:
+    use_format(sqlite_project, "dbmate")
+    sqlite_project.add("001_x.sql", "-- migrate:up\nCREATE TABLE x (id INT);\n"
+                       "-- migrate:down\n")
+    result = sqlite_project.cli("validate")
+    assert_clean_exit(result, 0)
+    assert "001_x.sql: its down SQL (dbmate's format) is empty" in result.stdout, result.stdout
+    assert "cryomigrate:rollback" not in result.stdout
+
+
 def test_dbmate_transaction_false(pg_project: Project) -> None:
     use_format(pg_project, "dbmate")
     pg_project.add("001_t.sql", "-- migrate:up\nCREATE TABLE t (id INT);\n-- migrate:down\n"
