@@ -152,9 +152,7 @@ class Config:
         # validate renders environments whose secrets this shell may not have: a URL still
         # holding an unset ${VAR} cannot be checked yet. Any other one can, whatever the
         # characters its password holds (a literal "${" included).
-        unresolved = not strict_vars and any(
-            os.environ.get(match[1]) is None and match[2] is None
-            for match in VAR_REFERENCE.finditer(str(merged.get("database") or "")))
+        unresolved = not strict_vars and VAR_REFERENCE.search(str(resolved["database"]))
         return _build_environment(self, name, resolved, check_url=not unresolved)
 
     def key_of(self, environment: str, keys: KeyPath) -> KeyPath:

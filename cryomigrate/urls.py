@@ -15,7 +15,6 @@ everything imports, depends on this module.
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
 
 MASK = "***"
 SCHEMES = ("sqlite", "postgresql", "postgres", "https", "http")
@@ -27,7 +26,6 @@ _PORT_LIKE = re.compile(r"[0-9]+[/?,]")
 # In a query value only these end it early; '&' always ends it, so it is not a password's.
 _QUERY_NEEDS_ENCODING = re.compile(r"[#\s]|%(?![0-9A-Fa-f]{2})")
 _QUERY_PASSWORD = re.compile(r"(?i)([?&](?:ssl)?password=)([^&]*)")
-# Values libpq would refuse only when connecting, as if the server were unreachable.
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 ENCODING_ADVICE = (
     "percent-encode it: @ as %40, : as %3A, / as %2F, ? as %3F, # as %23, % as %25, "
@@ -105,62 +103,62 @@ def check_database_url(url: str) -> None:
         raise ValueError(f"{mask_password(url)}: {wrong}")
 
 
-# Query settings that change how a database is reached, never which one.
+# Settings that change how a database is reached, never which one.
 _SAME_DATABASE_OPTIONS = frozenset({
-    "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "password", "user",
-    "connect_timeout", "application_name", "target_session_attrs", "keepalives",
-    "keepalives_idle", "keepalives_interval", "keepalives_count", "gssencmode",
-    "channel_binding", "tcp_user_timeout",
+    "host", "port", "dbname", "user", "password", "sslmode", "sslrootcert", "sslcert",
+    "sslkey", "sslpassword", "connect_timeout", "application_name", "target_session_attrs",
+    "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+    "gssencmode", "channel_binding", "tcp_user_timeout",
 })
+
+
+def _libpq_reading(url: str) -> dict[str, str] | None:
+    """``url`` as libpq reads it (psycopg's conninfo_to_dict), or None if it cannot:
+    then the connection says why. psycopg is imported only for a PostgreSQL URL."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return {key: str(value) for key, value in conninfo_to_dict(url).items()}
+    except ProgrammingError:
+        return None
 
 
 def database_identity(url: str) -> str:
     """The database ``url`` names, whatever its spelling: ``postgres://`` or
-    ``postgresql://``, a host name in any case, the default port written or not, the user,
-    password and connection settings aside. Two URLs with one identity are one database.
+    ``postgresql://``, host and port in the path or after the ``?``, a host name in any
+    case, the default port written or not, the user, password and connection settings
+    aside. Two URLs with one identity are one database.
 
-    Only a URL read without doubt gets one: anything else (a host, port or dbname given
-    after the ``?``, no database name, a socket path) is its own identity, so that two
-    databases are never taken for one.
+    A URL whose database cannot be told this way (no host or database name, a setting
+    such as ``options`` or ``service`` that may choose another one) is its own identity,
+    so that two databases are never taken for one.
     """
-    scheme, _, rest = url.partition("://")
-    netloc, _, query = rest.partition("?")
-    netloc, slash, path = netloc.partition("/")
-    names = {unquote(pair.partition("=")[0]) for pair in query.split("&") if pair}
-    hosts = netloc.rpartition("@")[2]
-    if scheme.lower() not in ("postgresql", "postgres") or not slash or not path \
-            or not hosts or not names <= _SAME_DATABASE_OPTIONS:
+    if url.split(":", 1)[0].lower() not in ("postgresql", "postgres"):
         return url
-    named = []
-    for host in hosts.split(","):
-        address, port = _host_port(host)
-        if not address or address.startswith("%"):  # empty, or a socket path (%2F...)
-            return url
-        named.append(f"{address.lower()}:{port or '5432'}")
-    return f"postgresql://{','.join(named)}/{unquote(path)}"
-
-
-def _host_port(host: str) -> tuple[str, str]:
-    """``[::1]:5433`` -> (``[::1]``, ``5433``); ``db:5433``, ``db`` and ``[::1]`` alike."""
-    if host.startswith("["):
-        address, _, after = host.partition("]")
-        return address + "]", after[1:] if after.startswith(":") else ""
-    address, _, port = host.partition(":")
-    return address, port
+    read = _libpq_reading(url)
+    if read is None or not read.keys() <= _SAME_DATABASE_OPTIONS:
+        return url
+    hosts, ports = read.get("host", "").split(","), read.get("port", "").split(",")
+    database = read.get("dbname") or read.get("user")
+    if not all(hosts) or not database or len(ports) not in (1, len(hosts)):
+        return url
+    ports = ports * len(hosts) if len(ports) == 1 else ports
+    named = [f"{host if host.startswith('/') else host.lower()}:{port or '5432'}"
+             for host, port in zip(hosts, ports, strict=True)]
+    return f"postgresql://{','.join(named)}/{database}"
 
 
 def _bad_value(url: str) -> str | None:
-    """A port or sslmode that libpq would refuse: bad input, said now, rather than a
-    failure to connect."""
-    rest = url.split("://", 1)[1]
-    netloc, _, query = rest.partition("?")
-    for host in netloc.split("/", 1)[0].rpartition("@")[2].split(","):
-        port = _host_port(host)[1]
+    """A port or sslmode that libpq would refuse only when connecting, as if the server
+    were unreachable: bad input, said now."""
+    read = _libpq_reading(url) or {}
+    for port in read.get("port", "").split(","):
         if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
             return f"the port '{port}' is not a port number (1 to 65535)"
-    for name, _, value in (pair.partition("=") for pair in query.split("&") if pair):
-        if unquote(name) == "sslmode" and unquote(value) not in _SSLMODES:
-            return f"sslmode '{value}' is not one of {', '.join(_SSLMODES)}"
+    sslmode = read.get("sslmode")
+    if sslmode is not None and sslmode not in _SSLMODES:
+        return f"sslmode '{sslmode}' is not one of {', '.join(_SSLMODES)}"
     return None
 
 

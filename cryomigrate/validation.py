@@ -9,18 +9,15 @@ from an unset variable gets every other check and a note that the database was s
 
 from __future__ import annotations
 
-import re
-
 from cryomigrate import planner
 from cryomigrate.config import Environment, load_config
+from cryomigrate.configvalues import VAR_REFERENCE
 from cryomigrate.discovery import MigrationFile, checksum_of, scan_folder
 from cryomigrate.errors import ConnectionFailed, InputError, StateBlocked
 from cryomigrate.formats.base import ForeignFile
 from cryomigrate.loader import Migration, PythonMigration, SqlMigration, load
 from cryomigrate.results import Finding, ValidateResult
 from cryomigrate.session import EnvironmentRef, PathLike, connect, resolve_environment
-
-_UNSET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def validate(config_path: PathLike = None, environment: EnvironmentRef = None
@@ -52,7 +49,8 @@ def validate(config_path: PathLike = None, environment: EnvironmentRef = None
             "database checks skipped: no environment was named (--env or CRYOMIGRATE_ENV) "
             "and none is called development; everything else was checked")))
         return result()
-    unset = _UNSET.findall(env.database)
+    # validate resolves leniently: what is still a ${VAR} here is unset in this shell
+    unset = [match[1] for match in VAR_REFERENCE.finditer(env.database)]
     if unset:
         names = ", ".join(f"${{{name}}}" for name in unset)
         findings.append(Finding("info", (
@@ -109,17 +107,17 @@ def _forgotten_rollback(migration: Migration) -> str | None:
     label = migration.file.label
     if isinstance(migration, SqlMigration):
         script = migration.rollback_script
-        if script is not None and not script.statements and isinstance(migration.file,
-                                                                        ForeignFile):
+        if script is None or script.statements:
+            return None
+        if isinstance(migration.file, ForeignFile):
             return (f"{label}: its down SQL ({migration.file.format}'s format) is empty, so "
                     "rolling it back changes nothing; write the SQL that undoes it (leave it "
                     "empty only if that is deliberate)")
-        if script is not None and not script.statements:
-            return (f"{label}: its -- cryomigrate:rollback section is empty, so rolling it "
-                    "back changes nothing; write the SQL that undoes it, or delete the "
-                    "marker to make the migration irreversible (leave it empty only if "
-                    "that is deliberate)")
-    elif isinstance(migration, PythonMigration):
+        return (f"{label}: its -- cryomigrate:rollback section is empty, so rolling it "
+                "back changes nothing; write the SQL that undoes it, or delete the marker "
+                "to make the migration irreversible (leave it empty only if that is "
+                "deliberate)")
+    if isinstance(migration, PythonMigration):
         code = getattr(getattr(migration.module, "rollback", None), "__code__", None)
         if code is not None and code.co_names == ("NotImplementedError",):
             return (f"{label}: rollback() only raises NotImplementedError (the scaffold's "
