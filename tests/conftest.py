@@ -92,10 +92,18 @@ def _cluster_wide_lock(request: pytest.FixtureRequest) -> Iterator[None]:
     require_postgres()
     import psycopg
 
+    # Recorded in helpers_pg, which checks it: this file is loaded twice, as conftest and
+    # as tests.conftest, so a variable here would be two variables.
+    from tests import helpers_pg
+
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as lock:
         lock.execute(f"SET lock_timeout = '{_CLUSTER_LOCK_WAIT}'")
         lock.execute("SELECT pg_advisory_lock(%s)", (_CLUSTER_LOCK_KEY,))
-        yield
+        helpers_pg.cluster_lock_held.append(request.node.nodeid)
+        try:
+            yield
+        finally:
+            helpers_pg.cluster_lock_held.clear()
 
 
 @dataclass

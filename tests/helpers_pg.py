@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Project
+from tests.conftest import PG_ADMIN_URL, PgDatabase, Project
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLI_TIMEOUT = 120.0
@@ -200,30 +200,40 @@ def run_sql_file(url: str, path: Path) -> None:
             time.sleep(0.2 * (attempt + 1))
 
 
-_SETTINGS_SQL = """
+cluster_lock_held: list[str] = []  # the test holding the cluster lock (conftest.py)
+
+
+def require_cluster_lock() -> None:
+    """Fail a test that changes the cluster without the lock: a fixture reached only
+    through ``request.getfixturevalue`` escapes conftest's marking by fixture name."""
+    import pytest
+
+    if not cluster_lock_held:
+        pytest.fail("this test changes state outside its own database (roles, settings of "
+                    "other databases): mark it CLUSTER_WIDE (tests/conftest.py)")
+
+
+# Objects named cm_* belong to one test each (conftest's cm_test_* databases, roles such
+# as cm_role_*): under pytest-xdist other tests make, configure and drop theirs meanwhile,
+# so they are neither compared nor restored here.
+_CLUSTER_SETTINGS = r"""
 SELECT d.datname, r.rolname, s.setconfig
 FROM pg_db_role_setting s
 LEFT JOIN pg_database d ON d.oid = s.setdatabase
 LEFT JOIN pg_roles r ON r.oid = s.setrole
+WHERE (s.setdatabase = 0 OR d.datname NOT LIKE 'cm\_%')
+  AND (s.setrole = 0 OR r.rolname NOT LIKE 'cm\_%')
 """
 
+ClusterState = tuple[dict[tuple[str | None, str | None], dict[str, str]], set[str]]
 
-def _cluster_state(admin: Any, test_db: str) -> tuple[dict[tuple[str | None, str | None],
-                                                        dict[str, str]], set[str]]:
-    settings: dict[tuple[str | None, str | None], dict[str, str]] = {}
-    for datname, rolname, config in admin.execute(_SETTINGS_SQL).fetchall():
-        if datname == test_db or _other_tests(datname, rolname):
-            continue  # dropped with the test database, or another test's own
-        settings[(datname, rolname)] = dict(item.split("=", 1) for item in config or [])
-    roles = {row[0] for row in admin.execute("SELECT rolname FROM pg_roles").fetchall()
-             if not _other_tests(None, row[0])}
+
+def _cluster_state(admin: Any) -> ClusterState:
+    settings = {(datname, rolname): dict(item.split("=", 1) for item in config or [])
+                for datname, rolname, config in admin.execute(_CLUSTER_SETTINGS)}
+    roles = {row[0] for row in admin.execute(
+        r"SELECT rolname FROM pg_roles WHERE rolname NOT LIKE 'cm\_%'")}
     return settings, roles
-
-
-def _other_tests(datname: str | None, rolname: str | None) -> bool:
-    """Databases and roles named cm_* belong to tests running at the same time (xdist):
-    they come and go on their own, and are none of this test's business."""
-    return any(name is not None and name.startswith("cm_") for name in (datname, rolname))
 
 
 def _alter_target(datname: str | None, rolname: str | None) -> Any:
@@ -237,43 +247,51 @@ def _alter_target(datname: str | None, rolname: str | None) -> Any:
                                                           sql.Identifier(datname))
 
 
+def _restore(admin: Any, before: ClusterState, after: ClusterState) -> None:
+    from psycopg import sql
+
+    for datname, rolname in set(before[0]) | set(after[0]):
+        old = before[0].get((datname, rolname), {})
+        new = after[0].get((datname, rolname), {})
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                change = sql.SQL("RESET {}").format(sql.Identifier(key)) if key not in old \
+                    else sql.SQL("SET {} = {}").format(sql.Identifier(key),
+                                                       sql.Literal(old[key]))
+                admin.execute(sql.SQL("{} {}").format(_alter_target(datname, rolname), change))
+
+
 @contextlib.contextmanager
-def cluster_side_effects_undone(admin_url: str, test_url: str, test_db: str) -> Iterator[None]:
-    """Undo what migrations change outside their database: settings of other databases
-    and of roles (``ALTER DATABASE postgres SET``, ``ALTER ROLE authenticator SET``), and
-    roles created meanwhile (a Supabase stub's ``anon``, ``authenticated``, ...)."""
+def cluster_restored(database: PgDatabase) -> Iterator[None]:
+    """Undo what the block changed outside ``database`` (settings of other databases and
+    of roles: ``ALTER DATABASE postgres SET``, ``ALTER ROLE authenticator SET``; roles it
+    created: a Supabase stub's ``anon``, ``authenticated``, ...), then assert that the
+    cluster holds exactly what it held before, whatever that was.
+
+    Only a test holding the cluster lock may do this (CLUSTER_WIDE, conftest.py): run
+    beside another, its objects in its own database would keep the other's new roles
+    from being dropped, as CI once saw."""
     import psycopg
     from psycopg import sql
 
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        settings_before, roles_before = _cluster_state(admin, test_db)
+    require_cluster_lock()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        before = _cluster_state(admin)
     try:
         yield
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            settings_after, roles_after = _cluster_state(admin, test_db)
-            for (datname, rolname), config in settings_after.items():
-                old = settings_before.get((datname, rolname), {})
-                target = _alter_target(datname, rolname)
-                for key in sorted(set(config) | set(old)):
-                    if config.get(key) == old.get(key):
-                        continue
-                    change = sql.SQL("RESET {}").format(sql.Identifier(key)) \
-                        if key not in old else sql.SQL("SET {} = {}").format(
-                            sql.Identifier(key), sql.Literal(old[key]))
-                    admin.execute(sql.SQL("{} {}").format(target, change))
-            new_roles = sorted(roles_after - roles_before)
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            after = _cluster_state(admin)
+            _restore(admin, before, after)
+        new_roles = sorted(after[1] - before[1])
         if new_roles:
             names = sql.SQL(", ").join(sql.Identifier(r) for r in new_roles)
-            with contextlib.suppress(psycopg.Error), \
-                    psycopg.connect(test_url, autocommit=True) as conn:
+            with psycopg.connect(database.url, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(names))
-            with psycopg.connect(admin_url, autocommit=True) as admin:
-                for role in new_roles:
-                    # Still used elsewhere (another test's database): leave it.
-                    with contextlib.suppress(psycopg.Error):
-                        admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(
-                            sql.Identifier(role)))
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP ROLE {}").format(names))
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        assert _cluster_state(admin) == before
 
 
 def execute(url: str, query: str) -> None:

@@ -162,80 +162,6 @@ def _role_settings(role: str) -> list[str]:
     return [item for row in rows for item in row[0] or []]
 
 
-# Objects named cm_* belong to one test each (conftest's cm_test_* databases, roles such
-# as cm_role_*): under pytest-xdist other tests make, configure and drop theirs meanwhile,
-# so they are neither compared nor restored here.
-_CLUSTER_SETTINGS = r"""
-SELECT d.datname, r.rolname, s.setconfig
-FROM pg_db_role_setting s
-LEFT JOIN pg_database d ON d.oid = s.setdatabase
-LEFT JOIN pg_roles r ON r.oid = s.setrole
-WHERE (s.setdatabase = 0 OR d.datname NOT LIKE 'cm\_%')
-  AND (s.setrole = 0 OR r.rolname NOT LIKE 'cm\_%')
-"""
-
-ClusterState = tuple[dict[tuple[str | None, str | None], dict[str, str]], set[str]]
-
-
-def _cluster_state() -> ClusterState:
-    """What a test must leave as it found it: the settings of databases and roles
-    (``pg_db_role_setting``: ``ALTER DATABASE postgres SET``, ``ALTER ROLE authenticator
-    SET``, ...) and the roles there are."""
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        settings = {(datname, rolname): dict(item.split("=", 1) for item in config or [])
-                    for datname, rolname, config in admin.execute(_CLUSTER_SETTINGS)}
-        roles = {row[0] for row in admin.execute(
-            r"SELECT rolname FROM pg_roles WHERE rolname NOT LIKE 'cm\_%'")}
-    return settings, roles
-
-
-def _restore(admin: Any, before: ClusterState, after: ClusterState) -> None:
-    from psycopg import sql
-
-    for datname, rolname in set(before[0]) | set(after[0]):
-        old = before[0].get((datname, rolname), {})
-        new = after[0].get((datname, rolname), {})
-        if rolname is None:
-            target = sql.SQL("ALTER DATABASE {}").format(sql.Identifier(datname or ""))
-        elif datname is None:
-            target = sql.SQL("ALTER ROLE {}").format(sql.Identifier(rolname))
-        else:
-            target = sql.SQL("ALTER ROLE {} IN DATABASE {}").format(
-                sql.Identifier(rolname), sql.Identifier(datname))
-        for key in sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
-                admin.execute(target + (sql.SQL(" RESET {}").format(sql.Identifier(key))
-                                        if key not in old else sql.SQL(" SET {} = {}").format(
-                                            sql.Identifier(key), sql.Literal(old[key]))))
-
-
-@contextlib.contextmanager
-def _cluster_restored(database: PgDatabase) -> Iterator[None]:
-    """Undo what the block changed outside ``database`` (settings of databases and roles,
-    roles it created: a Supabase stub's ``anon``, ``authenticated``, ...), then assert that
-    the cluster holds exactly what it held before, whatever that was."""
-    import psycopg
-    from psycopg import sql
-
-    before = _cluster_state()
-    try:
-        yield
-    finally:
-        after = _cluster_state()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            _restore(admin, before, after)
-        new_roles = sorted(after[1] - before[1])
-        if new_roles:
-            names = sql.SQL(", ").join(sql.Identifier(r) for r in new_roles)
-            with psycopg.connect(database.url, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP OWNED BY {}").format(names))
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP ROLE {}").format(names))
-    assert _cluster_state() == before
-
-
 @contextlib.contextmanager
 def _postgres_database_setting(name: str, value: str | None) -> Iterator[None]:
     """Run the block with database ``postgres`` holding ``name = value``, as another user
@@ -275,7 +201,7 @@ def test_cryoprotect_with_its_own_begin_commit(pg_project: Project, pg_database:
     # 001 hard-codes ALTER DATABASE postgres SET "app.jwt_secret": afterwards the cluster
     # must hold what it held before, including a value that someone else had set.
     with _postgres_database_setting("app.jwt_secret", jwt_secret_before), \
-            _cluster_restored(pg_database):
+            h.cluster_restored(pg_database):
         h.run_sql_file(project.url, corpus / "supabase_stub.sql")
         convert_plain(corpus / entry["dir"], entry["apply_order"], project.migrations)
         result = _apply_all(project, len(entry["apply_order"]))
@@ -372,7 +298,7 @@ def test_supabase_cache_helpers(pg_project: Project, pg_database: PgDatabase, co
                                 manifest: dict[str, dict[str, Any]]) -> None:
     entry = manifest["supabase-cache-helpers"]
     project = pg_project
-    with _cluster_restored(pg_database):
+    with h.cluster_restored(pg_database):
         h.run_sql_file(project.url, corpus / "supabase_stub.sql")
         convert_plain(corpus / entry["dir"], entry["apply_order"], project.migrations)
         _apply_all(project, len(entry["apply_order"]))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests import helpers_pg as h
-from tests.conftest import CLUSTER_WIDE, PG_ADMIN_URL, PgDatabase, Project, corpus_dir
+from tests.conftest import CLUSTER_WIDE, PgDatabase, Project, corpus_dir
 from tests.helpers_core import assert_clean_exit
 
 
@@ -84,7 +84,7 @@ def test_harbor_golang_migrate_in_place(pg_project: Project, corpus: Path) -> No
 @CLUSTER_WIDE
 def test_supabase_cache_helpers_in_place(pg_project: Project, pg_database: PgDatabase,
                                          corpus: Path) -> None:
-    with h.cluster_side_effects_undone(PG_ADMIN_URL, pg_project.url, pg_database.name):
+    with h.cluster_restored(pg_database):
         h.run_sql_file(pg_project.url, corpus / "supabase_stub.sql")
         read_in_place(pg_project, corpus / "supabase-cache-helpers", "supabase")
         assert_clean_exit(pg_project.cli("apply"), 0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import helpers_pg as h
 from tests.conftest import CLUSTER_WIDE, PG_ADMIN_URL, PgDatabase, Project, corpus_dir
 from tests.helpers_core import assert_clean_exit, execute, json_doc
 
@@ -174,8 +175,6 @@ def test_promotion_gate_with_the_source_unreachable(sqlite_project: Project) -> 
 @CLUSTER_WIDE
 def test_cryoprotect_corpus_lint_and_verify(pg_project: Project, pg_database: PgDatabase
                                             ) -> None:
-    from tests.test_corpus import _cluster_restored
-
     corpus = corpus_dir()
     assert corpus is not None
     pg_project.write_config(f"""
@@ -189,7 +188,7 @@ def test_cryoprotect_corpus_lint_and_verify(pg_project: Project, pg_database: Pg
     assert_clean_exit(lint, 0)
     findings = json_doc(lint)["findings"]
     assert len({f["file"] for f in findings}) > 5
-    with _cluster_restored(pg_database):
+    with h.cluster_restored(pg_database):
         result = pg_project.cli("verify", "--format", "json")
     assert_clean_exit(result, 0)
     steps = json_doc(result)["migrations"]

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests import helpers_pg as h
-from tests.conftest import IN_CI, Project
+from tests.conftest import CLUSTER_WIDE, IN_CI, Project
 from tests.test_supabase_http import api, supabase  # noqa: F401  (fixtures of the HTTP case)
 
 DEFAULT_CLI = ("/opt/cryomigrate-peers/supabase-cli/node_modules/@supabase/cli-linux-x64/bin/"
@@ -119,7 +119,8 @@ def test_cli_takes_over_part_way_and_hands_back(supabase_project: Project) -> No
     assert _listed(project) == [(v, v) for v in VERSIONS]
 
 
-@pytest.mark.parametrize("transport", ["direct", "http"])
+# The HTTP case brings the Supabase stub (fixture api), reached through getfixturevalue.
+@pytest.mark.parametrize("transport", ["direct", pytest.param("http", marks=CLUSTER_WIDE)])
 def test_cli_agrees_after_a_baseline(supabase_project: Project, transport: str,
                                      request: pytest.FixtureRequest) -> None:
     project = supabase_project

@@ -18,7 +18,7 @@ import pytest
 
 from tests import helpers_pg as h
 from tests import postgrest_standin as standin
-from tests.conftest import PG_ADMIN_URL, PgDatabase, Project, corpus_dir
+from tests.conftest import PgDatabase, Project, corpus_dir
 from tests.helpers_core import config_with
 from tests.test_supabase import USER_PREFERENCES
 
@@ -81,7 +81,7 @@ def supabase(pg_project: Project, pg_database: PgDatabase) -> Iterator[Project]:
     """The database with the Supabase stub (cluster-wide roles, undone afterwards)."""
     stub = corpus_dir()
     assert stub is not None
-    with h.cluster_side_effects_undone(PG_ADMIN_URL, pg_database.url, pg_database.name):
+    with h.cluster_restored(pg_database):
         h.run_sql_file(pg_database.url, stub / "supabase_stub.sql")
         yield pg_project
 

@@ -52,7 +52,7 @@ def supabase_stubbed(pg_project: Project, pg_database: PgDatabase) -> Iterator[P
     in ``public``. The stub's cluster-wide roles are dropped again if it created them."""
     stub = corpus_dir()
     assert stub is not None
-    with h.cluster_side_effects_undone(PG_ADMIN_URL, pg_database.url, pg_database.name):
+    with h.cluster_restored(pg_database):
         h.run_sql_file(pg_database.url, stub / "supabase_stub.sql")
         yield pg_project
 
