@@ -79,6 +79,34 @@ def test_a_near_miss_of_the_waiver_is_an_input_error(sqlite_project: Project) ->
     assert "001_x.sql line 1: unknown marker" in result.stderr
 
 
+def test_a_waiver_naming_no_known_rule_is_an_input_error(pg_project: Project) -> None:
+    _config(pg_project)
+    pg_project.add("001_users.sql", EXISTING)
+    pg_project.add("002_risky.sql", "-- cryomigrate:lint-ignore destructive\n"
+                                    "-- cryomigrate:lint-ignore ban-drop-colum\n" + RISKY)
+    for command in (("lint",), ("apply",), ("lint", "--format", "json")):
+        result = pg_project.cli(*command)
+        assert_clean_exit(result, 2)
+        assert "002_risky.sql line 2: -- cryomigrate:lint-ignore names 'ban-drop-colum'" \
+            in result.output, result.output
+    assert pg_project.tables() == set()
+    assert json_doc(result)["error"]["code"] == 2
+
+
+def test_squawk_rules_may_be_waived_in_a_sqlite_project(sqlite_project: Project) -> None:
+    # The same files may serve a PostgreSQL environment, where squawk reads them.
+    sqlite_project.add("001_t.sql", "-- cryomigrate:lint-ignore prefer-bigint-over-int "
+                                    "destructive\nCREATE TABLE t (id INTEGER);\nDROP TABLE t;\n")
+    result = sqlite_project.cli("lint", "--format", "json")
+    assert_clean_exit(result, 0)
+    assert json_doc(result)["findings"] == []
+    sqlite_project.add("002_u.sql", "-- cryomigrate:lint-ignore prefer-bigint-over-in\n"
+                                    "SELECT 1;\n")
+    result = sqlite_project.cli("lint")
+    assert_clean_exit(result, 2)
+    assert "002_u.sql line 1" in result.stderr and "'prefer-bigint-over-in'" in result.stderr
+
+
 def test_own_rules_on_sqlite_said_once(sqlite_project: Project) -> None:
     sqlite_project.add("001_t.sql", "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT);\n"
                                     "CREATE INDEX CONCURRENTLY t_a ON t (a);\n"

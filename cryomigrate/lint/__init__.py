@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from cryomigrate.config import Environment
-from cryomigrate.errors import InputError
+from cryomigrate.errors import InputError, MigrationFileError
 from cryomigrate.lint import rules
-from cryomigrate.lint.squawk import NOT_INSTALLED, RawFinding, find_squawk, run_squawk
+from cryomigrate.lint.squawk import NOT_INSTALLED, RawFinding, find_squawk, run_squawk, unknown_rule
 from cryomigrate.loader import Migration, SqlMigration
 from cryomigrate.sqlscript import lint_waivers
 
@@ -71,6 +71,8 @@ def lint_migrations(env: Environment, dialect: str, migrations: Sequence[Migrati
               "it is not linted" for m in migrations if not isinstance(m, SqlMigration)]
     raw: dict[str, list[RawFinding]] = {}
     missing = False
+    waivers = {m.file.label: _waivers(m) for m in sql}
+    _check_rule_names(waivers)
     if dialect != "postgresql":
         notes.append(f"{env.name} is a {dialect} environment: cryomigrate's own rules only "
                      "(squawk lints PostgreSQL)")
@@ -87,7 +89,8 @@ def lint_migrations(env: Environment, dialect: str, migrations: Sequence[Migrati
     findings: list[Finding] = []
     destructive: list[str] = []
     for migration in sql:
-        found, broke = _check(migration, raw.get(migration.file.label, []))
+        found, broke = _check(migration, raw.get(migration.file.label, []),
+                              waivers[migration.file.label])
         findings += found
         destructive += broke
     return LintResult(env.name, tuple(findings), tuple(destructive), tuple(notes),
@@ -115,7 +118,24 @@ def _squawk_findings(binary: str, migrations: list[SqlMigration], env: Environme
     return found
 
 
-def _check(migration: SqlMigration, raw: list[RawFinding]
+def _check_rule_names(waivers: dict[str, dict[str, int]]) -> None:
+    """Refuse a ``lint-ignore`` naming a rule that no linter here has: a typo would
+    otherwise waive nothing, silently. squawk, when installed, says which names it knows
+    (it is the authority on its own rules, whichever version is installed)."""
+    where = {rule: (label, line) for label, rules_of in waivers.items()
+             for rule, line in rules_of.items() if rule not in rules.OWN}
+    binary = find_squawk() if where else None
+    unknown = unknown_rule(binary, sorted(where)) if binary is not None else None
+    if unknown is not None:
+        label, line = where[unknown]
+        raise MigrationFileError(
+            f"{label} line {line}: -- cryomigrate:lint-ignore names '{unknown}', a rule "
+            f"neither cryomigrate ({', '.join(sorted(rules.OWN))}) nor the installed squawk "
+            "knows: a typo, or a rule renamed in this squawk version (squawk's rules: "
+            "https://squawkhq.com/docs/rules)")
+
+
+def _check(migration: SqlMigration, raw: list[RawFinding], waived: dict[str, int]
            ) -> tuple[list[Finding], list[str]]:
     """One migration's findings (waivers applied) and its destructive statements."""
     label, script = migration.file.label, migration.apply_script
@@ -138,7 +158,6 @@ def _check(migration: SqlMigration, raw: list[RawFinding]
             findings.append(Finding(label, statement.first_line, rules.DESTRUCTIVE,
                                     f"{what}: data or the clients that use it may be lost",
                                     True))
-    waived = _waivers(migration)
     kept = sorted((f for f in findings if f.rule not in waived), key=lambda f: f.line)
     return kept, destructive
 

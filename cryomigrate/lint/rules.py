@@ -14,6 +14,7 @@ from cryomigrate.sqlscript import Script
 
 CONCURRENT_INDEX = "concurrent-index-in-transaction"
 DESTRUCTIVE = "destructive"
+OWN = frozenset({CONCURRENT_INDEX, DESTRUCTIVE})
 # squawk's rules that report a destructive statement: such a finding is marked
 # destructive, and cryomigrate's own ``destructive`` finding is not added beside it.
 SQUAWK_DESTRUCTIVE = frozenset({

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sysconfig
@@ -60,6 +61,27 @@ def run_squawk(binary: str, paths: list[Path], *, in_transaction: bool) -> list[
         raise CryomigrateError(f"squawk failed (exit {done.returncode}): "
                                f"{done.stderr.strip() or done.stdout.strip()}")
     return _parse(done.stdout)
+
+
+def unknown_rule(binary: str, names: list[str]) -> str | None:
+    """The first of ``names`` that this squawk does not know as a rule, if any: squawk
+    checks the names given to ``--exclude`` before it reads anything."""
+    command = [binary, "--exclude", ",".join(names)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CryomigrateError(f"squawk could not check rule names: {exc}") from None
+    if done.returncode == 0:
+        return None
+    named = _INVALID_RULE.search(done.stderr)
+    if named is None or named[1] not in names:
+        raise CryomigrateError(f"squawk failed (exit {done.returncode}) checking rule "
+                               f"names: {done.stderr.strip() or done.stdout.strip()}")
+    return named[1]
+
+
+_INVALID_RULE = re.compile(r"invalid rule name (\S+)")
 
 
 def _parse(output: str) -> list[RawFinding]:
