@@ -67,8 +67,11 @@ def validate(config_path: PathLike = None, environment: EnvironmentRef = None
 def _check_files(environments: list[Environment], files: list[MigrationFile]
                  ) -> tuple[list[Finding], dict[int, str]]:
     """Findings, and each readable file's checksum: every file is read once."""
+    from cryomigrate.lint import check_waivers
+
     findings: list[Finding] = []
     sums: dict[int, str] = {}
+    sql: list[SqlMigration] = []
     for file in files:
         try:
             content = file.read_bytes()
@@ -80,8 +83,14 @@ def _check_files(environments: list[Environment], files: list[MigrationFile]
             warning = _forgotten_rollback(migration)
             if warning:
                 findings.append(Finding("warning", warning))
+            if isinstance(migration, SqlMigration):
+                sql.append(migration)
         except InputError as exc:
             findings.append(Finding("error", str(exc)))
+    try:
+        check_waivers(sql)
+    except InputError as exc:
+        findings.append(Finding("error", str(exc)))
     return findings, sums
 
 

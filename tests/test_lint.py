@@ -84,7 +84,7 @@ def test_a_waiver_naming_no_known_rule_is_an_input_error(pg_project: Project) ->
     pg_project.add("001_users.sql", EXISTING)
     pg_project.add("002_risky.sql", "-- cryomigrate:lint-ignore destructive\n"
                                     "-- cryomigrate:lint-ignore ban-drop-colum\n" + RISKY)
-    for command in (("lint",), ("apply",), ("lint", "--format", "json")):
+    for command in (("lint",), ("apply",), ("validate",), ("lint", "--format", "json")):
         result = pg_project.cli(*command)
         assert_clean_exit(result, 2)
         assert "002_risky.sql line 2: -- cryomigrate:lint-ignore names 'ban-drop-colum'" \

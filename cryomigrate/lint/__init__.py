@@ -71,8 +71,7 @@ def lint_migrations(env: Environment, dialect: str, migrations: Sequence[Migrati
               "it is not linted" for m in migrations if not isinstance(m, SqlMigration)]
     raw: dict[str, list[RawFinding]] = {}
     missing = False
-    waivers = {m.file.label: _waivers(m) for m in sql}
-    _check_rule_names(waivers)
+    waivers = check_waivers(sql)
     if dialect != "postgresql":
         notes.append(f"{env.name} is a {dialect} environment: cryomigrate's own rules only "
                      "(squawk lints PostgreSQL)")
@@ -118,13 +117,17 @@ def _squawk_findings(binary: str, migrations: list[SqlMigration], env: Environme
     return found
 
 
-def _check_rule_names(waivers: dict[str, dict[str, int]]) -> None:
-    """Refuse a ``lint-ignore`` naming a rule that no linter here has: a typo would
-    otherwise waive nothing, silently. squawk, when installed, says which names it knows
-    (it is the authority on its own rules, whichever version is installed)."""
+def check_waivers(migrations: Sequence[SqlMigration]) -> dict[str, dict[str, int]]:
+    """Each file's ``lint-ignore`` rules (with their lines), after refusing one that names
+    a rule no linter here has: a typo would otherwise waive nothing, silently. squawk,
+    when installed, says which names it knows: it is the authority on its own rules,
+    whichever version is installed."""
+    waivers = {m.file.label: _waivers(m) for m in migrations}
     where = {rule: (label, line) for label, rules_of in waivers.items()
              for rule, line in rules_of.items() if rule not in rules.OWN}
-    binary = find_squawk() if where else None
+    if not where:
+        return waivers
+    binary = find_squawk()
     unknown = unknown_rule(binary, sorted(where)) if binary is not None else None
     if unknown is not None:
         label, line = where[unknown]
@@ -133,6 +136,7 @@ def _check_rule_names(waivers: dict[str, dict[str, int]]) -> None:
             f"neither cryomigrate ({', '.join(sorted(rules.OWN))}) nor the installed squawk "
             "knows: a typo, or a rule renamed in this squawk version (squawk's rules: "
             "https://squawkhq.com/docs/rules)")
+    return waivers
 
 
 def _check(migration: SqlMigration, raw: list[RawFinding], waived: dict[str, int]
