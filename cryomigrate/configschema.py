@@ -87,7 +87,7 @@ class EnvironmentModel(_Strict):
     @classmethod
     def _some_databases(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
-            raise ValueError("an empty fleet; list at least one database URL, or remove "
+            raise ValueError("an empty list; list at least one database URL here, or remove "
                              "databases:")
         return value
 

@@ -140,6 +140,29 @@ def test_two_fleet_runs_at_once_apply_every_migration_once(tmp_path: Path) -> No
             assert len(query(url, "SELECT * FROM cryomigrate_history")) == 3
 
 
+def test_a_database_that_failed_part_way_is_counted_where_it_stopped(tmp_path: Path
+                                                                     ) -> None:
+    with pg_databases(3) as urls:
+        query(urls[1], "CREATE TABLE t2 (id int)")  # 001 applies there, 002 fails
+        config = project(tmp_path, urls)
+        result = cli(config, "apply", "--format", "json")
+        assert_clean_exit(result, 1)
+        document = json_doc(result)
+        failed = document["databases"][1]
+        assert (failed["outcome"], failed["version"]) == ("failed", "001")
+        assert [m["version"] for m in failed["applied"]] == ["001"]
+        assert document["summary"]["versions"] == [{"version": "001", "databases": 1},
+                                                   {"version": "002", "databases": 2}]
+        text = cli(config, "rollback", "--target", "001")  # 001 everywhere now
+        assert_clean_exit(text, 0)
+        assert "at 001: 3" in text.stdout, text.stdout
+        query(urls[2], "CREATE TABLE t2 (id int)")
+        text = cli(config, "apply")
+        assert_clean_exit(text, 1)
+        assert "exit 1 (at 001): 002_t2.sql" in text.stdout, text.stdout
+        assert "at 001: 2" in text.stdout and "at 002: 1" in text.stdout, text.stdout
+
+
 def test_fail_fast_with_parallel_one_touches_only_the_first(tmp_path: Path) -> None:
     with pg_databases(4) as urls:
         query(urls[0], "CREATE TABLE t1 (id int)")  # 001 fails there

@@ -51,7 +51,8 @@ def fleet_status(environment: EnvironmentRef = None, *, config: PathLike = None,
     def work(member: Environment, progress: Progress) -> StatusResult:
         return api.get_migration_status(member, config=config)
 
-    return run_fleet(env, "status", work, options, lambda _, result: _newest(result))
+    return run_fleet(env, "status", work, options,
+                     lambda _, result: _newest(result) if result else (False, None))
 
 
 def apply_fleet(target_version: Version = None, environment: EnvironmentRef = None, *,
@@ -72,7 +73,7 @@ def apply_fleet(target_version: Version = None, environment: EnvironmentRef = No
     def version_of(member: Environment, result: Any) -> tuple[bool, str | None]:
         # Applied up to the end, a database holds exactly the files (anything else, a
         # missing file or a dirty row, blocks apply): no need to ask it.
-        if target is None and not dry_run:
+        if result is not None and target is None and not dry_run:
             return True, files[-1].version_text if files else None
         return _status_after(member, config)
 

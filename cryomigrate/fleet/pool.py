@@ -34,7 +34,7 @@ from typing import Any
 
 from cryomigrate.backends import Backend
 from cryomigrate.config import Environment
-from cryomigrate.errors import CryomigrateError, Interrupted
+from cryomigrate.errors import ConnectionFailed, CryomigrateError, Interrupted
 from cryomigrate.fleet.result import DatabaseOutcome, FleetResult
 from cryomigrate.redact import redact
 from cryomigrate.session import watcher
@@ -44,7 +44,8 @@ from cryomigrate.urls import mask_password
 # Runs the command on one database (an Environment of its own) and returns its result;
 # the progress callback is the one the api functions take.
 Work = Callable[[Environment, Callable[[str, Any], None]], Any]
-# The newest applied version after the command, when known: (known, version).
+# The newest applied version after the command, when known: (known, version). Called with
+# the command's result, or with None after it failed part-way.
 VersionOf = Callable[[Environment, Any], tuple[bool, str | None]]
 
 INTERRUPTED_CODE = Interrupted.exit_code
@@ -111,17 +112,27 @@ class Fleet:
         token = watcher.set(self)
         clock = time.perf_counter()
         env = member(self.env, url)
+        failed: DatabaseOutcome | None = None
         try:
             result = self.work(env, self._progress(shown))
         except CryomigrateError as exc:
-            return self._failed(shown, clock, exc.exit_code, str(exc), exc.result)
+            failed = self._failed(shown, clock, exc.exit_code, str(exc), exc.result)
         except Exception as exc:  # a bug must cost one database, not the fleet's report
             return self._failed(shown, clock, 1, redact(f"{type(exc).__name__}: {exc}"), None)
         finally:
             watcher.reset(token)
-        known, version = self.version_of(env, result) if self.version_of else (False, None)
-        return DatabaseOutcome(shown, "ok", elapsed_ms(clock), result, version=version,
-                               version_known=known)
+        if self.version_of is None:
+            return failed or DatabaseOutcome(shown, "ok", elapsed_ms(clock), result)
+        if failed is None:
+            known, version = self.version_of(env, result)
+            return DatabaseOutcome(shown, "ok", elapsed_ms(clock), result, version=version,
+                                   version_known=known)
+        # Where a failed database now stands, for the summary's count at each version:
+        # read back unless it could not be reached or the user asked to stop.
+        if failed.outcome != "failed" or failed.code == ConnectionFailed.exit_code:
+            return failed
+        known, version = self.version_of(env, None)
+        return replace(failed, version=version, version_known=known)
 
     def _refusal(self) -> tuple[int, str] | None:
         if self.interrupted.is_set():

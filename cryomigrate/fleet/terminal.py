@@ -11,12 +11,11 @@ _MARK = {"ok": "ok", "failed": "FAILED", "interrupted": "STOPPED", "not started"
 
 def render_line(outcome: DatabaseOutcome) -> str:
     """``  ok      postgresql://app:***@db1/t_a  applied 3 (at 005)   412 ms``"""
+    at = f" (at {outcome.version or 'no migration'})" if outcome.version_known else ""
     if outcome.outcome == "ok":
-        what = describe(outcome.result)
-        if outcome.version_known:
-            what += f" (at {outcome.version or 'no migration'})"
+        what = describe(outcome.result) + at
     else:
-        what = f"exit {outcome.code}: {_first_line(outcome.message)}"
+        what = f"exit {outcome.code}{at}: {_first_line(outcome.message)}"
     return (f"  {_MARK[outcome.outcome]:<8}{outcome.database}  {what}  "
             f"{outcome.duration_ms} ms")
 
