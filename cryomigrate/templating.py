@@ -74,10 +74,18 @@ def render(source: str, *, origin: str, environment: str, vars: dict[str, Any],
             f"{origin}{where}: {exc.message} while rendering for environment '{environment}'; "
             "define it under vars: in environments.yaml"
         ) from None
-    except (jinja2.TemplateError, ValueError, TypeError) as exc:
+    except Exception as exc:
+        # (1/0, range(10**8), a macro calling itself): the template is the bad input
         line = _template_line(exc)
         where = f" line {line}" if line else ""
-        raise TemplateError(f"{origin}{where}: cannot render template: {exc}") from None
+        if isinstance(exc, TypeError) and "no loader" in str(exc):
+            reason = ("include, import and extends are not supported: a migration is one "
+                      "file, so that its checksum covers everything it renders")
+        elif isinstance(exc, (jinja2.TemplateError, ValueError, TypeError)):
+            reason = str(exc)
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        raise TemplateError(f"{origin}{where}: cannot render template: {reason}") from None
 
 
 def _template_line(exc: BaseException) -> int | None:

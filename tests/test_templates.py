@@ -9,7 +9,7 @@ import pytest
 from cryomigrate.errors import TemplateError
 from cryomigrate.templating import quote_ident, quote_literal, render
 from tests.conftest import Project
-from tests.helpers_core import add_tables, assert_clean_exit, history_versions
+from tests.helpers_core import add_tables, assert_clean_exit, history_versions, json_doc
 
 
 def _config_with_vars(project: Project) -> None:
@@ -99,6 +99,28 @@ def test_sandbox_blocks_unsafe_access(project: Project, expression: str) -> None
     result = project.cli("apply")
     assert_clean_exit(result, 2)
     assert "001_escape.sql.j2" in result.stderr and "unsafe" in result.stderr
+    assert history_versions(project) == []
+
+
+@pytest.mark.parametrize(("body", "said"), [
+    ("SELECT {{ 1/0 }};", "ZeroDivisionError"),
+    ("SELECT {{ range(10**8)|list|length }};", "OverflowError"),
+    ("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "RecursionError"),
+    ('{% include "other.sql" %}', "include, import and extends are not supported"),
+], ids=["division", "range", "recursion", "include"])
+def test_what_a_template_raises_while_rendering_is_bad_input(project: Project, body: str,
+                                                             said: str) -> None:
+    project.add("001_t.sql.j2", body + "\n")
+    for command in (("validate",), ("apply",), ("apply", "--dry-run"), ("lint",)):
+        result = project.cli(*command)
+        assert_clean_exit(result, 2)
+        assert "001_t.sql.j2 line 1: cannot render template" in result.stderr, command
+        assert said in result.stderr
+    document = json_doc(project.cli("apply", "--format", "json"))
+    assert document["error"]["code"] == 2
+    project.add("R_t.sql.j2", body + "\n")
+    (project.migrations / "001_t.sql.j2").unlink()
+    assert_clean_exit(project.cli("status", "--format", "json"), 2)
     assert history_versions(project) == []
 
 
