@@ -239,3 +239,28 @@ def test_ctrl_c_during_verify_drops_the_scratch_database(pg_project: Project,
     assert_clean_exit(result, 130)
     assert len(seen) == 1  # it existed while verify ran
     assert _scratch_databases() == []
+
+
+@pytest.mark.parametrize(("landing", "done"), [("CREATE", True), ("DROP", False)])
+def test_ctrl_c_landing_as_the_scratch_database_is_created_or_dropped(
+        pg_project: Project, monkeypatch: pytest.MonkeyPatch, landing: str, done: bool
+) -> None:
+    """A Ctrl-C reaching the client once the server created the database, or before the
+    DROP was sent: the database is dropped all the same, and the run exits 130."""
+    from cryomigrate.snapshot import scratch
+
+    _good(pg_project)
+    real = scratch._admin
+    landed: list[str] = []
+
+    def admin(env: object, statement: str) -> None:
+        if done or not statement.startswith(landing) or landed:
+            real(env, statement)  # type: ignore[arg-type]
+        if statement.startswith(landing) and not landed:
+            landed.append(statement)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(scratch, "_admin", admin)
+    result = pg_project.cli("verify")
+    assert_clean_exit(result, 130)
+    assert landed and _scratch_databases() == []

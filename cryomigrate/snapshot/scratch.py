@@ -43,14 +43,28 @@ def scratch_environment(env: Environment) -> Iterator[Environment]:
         raise InputError(f"environment '{env.name}': a scratch database needs a direct "
                          "connection (postgresql://... or sqlite:///...)")
     url = _scratch_url(env, name := PREFIX + secrets.token_hex(6))
-    _admin(env, f'CREATE DATABASE "{name}"')
+    try:
+        _admin(env, f'CREATE DATABASE "{name}"')
+    except KeyboardInterrupt:
+        _drop(env, name)  # the server may have created it before the cancel reached it
+        raise
     try:
         scratch = replace(env, database=url)
         _check_is_scratch(scratch, name)
         _setup(scratch)
         yield scratch
     finally:
-        _admin(env, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop(env, name)
+
+
+def _drop(env: Environment, name: str) -> None:
+    """Drop the scratch database; a Ctrl-C landing meanwhile is raised once it is gone."""
+    statement = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    try:
+        _admin(env, statement)
+    except KeyboardInterrupt:
+        _admin(env, statement)
+        raise
 
 
 def _scratch_url(env: Environment, name: str) -> str:
