@@ -264,3 +264,28 @@ def test_ctrl_c_landing_as_the_scratch_database_is_created_or_dropped(
     result = pg_project.cli("verify")
     assert_clean_exit(result, 130)
     assert landed and _scratch_databases() == []
+
+
+@pytest.mark.parametrize("command", ["verify", "drift"])
+def test_ctrl_c_inside_a_migration_of_verify_or_drift(pg_project: Project,
+                                                      command: str) -> None:
+    """Exit 130 with the command's own document: never the replay's apply result, which
+    would read as migrations applied to the environment."""
+    pg_project.add("001_t.sql", "-- cryomigrate:apply\nCREATE TABLE t (id int);\n"
+                                "-- cryomigrate:rollback\nDROP TABLE t;\n")
+    pg_project.add("002_stop.py", "def apply(conn, environment):\n"
+                                  "    if conn.sql('SELECT current_database() AS d')"
+                                  ".execute().data[0]['d'].startswith('cryomigrate_scratch'):\n"
+                                  "        raise KeyboardInterrupt\n"
+                                  "def rollback(conn, environment):\n    pass\n")
+    if command == "drift":
+        assert_clean_exit(pg_project.cli("apply"), 0)
+    text = pg_project.cli(command)
+    assert_clean_exit(text, 130)
+    result = pg_project.cli(command, "--format", "json")
+    assert_clean_exit(result, 130)
+    document = json_doc(result)
+    assert "applied" not in document and document["error"]["code"] == 130
+    if command == "verify":
+        assert [s["migration"] for s in document["migrations"]] == ["001_t.sql"]
+    assert _scratch_databases() == []

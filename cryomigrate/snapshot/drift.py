@@ -49,7 +49,8 @@ def _replayed(env: Environment, migrations: list[Migration]) -> Snapshot:
         try:
             Runner(backend, tracker, scratch).run("apply", migrations)
         except CryomigrateError as exc:
-            if exc.exit_code != 1:
+            if exc.exit_code != 1:  # Ctrl-C, a lock wait: the replay's own result would
+                exc.result = None  # read as migrations applied to the environment
                 raise
             raise MigrationFailed(f"drift: replaying the applied migrations on a scratch "
                                   f"database failed: {exc}") from exc

@@ -38,7 +38,9 @@ def verify(env: Environment, migrations: Sequence[Migration],
             try:
                 runner.run("apply" if direction == "apply" else "rollback", [migration])
             except CryomigrateError as exc:
-                if exc.exit_code != 1:
+                if exc.exit_code != 1:  # Ctrl-C, a lock wait: what verify did so far
+                    exc.result = SnapshotCheck(env.name, "verify", tuple(steps), (),
+                                               tuple(notes), migration.file.label)
                     raise
                 steps.append(Step(migration.file.label, "failed"))
                 result = SnapshotCheck(env.name, "verify", tuple(steps), (), tuple(notes),
