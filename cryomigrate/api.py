@@ -108,7 +108,7 @@ def _run(direction: Direction, project: Project, plan: Planner, *, dry_run: bool
     """
     env = project.env
     with connect(env, read_only=True, lock_wait=lock_wait) as (backend, tracker):
-        files, warnings = _plan_past_dirty(project, tracker, plan, lock_wait, progress)
+        files, warnings, newest = _plan_past_dirty(project, tracker, plan, lock_wait, progress)
         if direction == "apply":  # after the versioned ones; rollback never runs them
             files = files + repeatables.to_apply(project.repeatables, project.files, tracker,
                                                  env, files)
@@ -133,19 +133,20 @@ def _run(direction: Direction, project: Project, plan: Planner, *, dry_run: bool
         if backend.writable:  # one session per run, where the connection can write
             runner = Runner(backend, tracker, env, progress, lock_wait)
             return after_run.around(backend, hook, lambda: _with_notices(
-                runner.run(direction, migrations), warnings))
+                runner.run(direction, migrations, newest=newest), warnings))
         tables_exist, repeatables_exist = tracker.ready, tracker.repeatable_ready
     with connect(env, lock_wait=lock_wait) as (backend, tracker):
         tracker.ready, tracker.repeatable_ready = tables_exist, repeatables_exist
         runner = Runner(backend, tracker, env, progress, lock_wait)
         return after_run.around(backend, hook, lambda: _with_notices(
-            runner.run(direction, migrations), warnings))
+            runner.run(direction, migrations, newest=newest), warnings))
 
 
 def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wait: float,
-                     progress: Progress | None) -> tuple[list[MigrationFile], list[str]]:
+                     progress: Progress | None
+                     ) -> tuple[list[MigrationFile], list[str], int | None]:
     """Plan; while a dirty migration blocks, wait for it as for the lock (``DirtyWait``),
-    then stop with its advice."""
+    then stop with its advice. With the plan, the newest version it was made from."""
     sums: dict[int, str] = {}
     warn = None if progress is None else (lambda text: progress("warning", text))
     wait = DirtyWait(lock_wait, warn)
@@ -157,7 +158,8 @@ def _plan_past_dirty(project: Project, tracker: Tracker, plan: Planner, lock_wai
                            and f.version not in sums])
         found = planner.entries(project.files, history, sums)
         try:
-            return plan(found)
+            files, warnings = plan(found)
+            return files, warnings, max(history, default=None)
         except DirtyMigration as exc:
             if not wait.pause(exc.label):
                 raise

@@ -8,7 +8,8 @@
     │   └── TemplateError
     ├── PolicyRefused                 3  a policy forbids it, or it was not confirmed
     ├── StateBlocked                  4  modified, dirty, missing or out-of-order migrations
-    │   └── DirtyMigration                 a run stopped (or is still running) inside one
+    │   ├── DirtyMigration                 a run stopped (or is still running) inside one
+    │   └── PlanOutdated                   another run changed the history under this one
     ├── LockTimeout                   5  another run held the lock for longer than --lock-wait
     ├── ConnectionFailed              6  the database could not be reached
     ├── FleetFailed                 1-6  databases of a fleet failed: the first one's code
@@ -80,6 +81,11 @@ class PolicyRefused(CryomigrateError):
 
 class StateBlocked(CryomigrateError):
     exit_code = 4
+
+
+class PlanOutdated(StateBlocked):
+    """Another run changed the history while this one waited for the lock, so that what
+    it planned (the newest N, in order) no longer holds; the runner names the migration."""
 
 
 class DirtyMigration(StateBlocked):

@@ -47,6 +47,18 @@ def interrupted(migration: Migration) -> str:
             f"run {settle_dirty(file.version_text)}")
 
 
+def plan_outdated(migration: Migration, direction: Direction) -> str:
+    """Another run applied or rolled back a migration while this one waited for the lock."""
+    verb, what = (("roll back", "it is no longer the newest applied migration")
+                  if direction == "rollback" else
+                  ("apply", "the newest version recorded is no longer the one this run "
+                            "planned from"))
+    return (f"did not {verb} {migration.file.label}: another run applied or rolled back "
+            f"migrations while this one waited for the lock, and {what}. Nothing of it ran; "
+            "what this run did before it stays. Check `cryomigrate status`, then run the "
+            "command again")
+
+
 def waiting_for_lock(migration: Migration) -> str:
     """A Ctrl-C before ``migration`` got the run lock, which another run held."""
     return (f"interrupted while waiting for the run lock (another run holds it), before "

@@ -18,9 +18,10 @@ from cryomigrate.errors import (
     DirtyMigration,
     InterruptedWaitingForLock,
     MigrationFailed,
+    PlanOutdated,
 )
 from cryomigrate.planner import settle_dirty
-from cryomigrate.tracker import Tracker, elapsed_ms
+from cryomigrate.tracker import Newest, Tracker, elapsed_ms
 
 if TYPE_CHECKING:
     from cryomigrate.backends import Backend, Transaction
@@ -36,11 +37,14 @@ class OutsideTransaction:
         self._progress = progress
 
     def run(self, direction: Direction, migration: Migration, execute: Callable[[], None],
-            started_at: str, clock: float, record: Callable[[Transaction], None]) -> bool:
+            started_at: str, clock: float, record: Callable[[Transaction], None],
+            newest: Newest = False) -> bool:
         """Mark, ``execute`` and record the migration; False if another run did it first.
-        ``record``: what else is written with its history row (the Supabase CLI's row)."""
+        ``record``: what else is written with its history row (the Supabase CLI's row);
+        ``newest``: the newest version the history must hold as it is claimed (see
+        ``Tracker.guard``)."""
         file = migration.file
-        if not self._claim(direction, migration):
+        if not self._claim(direction, migration, newest):
             return False
         try:
             with self.backend.outside_transaction():
@@ -95,7 +99,7 @@ class OutsideTransaction:
                        f"CONCURRENTLY); drop it with `DROP INDEX CONCURRENTLY IF EXISTS "
                        f"{name};` before running it again" for name in names)
 
-    def _claim(self, direction: Direction, migration: Migration) -> bool:
+    def _claim(self, direction: Direction, migration: Migration, newest: Newest) -> bool:
         """Mark a non-transactional migration dirty before it runs; False if already done.
 
         A dirty row seen here belongs to a concurrent run that is executing the migration
@@ -104,7 +108,7 @@ class OutsideTransaction:
         """
         file = migration.file
         if calls_are_transactions(self.backend):
-            return self._claim_in_one_call(direction, migration)
+            return self._claim_in_one_call(direction, migration, newest)
         wait = DirtyWait(self.lock_wait, lambda text: self._progress("warning", text))
         while True:
             with self.backend.transaction(lock=True) as tx:
@@ -112,6 +116,8 @@ class OutsideTransaction:
                 if row is None or row.state != "dirty":
                     if (row is not None) == (direction == "apply"):
                         return False
+                    if newest is not False and self.tracker.newest() != newest:
+                        raise PlanOutdated("another run changed the history meanwhile")
                     if direction == "apply":
                         self.tracker.insert(version=file.version, version_text=file.version_text,
                                             name=file.name, kind=file.kind,
@@ -126,13 +132,14 @@ class OutsideTransaction:
                     "running it after --lock-wait); once no run is active, check the database "
                     f"and run {settle_dirty(file.version_text)}", label=file.label)
 
-    def _claim_in_one_call(self, direction: Direction, migration: Migration) -> bool:
+    def _claim_in_one_call(self, direction: Direction, migration: Migration,
+                           newest: Newest) -> bool:
         """Mark the migration dirty in one guarded call (read and write cannot share a
         transaction across calls); False if another run got there first."""
         file = migration.file
         rollback = direction == "rollback"
         guard = self.tracker.guard(file.version, applied=rollback,
-                                   state="applied" if rollback else None)
+                                   state="applied" if rollback else None, newest=newest)
         with self.backend.transaction(lock=True, expect=guard) as tx:
             if rollback:
                 self.tracker.set_state(file.version, file.version_text, "dirty", 0, tx=tx)

@@ -28,6 +28,7 @@ from cryomigrate.errors import (
     InterruptedWaitingForLock,
     LockTimeout,
     MigrationFailed,
+    PlanOutdated,
 )
 from cryomigrate.loader import Direction, Migration
 from cryomigrate.lock_retries import with_lock_retries
@@ -38,7 +39,7 @@ from cryomigrate.outside_transaction import (
     calls_are_transactions,
     refuse_over_http,
 )
-from cryomigrate.tracker import Tracker, elapsed_ms, now
+from cryomigrate.tracker import Newest, Tracker, elapsed_ms, now
 
 if TYPE_CHECKING:
     from cryomigrate.backends import Expect, Transaction
@@ -71,9 +72,18 @@ class Runner:
         # the migration, its transaction, when it started (text, clock).
         self._unsettled: tuple[Migration, QueuedTransaction, str, float] | None = None
         self._announce: list[MigrationRun] = []  # done, to be said once stdout is back
+        # The newest version the history holds as the next migration starts, as planned
+        # (``run``); each migration's guard checks it under the lock (``_guard``).
+        self._newest: Newest = False
 
-    def run(self, direction: Direction, migrations: Sequence[Migration]) -> RunResult:
+    def run(self, direction: Direction, migrations: Sequence[Migration], *,
+            newest: Newest = False) -> RunResult:
+        """``newest``: the newest version recorded when the plan was made (None: none),
+        so that a run that waited for another one's lock stops rather than carry out a
+        plan that run made stale (rolling back what is no longer the newest, applying
+        past a migration rolled back meanwhile); False checks nothing."""
         state = _Run(direction)
+        self._newest = newest
         if calls_are_transactions(self.backend):
             refuse_over_http(migrations)
         try:
@@ -140,6 +150,7 @@ class Runner:
         direction = state.direction
         started_at, clock = now(), time.perf_counter()
         queued: list[tuple[Migration, QueuedTransaction]] = []
+        planned = self._newest  # each guard expects those queued before it to commit
         for migration in migrations:  # all before any is queued: a fleet's Ctrl-C stops here
             self._progress("start", migration)
         for migration in migrations:
@@ -159,6 +170,8 @@ class Runner:
             finally:
                 self.backend.on_notice = None
             queued.append((migration, tx))
+            self._advance(direction, migration)
+        self._newest = planned  # advanced below by what the server did
         if not queued:
             return self._one(state, migrations[0])
         interrupted: KeyboardInterrupt | None = None
@@ -167,6 +180,8 @@ class Runner:
         except KeyboardInterrupt as exc:
             interrupted = exc
         for index, (migration, tx) in enumerate(queued):
+            if tx.outcome in ("committed", "skipped"):
+                self._advance(direction, migration)
             if tx.outcome == "committed":
                 self._done(state, migration, _server_duration(tx))
             elif tx.outcome == "skipped":
@@ -330,6 +345,9 @@ class Runner:
         """What a migration's failure is reported as, once journaled."""
         if isinstance(exc, LockTimeout):
             return exc  # nothing was attempted
+        if isinstance(exc, PlanOutdated):  # nor here, under the lock it waited for
+            return PlanOutdated(failures.plan_outdated(migration, direction),
+                                result=self._result(state))
         if isinstance(exc, InterruptedWaitingForLock):  # nor here: nothing to journal
             return Interrupted(failures.waiting_for_lock(migration), result=self._result(state))
         if isinstance(exc, KeyboardInterrupt):
@@ -348,7 +366,22 @@ class Runner:
         return MigrationFailed(message)
 
     def _guard(self, direction: Direction, migration: Migration) -> Expect:
-        return self.tracker.guard(migration.file.version, applied=direction == "rollback")
+        return self.tracker.guard(migration.file.version, applied=direction == "rollback",
+                                  newest=self._expected(direction, migration))
+
+    def _expected(self, direction: Direction, migration: Migration) -> Newest:
+        """The newest version the history must hold as ``migration`` starts: the plan's,
+        grown by what this run applied; a rollback takes back the newest, so its own."""
+        if self._newest is False:
+            return False
+        return migration.file.version if direction == "rollback" else self._newest
+
+    def _advance(self, direction: Direction, migration: Migration) -> None:
+        """``migration`` is recorded now (or queued to commit first): the next one's
+        expectation grows to it. Rollbacks expect their own version, so keep nothing."""
+        if self._newest is not False and direction == "apply":
+            self._newest = max(migration.file.version, -1 if self._newest is None
+                               else self._newest)
 
     def _transactional(self, state: _Run, migration: Migration, conn: MigrationConnection,
                        started_at: str, clock: float, defer: bool = False) -> bool | None:
@@ -364,12 +397,16 @@ class Runner:
             # Python code must not start before the guard has passed: it needs results as
             # it goes, so the queue is sent now.
             if migration.file.kind == "python" and not self._first_flush(state, tx):
+                self._advance(direction, migration)
                 return False
             self._work(direction, migration, conn, tx, started_at, returning=defer)
             if not defer:
-                return tx.commit()
+                ran = tx.commit()
+                self._advance(direction, migration)
+                return ran
             queued = cast("QueuedTransaction", tx)
             queued.commit_later()
+            self._advance(direction, migration)  # the next one's guard expects it committed
         # Out of the block: a Ctrl-C inside it still rolls the whole transaction back.
         self._unsettled = (migration, queued, started_at, clock)
         return None
@@ -408,9 +445,12 @@ class Runner:
 
     def _outside_transaction(self, direction: Direction, migration: Migration,
                              conn: MigrationConnection, started_at: str, clock: float) -> bool:
-        return self._outside.run(
+        ran = self._outside.run(
             direction, migration, lambda: failures.execute(direction, migration, conn), started_at,
-            clock, lambda tx: self._supabase_row(tx, direction, migration))
+            clock, lambda tx: self._supabase_row(tx, direction, migration),
+            self._expected(direction, migration))
+        self._advance(direction, migration)
+        return ran
 
     # -- the Supabase HTTP API and the Supabase CLI's history (DESIGN 8) ----------------
 

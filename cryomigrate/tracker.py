@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryomigrate.backends import Backend, Expect, Transaction
 from cryomigrate.backends.base import Params
@@ -146,6 +146,11 @@ def current_user() -> str:
         return "unknown"
 
 
+# The newest version a run expects the history to hold (None: no row at all), or False
+# where nothing is checked (a scratch database of verify or drift, which no one shares).
+Newest = int | Literal[False] | None
+
+
 class Tracker:
     def __init__(self, backend: Backend, table: str, environment: str) -> None:
         self.backend = backend
@@ -194,19 +199,33 @@ class Tracker:
         rows = self.backend.query(f"SELECT {self._select} FROM {self.history}").data
         return {int(row["version"]): _history_row(row) for row in rows}
 
+    def newest(self) -> int | None:
+        """The newest version recorded, in any state; None when there is no row."""
+        rows = self.backend.query(f"SELECT max(version) AS newest FROM {self.history}")
+        value = rows.data[0]["newest"] if rows.data else None
+        return None if value is None else int(value)
+
     def read_one(self, version: int) -> HistoryRow | None:
         rows = self.backend.query(
             f"SELECT {self._select} FROM {self.history} WHERE version = {self._p}", (version,))
         return _history_row(rows.data[0]) if rows.data else None
 
-    def guard(self, version: int, *, applied: bool, state: str | None = None) -> Expect:
+    def guard(self, version: int, *, applied: bool, state: str | None = None,
+              newest: Newest = False) -> Expect:
         """The expectation a migration's transaction checks before its work: the history row
         of ``version`` exists (``applied``) or not; with ``state``, exists in that state.
-        The version is an integer parsed by cryomigrate, so it is spelled inline."""
+        With ``newest`` (None: no row at all), the newest version recorded must be that
+        one, as the run planned it, else the plan is stale. Versions are integers parsed
+        by cryomigrate, so they are spelled inline."""
         query = f"SELECT 1 FROM {self.history} WHERE version = {int(version)}"
         if state is not None:
             query += f" AND state = '{state}'"
-        return Expect(query, present=applied)
+        stale = None
+        if newest is not False:
+            expected = -1 if newest is None else int(newest)  # versions are never negative
+            stale = (f"SELECT 1 WHERE COALESCE((SELECT max(version) FROM {self.history}), -1)"
+                     f" <> {expected}")
+        return Expect(query, present=applied, stale=stale)
 
     def unchanged(self, history: dict[int, HistoryRow]) -> Expect:
         """The expectation of a command that decided its history writes from ``history``

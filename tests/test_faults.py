@@ -7,12 +7,15 @@ connection exactly as in production. Every wait is bounded (see ``helpers_pg``).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
 import signal
 import textwrap
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -437,6 +440,99 @@ def test_concurrent_rollbacks_roll_back_every_migration_exactly_once(project: Pr
     assert journal == [(f"{n:03d}", 1) for n in range(1, count + 1)]
     assert h.status_states(project.config) == {
         "000": "applied", **{f"{n:03d}": "pending" for n in range(1, count + 1)}}
+
+
+# A run plans before it takes the lock, migration by migration: another run may change
+# the history in between. Each test lets that other run finish, in its own process, at
+# the worst moment, between this run's plan and its first migration.
+
+def _between_plan_and_run(monkeypatch: pytest.MonkeyPatch, other: Callable[[], None]) -> None:
+    from cryomigrate.runner import Runner
+
+    original = Runner.run
+
+    def run(self: Runner, *args: Any, **kwargs: Any) -> Any:
+        other()
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, "run", run)
+
+
+_PENDING = {
+    "sql": ("CREATE TABLE t{n} (id INTEGER);", "DROP TABLE t{n};", ""),
+    "python": ("conn.sql('CREATE TABLE t{n} (id INTEGER)').execute()",
+               "conn.sql('DROP TABLE t{n}').execute()", ""),
+    "no-transaction": ("CREATE TABLE t{n} (id INTEGER);", "DROP TABLE t{n};",
+                       "-- cryomigrate:no-transaction\n"),
+}
+
+
+def _add(project: Project, n: int, kind: str) -> None:
+    apply, rollback, marker = _PENDING[kind]
+    if kind == "python":
+        project.add(f"{n:03d}_t{n}.py", f"def apply(conn, environment):\n    "
+                                        f"{apply.format(n=n)}\n\n\ndef rollback(conn, "
+                                        f"environment):\n    {rollback.format(n=n)}\n")
+    else:
+        project.add(f"{n:03d}_t{n}.sql", f"{marker}-- cryomigrate:apply\n{apply.format(n=n)}\n"
+                                         f"-- cryomigrate:rollback\n{rollback.format(n=n)}\n")
+
+
+@pytest.mark.parametrize("kind", list(_PENDING))
+def test_apply_stops_when_another_run_rolled_back_what_it_planned_on(
+        project: Project, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    for n in (1, 2):
+        _add(project, n, "sql")
+    assert_clean = h.run(project.config, "apply")
+    assert assert_clean.returncode == 0, assert_clean.output
+    for n in (3, 4):
+        _add(project, n, kind)
+    _between_plan_and_run(monkeypatch, lambda: h.run(project.config, "rollback", "--steps", "1"))
+    result = project.cli("apply", "--format", "json")
+    # 003 would have gone on top of a gap (002 pending), out of order, unasked.
+    assert result.exit_code == 4, result.output
+    message = json.loads(result.stdout)["error"]["message"]
+    assert message.startswith("did not apply 003_t3") and "another run" in message, message
+    assert h.status_states(project.config) == {"001": "applied", "002": "pending",
+                                               "003": "pending", "004": "pending"}
+    assert not {"t3", "t4"} & project.tables()
+
+
+@pytest.mark.parametrize("kind", list(_PENDING))
+def test_rollback_stops_when_another_run_applied_a_newer_one(
+        project: Project, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    _add(project, 1, kind)
+    _add(project, 2, "sql")
+    assert h.run(project.config, "apply", "--target", "1").returncode == 0
+    _between_plan_and_run(monkeypatch, lambda: h.run(project.config, "apply"))
+    result = project.cli("rollback", "--steps", "1")  # planned: the newest one, 001
+    assert result.exit_code == 4, result.output
+    assert "did not roll back 001_t1" in result.stderr, result.output
+    assert "no longer the newest" in result.stderr
+    assert h.status_states(project.config) == {"001": "applied", "002": "applied"}
+    journal = project.query("SELECT count(*) FROM cryomigrate_history_journal "
+                            "WHERE action = 'rollback'")
+    assert journal == [(0,)]  # nothing was attempted
+
+
+@pytest.mark.parametrize("command", ["apply", "rollback"])
+def test_a_run_that_another_run_did_the_same_work_for_still_skips_cleanly(
+        project: Project, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    for n in (1, 2, 3):
+        _add(project, n, "python" if n == 2 else "sql")
+    if command == "rollback":
+        assert h.run(project.config, "apply").returncode == 0
+    args = ("rollback", "--steps", "2") if command == "rollback" else ("apply",)
+    _between_plan_and_run(monkeypatch, lambda: h.run(project.config, *args))
+    result = project.cli(*args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["applied" if command == "apply" else "rolled_back"] == []
+    assert len(document["skipped"]) >= 1
+    expected = {"001": "applied", "002": "applied", "003": "applied"}
+    if command == "rollback":
+        expected |= {"002": "pending", "003": "pending"}
+    assert h.status_states(project.config) == expected
 
 
 def test_a_failed_run_does_not_say_the_database_is_up_to_date(project: Project) -> None:

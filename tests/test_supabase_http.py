@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import pytest
@@ -664,3 +665,34 @@ def test_timed_out_unguarded_call_says_it_may_have_committed() -> None:
     assert "cryomigrate status" in message
     assert "nothing was applied" not in message
     assert "did not commit" in timed_out_message("http://x", "ReadTimeout", guarded=True)
+
+
+@pytest.mark.parametrize("kind", ["sql", "python"])
+def test_a_stale_plan_stops_over_http(api: Api, monkeypatch: pytest.MonkeyPatch,
+                                      kind: str) -> None:
+    """As over a direct connection (test_faults.py): a rollback planned on 001 finds 002
+    applied by another run meanwhile, and stops with exit 4 before changing anything."""
+    from cryomigrate.runner import Runner
+
+    project = api.project
+    if kind == "python":
+        project.add("001_a.py", "def apply(conn, environment):\n    pass\n\n\n"
+                                "def rollback(conn, environment):\n    pass\n")
+    else:
+        project.add("001_a.sql", "-- cryomigrate:apply\nCREATE TABLE public.a (id int);\n"
+                                 "-- cryomigrate:rollback\nDROP TABLE public.a;\n")
+    project.add("002_b.sql", "CREATE TABLE public.b (id int);\n")
+    assert project.cli("apply", "--target", "1").exit_code == 0
+    original = Runner.run
+
+    def run(self: Runner, *args: Any, **kwargs: Any) -> Any:
+        other = h.run(project.config, "apply")
+        assert other.returncode == 0, other.output
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, "run", run)
+    result = project.cli("rollback", "--steps", "1")
+    assert result.exit_code == 4, result.output
+    assert "did not roll back 001_a" in result.stderr, result.output
+    monkeypatch.setattr(Runner, "run", original)
+    assert _states(project) == [("001", "applied"), ("002", "applied")]

@@ -39,6 +39,29 @@ class Expect:
 
     query: str
     present: bool
+    # One of cryomigrate's own queries that returns a row when what the run was planned
+    # from no longer holds (another run applied or rolled back something meanwhile): the
+    # transaction then fails with PlanOutdated. Checked after ``query`` has passed.
+    stale: str | None = None
+
+
+# A stale plan (``Expect.stale``) on PostgreSQL: an expression reading a setting that is
+# never defined, so that it fails (42704, naming it) exactly when the query finds a row.
+# Plain SQL, in the message with the work it guards; ``current_setting`` is STABLE, so it
+# is evaluated only when run, never while planning.
+PLAN_OUTDATED_SETTING = "cryomigrate.another_run_changed_the_history"
+
+
+def plan_check(expect: Expect) -> str | None:
+    """The PostgreSQL expression that fails when ``expect.stale`` finds a row."""
+    if expect.stale is None:
+        return None
+    return (f"pg_catalog.current_setting(CASE WHEN EXISTS ({expect.stale}) "
+            f"THEN '{PLAN_OUTDATED_SETTING}' ELSE 'lock_timeout' END)")
+
+
+def is_plan_outdated(sqlstate: str | None, message: str) -> bool:
+    return sqlstate == "42704" and PLAN_OUTDATED_SETTING in message
 
 
 class Transaction(Protocol):

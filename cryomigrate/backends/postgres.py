@@ -30,7 +30,15 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from cryomigrate.backends import ConnectOptions, pg_errors
-from cryomigrate.backends.base import Expect, Outcome, Params, QueryError, QueryResult
+from cryomigrate.backends.base import (
+    Expect,
+    Outcome,
+    Params,
+    QueryError,
+    QueryResult,
+    is_plan_outdated,
+    plan_check,
+)
 from cryomigrate.backends.pg_errors import LOCK_NOT_AVAILABLE
 from cryomigrate.errors import (
     CryomigrateError,
@@ -38,6 +46,7 @@ from cryomigrate.errors import (
     InputError,
     InterruptedWaitingForLock,
     LockTimeout,
+    PlanOutdated,
 )
 
 if TYPE_CHECKING:  # a status or a no-op run never parses a script
@@ -321,7 +330,8 @@ class PostgresBackend:
                           len(cursors) - 1)
             self._rollback()
             item = items[failed]
-            skipped = item.guard and getattr(exc, "sqlstate", None) == _UNDEFINED_SETTING
+            skipped = item.guard and getattr(exc, "sqlstate", None) == _UNDEFINED_SETTING \
+                and _GUARD_SETTING in str(exc)
             error = None if skipped else self._error(exc, item)
             _settle(items, cursors, item.owner, error)
             if error is None or (queued and item.owner is not None):
@@ -399,6 +409,8 @@ class PostgresBackend:
         if not isinstance(exc, psycopg.Error):  # parameters psycopg cannot bind
             return QueryError(f"parameters must be a sequence (for %s) or a mapping (for "
                               f"%(name)s): {exc}")
+        if item.guard and is_plan_outdated(exc.diag.sqlstate, exc.diag.message_primary or ""):
+            return PlanOutdated("another run changed the history meanwhile")
         if item.lock and exc.diag.sqlstate == LOCK_NOT_AVAILABLE:
             return LockTimeout.waited(
                 f"another cryomigrate run holds the lock on {self.display_url}",
@@ -523,8 +535,10 @@ def _guard(expect: Expect) -> str:
     ``current_setting`` of a setting that does not exist raises (42704), and, being STABLE
     rather than IMMUTABLE, only when evaluated, never while planning."""
     negation = "NOT " if expect.present else ""
-    return (f"pg_catalog.current_setting(CASE WHEN {negation}EXISTS ({expect.query}) "
-            f"THEN '{_GUARD_SETTING}' ELSE 'lock_timeout' END)")
+    guard = (f"pg_catalog.current_setting(CASE WHEN {negation}EXISTS ({expect.query}) "
+             f"THEN '{_GUARD_SETTING}' ELSE 'lock_timeout' END)")
+    check = plan_check(expect)  # after the guard in the target list: a skip comes first
+    return guard if check is None else f"{guard}, {check}"
 
 
 def _ms(value: int | None) -> str | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from cryomigrate.backends import ConnectOptions
 from cryomigrate.backends.base import Expect, Params, QueryError, QueryResult
-from cryomigrate.errors import ConfigError, ConnectionFailed, LockTimeout
+from cryomigrate.errors import ConfigError, ConnectionFailed, LockTimeout, PlanOutdated
 
 if TYPE_CHECKING:  # a status or a no-op run never parses a script
     from cryomigrate.sqlscript import Script
@@ -125,6 +125,9 @@ class SqliteBackend:
             raise QueryError(f"SQLite error: {exc}") from exc
         try:
             passed = expect is None or bool(self.query(expect.query).data) == expect.present
+            if passed and expect is not None and expect.stale is not None \
+                    and self.query(expect.stale).data:
+                raise PlanOutdated("another run changed the history meanwhile")
             tx = SqliteTransaction(self, passed)
             yield tx
             if not tx.done:

@@ -23,7 +23,14 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from cryomigrate.backends import ConnectOptions
-from cryomigrate.backends.base import Expect, Params, QueryError, QueryResult
+from cryomigrate.backends.base import (
+    Expect,
+    Params,
+    QueryError,
+    QueryResult,
+    is_plan_outdated,
+    plan_check,
+)
 from cryomigrate.backends.supabase_functions import EXEC_FUNCTION, ITEM_MARK, READ_FUNCTION
 from cryomigrate.errors import (
     ConnectionFailed,
@@ -31,6 +38,7 @@ from cryomigrate.errors import (
     DatabaseError,
     InputError,
     LockTimeout,
+    PlanOutdated,
 )
 from cryomigrate.sqlscript import Script
 from cryomigrate.sqlsplit import code_only, regions
@@ -117,6 +125,8 @@ class SupabaseHttpBackend:
                 f"{message}); service_key must be the project's service_role key, and the "
                 f"functions need EXECUTE for service_role: {_SETUP_ADVICE}")
         item = items[index - 1] if index is not None and 0 < index <= len(items) else {}
+        if is_plan_outdated(code, message):
+            return PlanOutdated("another run changed the history meanwhile")
         if code == _LOCK_NOT_AVAILABLE and "lock" in item:
             return LockTimeout.waited(
                 f"another cryomigrate run holds the lock on {self.display_url}",
@@ -189,6 +199,10 @@ class SupabaseHttpBackend:
                                   "statement_timeout_ms": opts.statement_timeout_ms})
         if expect is not None:
             self._pending.append({"guard": expect.query, "present": expect.present})
+            check = plan_check(expect)
+            if check is not None:  # after the guard, which skips first
+                self._pending.append(_statement(f"SELECT {check}", None,
+                                                where="checking the history"))
         try:
             yield tx
             if not tx.done:
