@@ -275,6 +275,9 @@ def repair(environment: str | None = None, *, config: PathLike = None,
     """
     applied_v = _version(mark_applied, "mark_applied")
     pending_v = _version(mark_pending, "mark_pending")
+    if applied_v is not None and pending_v is not None:
+        raise InputError("mark one version applied or pending, not both in one repair "
+                         "(--mark-applied or --mark-pending)")
     project = open_project(config, environment)
     from cryomigrate.history_repair import Repair
     from cryomigrate.results import RepairResult

@@ -135,6 +135,11 @@ def plan_rollback(all_entries: Sequence[Entry], target: int | None, steps: int |
     if steps is not None:
         if steps < 1:
             raise InputError("the number of steps to roll back must be 1 or more")
+        if 0 < len(applied) < steps:  # 10 typed for 1 must not take back everything
+            raise InputError(
+                f"--steps {steps}: only {len(applied)} migration(s) are applied (the newest "
+                f"is {applied[0].label}); give --steps {len(applied)} to roll back all of "
+                "them, or no --steps and no --target")
         return applied[:steps], warnings
     if target is not None:
         return [e for e in applied if e.version > target], warnings

@@ -116,9 +116,14 @@ def test_plan_rollback_target_steps_all() -> None:
     assert versions(planner.plan_rollback(found, 2, None, STRICT)[0]) == [3]
     assert versions(planner.plan_rollback(found, 0, None, STRICT)[0]) == [3, 2, 1]
     assert versions(planner.plan_rollback(found, None, 2, STRICT)[0]) == [3, 2]
-    assert versions(planner.plan_rollback(found, None, 9, STRICT)[0]) == [3, 2, 1]
+    assert versions(planner.plan_rollback(found, None, 3, STRICT)[0]) == [3, 2, 1]
     with pytest.raises(InputError):
         planner.plan_rollback(found, None, 0, STRICT)
+    # More steps than applied migrations: a typo (10 for 1) must not take back everything.
+    with pytest.raises(InputError, match=r"--steps 9: only 3 migration\(s\) are applied"):
+        planner.plan_rollback(found, None, 9, STRICT)
+    # Nothing applied: nothing could be lost, so nothing to do.
+    assert planner.plan_rollback(entries([1, 2], []), None, 9, STRICT)[0] == []
 
 
 def test_status_keeps_version_spelling_and_sorts_by_value() -> None:

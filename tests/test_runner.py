@@ -125,6 +125,26 @@ def test_rollback_target_and_steps_together_is_exit_2(project: Project) -> None:
     assert history_versions(project) == ["001", "002"]
 
 
+def test_more_steps_than_applied_migrations_is_exit_2_and_rolls_back_nothing(
+        project: Project) -> None:
+    add_tables(project, "001_t1", "002_t2")
+    assert_clean_exit(project.cli("apply"), 0)
+    result = project.cli("rollback", "--steps", "10")
+    assert_clean_exit(result, 2)
+    assert "--steps 10: only 2 migration(s) are applied" in result.stderr
+    assert history_versions(project) == ["001", "002"]
+
+
+def test_repair_marking_one_version_applied_and_another_pending_is_exit_2(
+        project: Project) -> None:
+    add_tables(project, "001_t1", "002_t2")
+    assert_clean_exit(project.cli("apply", "--target", "1"), 0)
+    result = project.cli("repair", "--mark-applied", "2", "--mark-pending", "1")
+    assert_clean_exit(result, 2)
+    assert "not both" in result.stderr
+    assert history_versions(project) == ["001"]
+
+
 def test_rollback_nothing_applied_is_exit_0(project: Project) -> None:
     add_tables(project, "001_t1")
     assert_clean_exit(project.cli("rollback"), 0)
