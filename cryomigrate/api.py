@@ -81,6 +81,7 @@ def rollback_migrations(target_version: Version = None,
     """Roll back every applied migration above ``target_version``, or the newest ``steps``,
     or everything when neither is given."""
     target = _version(target_version, "target_version")
+    steps = _steps(steps)
     if target is not None and steps is not None:
         raise InputError("give a target version or a number of steps, not both")
     project = open_project(config, environment)
@@ -319,6 +320,17 @@ def repair(environment: str | None = None, *, config: PathLike = None,
 
 def _entries(project: Project, tracker: Tracker) -> list[planner.Entry]:
     return planner.entries(project.files, tracker.read_all(), checksums(project.files))
+
+
+def _steps(value: object) -> int | None:
+    """``steps`` as the library takes it: a whole number from 1, as ``--steps`` allows."""
+    from cryomigrate.options import MAX_INT
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
+        raise InputError(f"steps must be a whole number from 1 (an int), not {value!r}")
+    return value
 
 
 def _version(value: Version, what: str) -> int | None:

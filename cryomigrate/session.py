@@ -47,7 +47,21 @@ def resolve_environment(config: PathLike, environment: EnvironmentRef, *,
                         strict_vars: bool = True) -> Environment:
     if isinstance(environment, Environment):
         return environment
+    if environment is not None and not isinstance(environment, str):
+        raise InputError(f"environment must be an environment's name (a str), not "
+                         f"{type(environment).__name__} {environment!r}")
     return load_config(config).environment(environment, strict_vars=strict_vars)
+
+
+def check_lock_wait(value: object) -> float:
+    """``lock_wait`` as the library takes it: seconds, as ``--lock-wait`` allows them."""
+    from cryomigrate.options import MAX_LOCK_WAIT_S
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0 <= value <= MAX_LOCK_WAIT_S:  # NaN fails every comparison
+        raise InputError(f"lock_wait must be a number of seconds from 0 to {MAX_LOCK_WAIT_S}, "
+                         f"not {value!r}")
+    return float(value)
 
 
 def open_project(config: PathLike = None, environment: EnvironmentRef = None) -> Project:
@@ -61,7 +75,7 @@ def connect(env: Environment, *, read_only: bool = False,
             lock_wait: float = 60) -> Iterator[tuple[Backend, Tracker]]:
     """A backend and tracker for ``env``; ``read_only`` never creates a database or table."""
     options = ConnectOptions(
-        base_dir=env.root, lock_wait_ms=round(lock_wait * 1000),
+        base_dir=env.root, lock_wait_ms=round(check_lock_wait(lock_wait) * 1000),
         lock_timeout_ms=env.lock_timeout_ms, statement_timeout_ms=env.statement_timeout_ms,
         read_only=read_only, lock_name=env.history_table, pooler=env.pooler,
         service_key=env.service_key,

@@ -141,3 +141,23 @@ def test_public_api_is_exported() -> None:
         assert getattr(cryomigrate, name) is not None
     with pytest.raises(AttributeError):
         cryomigrate.no_such_thing  # noqa: B018
+
+
+@pytest.mark.parametrize(("call", "named"), [
+    (lambda c: rollback_migrations(config=c, steps="1", dry_run=True), "steps"),
+    (lambda c: rollback_migrations(config=c, steps=1.5), "steps"),
+    (lambda c: rollback_migrations(config=c, steps=True), "steps"),
+    (lambda c: rollback_migrations(config=c, lock_wait="x"), "lock_wait"),
+    (lambda c: rollback_migrations(config=c, lock_wait=float("nan")), "lock_wait"),
+    (lambda c: apply_migrations(config=c, lock_wait=-5), "lock_wait"),
+    (lambda c: apply_migrations(config=c, lock_wait=True), "lock_wait"),
+    (lambda c: get_migration_status(5, config=c), "environment"),  # type: ignore[arg-type]
+], ids=["steps-str", "steps-float", "steps-bool", "wait-str", "wait-nan", "wait-negative",
+        "wait-bool", "environment-int"])
+def test_a_bad_argument_is_an_input_error_and_writes_nothing(
+        sqlite_project: Project, call: object, named: str) -> None:
+    add_tables(sqlite_project, "001_t1")
+    assert apply_migrations(config=sqlite_project.config).migrations
+    with pytest.raises(InputError, match=f"^{named} must be"):
+        call(sqlite_project.config)  # type: ignore[operator]
+    assert history_versions(sqlite_project) == ["001"]

@@ -84,6 +84,7 @@ def rollback_fleet(target_version: Version = None, environment: EnvironmentRef =
                    steps: int | None = None, config: PathLike = None, dry_run: bool = False,
                    confirm: Confirm = False, lock_wait: float = 60,
                    options: FleetOptions = DEFAULT_OPTIONS) -> FleetResult:
+    steps = api._steps(steps)
     env = _fleet(config, environment)
     check_rollback_allowed(env)
     files = open_project(config, env).files
