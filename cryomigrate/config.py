@@ -136,6 +136,7 @@ class Config:
         merged = _merge(self.data["defaults"], envs[name])
         resolved = {key: _resolve(value, self, name, (key,), strict_vars)
                     for key, value in merged.items()}
+        _register_secret_vars(resolved.get("vars") or {})
         if envs[name].get("databases") is not None or \
                 envs[name].get("databases_file") is not None:
             return _fleet_environment(self, name, resolved, strict_vars)
@@ -261,6 +262,19 @@ def _substitute(text: str, config: Config, env: str, keys: KeyPath, strict: bool
         return value
 
     return VAR_REFERENCE.sub(replace, text)
+
+
+def _register_secret_vars(value: Any, secret: bool = False) -> None:
+    """Mask the values of vars named like secrets (``app_password``, ``api_token``), at
+    any depth, as a ``${DB_PASSWORD}`` is: a template or a dry run may print them."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _register_secret_vars(item, secret or bool(_SECRET_NAME.search(str(key))))
+    elif isinstance(value, list):
+        for item in value:
+            _register_secret_vars(item, secret)
+    elif secret and isinstance(value, str):
+        register_secret(value)
 
 
 def _build_environment(config: Config, name: str, data: dict[str, Any], *,

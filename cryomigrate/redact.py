@@ -57,14 +57,18 @@ def register_secret(value: str | None) -> None:
     """Mask ``value`` wherever it shows up later, if that is safe (see :func:`_distinctive`).
 
     Its JSON-escaped spelling too, since ``--format json`` escapes quotes, backslashes
-    and non-ASCII characters.
+    and non-ASCII characters, and its lower-case one.
     """
     if not value or not _distinctive(value):
         return
-    _secrets.add(value)
-    escaped = json.dumps(value)[1:-1]
-    if escaped != value:
-        _secrets.add(escaped)
+    # Lower-cased too: PostgreSQL folds an unquoted identifier, so a token rendered into
+    # SQL by mistake comes back lower-cased in its error (column "tok..." does not exist).
+    for spelling in {value, value.lower()}:
+        if _distinctive(spelling):  # the same test for both: it ignores letter case
+            _secrets.add(spelling)
+            escaped = json.dumps(spelling)[1:-1]
+            if escaped != spelling:
+                _secrets.add(escaped)
 
 
 def register_url(url: str) -> None:

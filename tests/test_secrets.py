@@ -162,3 +162,38 @@ def test_a_secret_variable_rendered_into_a_template_is_masked(sqlite_project: Pr
     result = sqlite_project.cli("apply", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "hunter2secret" not in result.output and "***" in result.stdout
+
+
+def test_vars_named_like_secrets_are_masked_where_written_directly(
+        pg_project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_TOKEN", "tokABCDEF123456xyz")
+    pg_project.write_config(f"""
+        defaults:
+          vars:
+            app_password: "Zq8!vLm2#pQ"
+            nested: {{api: {{secret_value: hunter2hunter2x}}}}
+            token: "${{MY_TOKEN}}"
+            label: visible-label-text
+        environments:
+          development:
+            database: {pg_project.url}
+    """)
+    pg_project.add("001_role.sql.j2",
+                   "SELECT {{ vars.app_password | literal }}, "
+                   "{{ vars.nested.api.secret_value | literal }}, "
+                   "{{ vars.label | literal }};\n")
+    for fmt in ("text", "json"):
+        dry = pg_project.cli("apply", "--dry-run", "--format", fmt)
+        assert_clean_exit(dry, 0)
+        for secret in ("Zq8!vLm2#pQ", "hunter2hunter2x"):
+            assert secret not in dry.output
+        assert "visible-label-text" in dry.stdout  # a var not named like a secret
+    # Rendered unquoted by mistake, PostgreSQL reads the token as an identifier, folds it
+    # to lower case and names it in its error, which the journal keeps too.
+    pg_project.add("002_bad.sql.j2", "SELECT {{ vars.token }};\n")
+    result = pg_project.cli("apply")
+    assert_clean_exit(result, 1)
+    assert "does not exist" in result.stderr
+    errors = pg_project.query("SELECT error FROM cryomigrate_history_journal")
+    for output in (result.output, str(errors)):
+        assert "tokabcdef123456xyz" not in output.lower()
