@@ -302,6 +302,14 @@ def repair(environment: str | None = None, *, config: PathLike = None,
             fix.accept_checksums()
         return fix
 
+    if applied_v is None:  # without a history nothing can be repaired: nothing is created
+        with connect(env, read_only=True, lock_wait=lock_wait) as (_, tracker):
+            if not tracker.exists():
+                if pending_v is not None:
+                    spelled = planner.pad(pending_v, [f.version_text for f in project.files])
+                    raise InputError(f"version {spelled} is not in the history (there is "
+                                     "none yet); it is already pending")
+                return RepairResult(env.name, (), (), (), ())
     with connect(env, lock_wait=lock_wait) as (backend, tracker):
         fix = _edit_history(backend, tracker, edit)
         result = RepairResult(project.env.name, tuple(fix.checksums_updated),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cryomigrate import baseline, repair
 from tests.conftest import Project
 from tests.helpers_core import add_tables, assert_clean_exit, history_versions, json_doc
@@ -110,3 +112,19 @@ def test_repair_library(project: Project) -> None:
     result = repair(config=project.config, mark_applied="1")
     assert result.marked_applied == ("001_t1.sql",)
     assert history_versions(project) == ["001"]
+
+
+@pytest.mark.parametrize("args", [(), ("--mark-pending", "1")])
+def test_repair_on_a_database_never_migrated_creates_nothing(project: Project,
+                                                             args: tuple[str, ...]) -> None:
+    add_tables(project, "001_t1")
+    result = project.cli("repair", *args)
+    assert_clean_exit(result, 2 if args else 0)
+    if args:
+        assert "version 001 is not in the history" in result.stderr
+    else:
+        assert "nothing to repair" in result.stdout
+    if project.dialect == "sqlite":
+        assert not (project.root / "app.db").exists()
+    else:
+        assert project.tables() == set()
