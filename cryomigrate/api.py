@@ -9,6 +9,7 @@ policies, and hands execution to the runner. Errors are raised from
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
 from cryomigrate import planner, policies, repeatables, supabase_history
@@ -69,8 +70,11 @@ def apply_migrations(target_version: Version = None, environment: EnvironmentRef
     def plan(found: list[planner.Entry]) -> tuple[list[MigrationFile], list[str]]:
         return planner.plan_apply(found, planner.resolve_target(target, found), env.policies)
 
-    return _run("apply", project, plan, dry_run=dry_run, confirm=confirm,
-                lock_wait=lock_wait, progress=progress)
+    result = _run("apply", project, plan, dry_run=dry_run, confirm=confirm,
+                  lock_wait=lock_wait, progress=progress)
+    if target is None:
+        return result
+    return replace(result, target=planner.pad(target, [f.version_text for f in project.files]))
 
 
 def rollback_migrations(target_version: Version = None,

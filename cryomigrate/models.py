@@ -138,6 +138,9 @@ class RunResult:
     # File names (``005_add_x.sql``) of planned migrations that a concurrent run applied
     # or rolled back first, so this run left them alone.
     skipped: tuple[str, ...] = field(default=())
+    # apply --target, as typed: "nothing to do" then means nothing up to it, not that the
+    # database is up to date.
+    target: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         key = "applied" if self.action == "apply" else "rolled_back"

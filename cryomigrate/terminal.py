@@ -50,8 +50,12 @@ def render_run(result: Any) -> str:
                 lines.append("-- Python migration: its SQL is known only when it runs")
         return "\n".join(lines)
     if not result.migrations and not result.skipped:
-        return f"Nothing to do in {result.environment}: the database is up to date." \
-            if result.action == "apply" else f"Nothing to roll back in {result.environment}."
+        if result.action == "rollback":
+            return f"Nothing to roll back in {result.environment}."
+        if result.target is not None:
+            return (f"Nothing to do in {result.environment}: no migration is pending up to "
+                    f"{result.target}.")
+        return f"Nothing to do in {result.environment}: the database is up to date."
     return _done(result) + "."
 
 

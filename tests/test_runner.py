@@ -145,6 +145,18 @@ def test_repair_marking_one_version_applied_and_another_pending_is_exit_2(
     assert history_versions(project) == ["001"]
 
 
+def test_nothing_up_to_the_target_does_not_say_the_database_is_up_to_date(
+        project: Project) -> None:
+    add_tables(project, "001_t1", "002_t2")
+    assert_clean_exit(project.cli("apply", "--target", "1"), 0)
+    result = project.cli("apply", "--target", "1")
+    assert_clean_exit(result, 0)
+    assert "no migration is pending up to 001" in result.stdout, result.output
+    assert "up to date" not in result.stdout
+    assert_clean_exit(project.cli("apply"), 0)
+    assert "up to date" in project.cli("apply").stdout
+
+
 def test_rollback_nothing_applied_is_exit_0(project: Project) -> None:
     add_tables(project, "001_t1")
     assert_clean_exit(project.cli("rollback"), 0)
