@@ -273,8 +273,8 @@ def _register_secret_vars(value: Any, secret: bool = False) -> None:
     elif isinstance(value, list):
         for item in value:
             _register_secret_vars(item, secret)
-    elif secret and isinstance(value, str):
-        register_secret(value)
+    elif secret and isinstance(value, str) and not VAR_REFERENCE.fullmatch(value):
+        register_secret(value)  # (a ${VAR} validate left unset names what to set: shown)
 
 
 def _build_environment(config: Config, name: str, data: dict[str, Any], *,
@@ -347,8 +347,10 @@ def _where(config: Config, name: str, key: str) -> str:
 
 def _service_key(config: Config, name: str, database: str, key: str | None) -> str | None:
     """The Supabase HTTP API's key: a secret wherever it came from (a literal included),
-    and required exactly when the URL selects that API."""
-    register_secret(key)
+    and required exactly when the URL selects that API. A ${VAR} that validate left unset
+    is not a secret but the name of the variable to set."""
+    if key is None or not VAR_REFERENCE.fullmatch(key):
+        register_secret(key)
     if key is None and database.split(":", 1)[0].lower() in ("https", "http"):
         where = config.key_of(name, ("database",))
         raise ConfigError(

@@ -50,6 +50,10 @@ def validate(config_path: PathLike = None, environment: EnvironmentRef = None
             "and none is called development; everything else was checked")))
         return result()
     # validate resolves leniently: what is still a ${VAR} here is unset in this shell
+    findings += [Finding("warning", (
+        f"environment '{env.name}': vars.{key} takes ${{{name}}}, which is not set here; "
+        "apply and the other commands refuse to run until it is"))
+        for key, name in _unset_in_vars(env.vars)]
     unset = [match[1] for match in VAR_REFERENCE.finditer(env.database)]
     if unset:
         names = ", ".join(f"${{{name}}}" for name in unset)
@@ -62,6 +66,18 @@ def validate(config_path: PathLike = None, environment: EnvironmentRef = None
     if blocked:
         raise StateBlocked("; ".join(blocked), result=result())
     return result()
+
+
+def _unset_in_vars(value: object, key: str = "") -> list[tuple[str, str]]:
+    """(vars key, variable name) of each ${VAR} that lenient resolution left in ``value``."""
+    if isinstance(value, dict):
+        return [found for k, v in value.items()
+                for found in _unset_in_vars(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in _unset_in_vars(v, f"{key}[{i}]")]
+    if isinstance(value, str):
+        return [(key, match[1]) for match in VAR_REFERENCE.finditer(value)]
+    return []
 
 
 def _check_files(environments: list[Environment], files: list[MigrationFile]
@@ -143,7 +159,8 @@ def _check_database(env: Environment, files: list[MigrationFile], sums: dict[int
     except ConnectionFailed as exc:
         return [Finding("info", f"database checks skipped, it is not reachable: {exc}")]
     findings = []
-    for entry in planner.entries(files, history, sums):
+    found = planner.entries(files, history, sums)
+    for entry in found:
         try:
             warning = planner.check_entry(entry, env.policies)
         except StateBlocked as exc:
@@ -151,4 +168,9 @@ def _check_database(env: Environment, files: list[MigrationFile], sums: dict[int
         else:
             if warning:
                 findings.append(Finding("warning", warning))
+    if not findings:  # what apply itself would refuse beyond single entries: out of order
+        try:
+            planner.plan_apply(found, None, env.policies)
+        except StateBlocked as exc:
+            findings.append(Finding("error", str(exc)))
     return findings

@@ -191,6 +191,15 @@ def test_validate_reports_database_state(project: Project) -> None:
     assert "001_t1.sql" in document["error"]["message"]
 
 
+def test_validate_reports_a_pending_migration_older_than_the_applied_ones(
+        project: Project) -> None:
+    _applied(project)
+    project.add("000_early.sql", table_sql("t0"))
+    document = assert_json_error(project.cli("validate", "--format", "json"), 4)
+    assert "000_early.sql is pending but older than" in document["error"]["message"]
+    assert_clean_exit(project.cli("apply"), 4)  # what validate foretold
+
+
 def test_history_json_and_text(project: Project) -> None:
     _applied(project)
     assert_clean_exit(project.cli("rollback", "--steps", "1"), 0)

@@ -374,6 +374,25 @@ def test_validate_without_the_database_url_skips_only_database_checks(
     assert_untouched(sqlite_project)
 
 
+def test_validate_warns_of_a_var_whose_variable_is_unset_and_names_it(
+        sqlite_project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CM_TEST_UNSET_TOKEN", raising=False)
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: sqlite:///app.db
+            vars: {api_token: "${CM_TEST_UNSET_TOKEN}"}
+    """)
+    add_tables(sqlite_project, "001_t1")
+    result = sqlite_project.cli("validate")
+    assert_clean_exit(result, 0)  # validate runs where secrets are absent, as in CI
+    assert "vars.api_token takes ${CM_TEST_UNSET_TOKEN}, which is not set" in result.output
+    result = sqlite_project.cli("apply")
+    assert_clean_exit(result, 2)
+    assert "CM_TEST_UNSET_TOKEN is not set" in result.stderr  # named, never masked
+    assert_untouched(sqlite_project)
+
+
 def test_new_without_the_database_url(sqlite_project: Project) -> None:
     env = _production_from_unset_variable(sqlite_project)
     result = sqlite_project.cli("new", "add_x", "--env", "production", env=env)
