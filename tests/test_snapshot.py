@@ -196,6 +196,25 @@ def test_cryoprotect_corpus_lint_and_verify(pg_project: Project, pg_database: Pg
     assert _scratch_databases() == []
 
 
+def test_drift_points_at_files_edited_since_they_ran(project: Project) -> None:
+    """Not 'changed by hand?' alone: a changed repeatable (the next apply runs it again)
+    or an edited migration explains the difference too, and the notes name it."""
+    project.add("001_users.sql", "CREATE TABLE users (id INTEGER, email TEXT);\n")
+    project.add("R_v.sql", "DROP VIEW IF EXISTS v_users;\n"
+                           "CREATE VIEW v_users AS SELECT id FROM users;\n")
+    assert_clean_exit(project.cli("apply"), 0)
+    project.add("R_v.sql", "DROP VIEW IF EXISTS v_users;\n"
+                           "CREATE VIEW v_users AS SELECT id, email FROM users;\n")
+    result = project.cli("drift", "--format", "json")
+    assert_clean_exit(result, 4)
+    document = json_doc(result)
+    assert "or by the edits in notes?" in document["error"]["message"]
+    assert any(note.startswith("R_v.sql changed since the database ran them")
+               for note in document["notes"]), document["notes"]
+    assert_clean_exit(project.cli("apply"), 0)  # runs the repeatable again
+    assert_clean_exit(project.cli("drift"), 0)
+
+
 @pytest.mark.parametrize("key", ["scratch_setup: missing.sql"])
 def test_scratch_setup_missing_file(sqlite_project: Project, key: str) -> None:
     sqlite_project.add("001_t.sql", "CREATE TABLE t (id BIGINT);\n")

@@ -24,21 +24,31 @@ def drift(env: Environment, files: Sequence[MigrationFile],
           load: Callable[[MigrationFile], Migration]) -> SnapshotCheck:
     with connect(env, read_only=True) as (backend, tracker):
         history = tracker.read_all()
-        ran = set(tracker.read_repeatables())
+        ran = tracker.read_repeatables()
         actual = take(backend, tracker.own_tables())
     notes = [f"{row.version_text}_{row.name} is applied but its file is missing: not "
              "replayed" for version, row in sorted(history.items())
              if version not in {f.version for f in files}]
     applied = [load(f) for f in files if f.version in history]
-    applied += [load(f) for f in repeatables if f.name in ran]
-    differences = compare(_replayed(env, applied), actual,
+    reruns = [load(f) for f in repeatables if f.name in ran]
+    # Replayed as the files are now: one edited since it ran (status: modified, or a
+    # repeatable changed, which the next apply runs again) explains a difference as well
+    # as a change by hand would.
+    edited = [m.file.label for m in applied if m.checksum != history[m.file.version].checksum]
+    edited += [m.file.label for m in reruns if m.checksum != ran[m.file.name].checksum]
+    if edited:
+        notes.append(f"{', '.join(edited)} changed since the database ran them, and are "
+                     "replayed as they are now: a difference in what they make may come from "
+                     "that edit (a changed repeatable is run again by the next apply)")
+    differences = compare(_replayed(env, applied + reruns), actual,
                           only_actual="in the database, not made by its migrations",
                           only_expected="made by its migrations, missing from the database")
     result = SnapshotCheck(env.name, "drift", (), tuple(differences), tuple(notes))
     if differences:
+        cause = "changed by hand, or by the edits in notes?" if edited else "changed by hand?"
         raise StateBlocked(
             f"{env.name} has drifted from its migrations: {len(differences)} difference(s) "
-            "(changed by hand?); make the change a migration, or undo it", result=result)
+            f"({cause}); make the change a migration, or undo it", result=result)
     return result
 
 
