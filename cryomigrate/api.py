@@ -189,7 +189,11 @@ def baseline(version: Version, environment: str | None = None, *, config: PathLi
         raise InputError("baseline needs a version, e.g. `cryomigrate baseline 005`")
     project = open_project(config, environment)
     if not any(f.version == upto for f in project.files):
-        raise InputError(f"no migration file has version {version}")
+        spellings = [f.version_text for f in project.files]
+        below = [f.label for f in project.files if f.version < upto][-1:]
+        raise InputError(f"no migration file has version {planner.pad(upto, spellings)}; "
+                         "baseline records every migration up to one that exists"
+                         + (f" (the nearest below is {below[0]})" if below else ""))
     env = project.env
 
     def record(tx: Transaction, history: dict[int, HistoryRow], tracker: Tracker) -> list[str]:

@@ -128,3 +128,13 @@ def test_repair_on_a_database_never_migrated_creates_nothing(project: Project,
         assert not (project.root / "app.db").exists()
     else:
         assert project.tables() == set()
+
+
+def test_baseline_of_a_version_with_no_file_names_it_as_the_files_spell_it(
+        project: Project) -> None:
+    add_tables(project, "001_t1", "003_t3")
+    result = project.cli("baseline", "2")
+    assert_clean_exit(result, 2)
+    assert "no migration file has version 002;" in result.stderr
+    assert "the nearest below is 001_t1.sql" in result.stderr
+    assert history_versions(project) == []
