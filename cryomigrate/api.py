@@ -308,6 +308,11 @@ def repair(environment: str | None = None, *, config: PathLike = None,
                 supabase_history.defer_forgotten(tx, history[pending_v].version_text)
         if applied_v is None and pending_v is None:
             fix.accept_checksums()
+        # A file whose checksum is now the history's must load: accepted broken, it
+        # would fail the next rollback instead (an error here rolls all of this back).
+        for file in project.files:
+            if file.label in fix.checksums_updated or file.label in fix.marked_applied:
+                _load(file, env, reversible=False)
         return fix
 
     if applied_v is None:  # without a history nothing can be repaired: nothing is created

@@ -138,3 +138,17 @@ def test_baseline_of_a_version_with_no_file_names_it_as_the_files_spell_it(
     assert "no migration file has version 002;" in result.stderr
     assert "the nearest below is 001_t1.sql" in result.stderr
     assert history_versions(project) == []
+
+
+def test_repair_does_not_accept_the_checksum_of_a_file_that_no_longer_loads(
+        project: Project) -> None:
+    add_tables(project, "001_t1")
+    assert_clean_exit(project.cli("apply"), 0)
+    checksum = project.query("SELECT checksum FROM cryomigrate_history")
+    project.add("001_t1.sql", "-- cryomigrate:apply\nCREATE TABLE t1 (id INT);\n"
+                              "-- cryomigrate: rollback\nDROP TABLE t1;\n")  # a near miss
+    result = project.cli("repair")
+    assert_clean_exit(result, 2)
+    assert "001_t1.sql line 3" in result.stderr
+    assert project.query("SELECT checksum FROM cryomigrate_history") == checksum
+    assert ("001", "repair", "ok") not in project.journal()
