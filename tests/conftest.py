@@ -8,6 +8,7 @@ are skipped, so a laptop without a server still runs the SQLite half.
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import textwrap
 import uuid
@@ -20,6 +21,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cryomigrate.cli import main
+
+# A suite started in the background (`nohup make test &`, `cmd &` in a script) inherits
+# SIGINT ignored, and so would every cryomigrate it starts, which then never sees the
+# Ctrl-C the interrupt tests send. A handler here is reset to the default in a child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True, scope="session")
