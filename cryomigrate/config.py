@@ -11,6 +11,7 @@ one way.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Callable
@@ -31,6 +32,26 @@ from cryomigrate.redact import register_secret, register_url
 CONFIG_NAME = "environments.yaml"
 DEFAULT_ENVIRONMENT = "development"
 _SECRET_NAME = re.compile(r"(?i)pass|pwd|(?:^|_)pw(?:_|$)|secret|token|key|credential")
+# A var's key names a secret by whole words: app_password, apiToken, stripe_secret_key,
+# but neither partition_key nor bypass_rls nor api_tokens_table, whose values are the
+# column names, SQL and file names that output is made of.
+_SECRET_WORDS = frozenset({"password", "passwd", "pass", "pwd", "pw", "secret", "secrets",
+                           "token", "credential", "credentials", "apikey", "passphrase"})
+_SECRET_KEY_PAIRS = frozenset({"api", "secret", "private", "access", "service", "signing",
+                               "encryption", "master", "license"})
+# ... unless its last word says it names something about one: password_column, token_ttl.
+_ABOUT_A_SECRET = frozenset({"column", "col", "table", "name", "field", "hash", "length",
+                             "len", "policy", "schema", "type", "ttl", "expiry", "expires",
+                             "header", "path", "file"})
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def _names_a_secret(key: str) -> bool:
+    words = [w.lower() for w in _WORD.findall(key)]
+    if not words or words[-1] in _ABOUT_A_SECRET:
+        return False
+    return any(w in _SECRET_WORDS for w in words) or any(
+        a in _SECRET_KEY_PAIRS and b == "key" for a, b in itertools.pairwise(words))
 
 
 @dataclass(frozen=True)
@@ -265,11 +286,12 @@ def _substitute(text: str, config: Config, env: str, keys: KeyPath, strict: bool
 
 
 def _register_secret_vars(value: Any, secret: bool = False) -> None:
-    """Mask the values of vars named like secrets (``app_password``, ``api_token``), at
-    any depth, as a ``${DB_PASSWORD}`` is: a template or a dry run may print them."""
+    """Mask the values of vars named like secrets (``app_password``, ``api_token``, and
+    all under ``secrets:``), at any depth, as a ``${DB_PASSWORD}`` is: a template or a
+    dry run may print them."""
     if isinstance(value, dict):
         for key, item in value.items():
-            _register_secret_vars(item, secret or bool(_SECRET_NAME.search(str(key))))
+            _register_secret_vars(item, secret or _names_a_secret(str(key)))
     elif isinstance(value, list):
         for item in value:
             _register_secret_vars(item, secret)

@@ -54,7 +54,8 @@ def plan_outdated(migration: Migration, direction: Direction) -> str:
                   ("apply", "the newest version recorded is no longer the one this run "
                             "planned from"))
     return (f"did not {verb} {migration.file.label}: another run applied or rolled back "
-            f"migrations while this one waited for the lock, and {what}. Nothing of it ran; "
+            f"migrations since this one made its plan (while it waited for the lock, or for a "
+            f"confirmation), and {what}. Nothing of it ran; "
             "what this run did before it stays. Check `cryomigrate status`, then run the "
             "command again")
 

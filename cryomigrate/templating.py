@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from cryomigrate.errors import TemplateError
+from cryomigrate.errors import CryomigrateError, TemplateError
 
 if TYPE_CHECKING:
     from jinja2.sandbox import SandboxedEnvironment
@@ -74,6 +74,8 @@ def render(source: str, *, origin: str, environment: str, vars: dict[str, Any],
             f"{origin}{where}: {exc.message} while rendering for environment '{environment}'; "
             "define it under vars: in environments.yaml"
         ) from None
+    except CryomigrateError:
+        raise  # a query a Python migration's callable ran: that migration failing (exit 1)
     except Exception as exc:
         # (1/0, range(10**8), a macro calling itself): the template is the bad input
         line = _template_line(exc)

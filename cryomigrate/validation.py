@@ -13,7 +13,7 @@ from cryomigrate import planner
 from cryomigrate.config import Environment, load_config
 from cryomigrate.configvalues import VAR_REFERENCE
 from cryomigrate.discovery import MigrationFile, checksum_of, scan_folder
-from cryomigrate.errors import ConnectionFailed, InputError, StateBlocked
+from cryomigrate.errors import ConnectionFailed, CryomigrateError, InputError, StateBlocked
 from cryomigrate.formats.base import ForeignFile
 from cryomigrate.loader import Migration, PythonMigration, SqlMigration, load
 from cryomigrate.results import Finding, ValidateResult
@@ -107,6 +107,8 @@ def _check_files(environments: list[Environment], files: list[MigrationFile]
         check_waivers(sql)
     except InputError as exc:
         findings.append(Finding("error", str(exc)))
+    except CryomigrateError as exc:  # squawk itself failed: the rest is still checked
+        findings.append(Finding("warning", f"lint-ignore rule names not checked: {exc}"))
     return findings, sums
 
 
@@ -168,7 +170,7 @@ def _check_database(env: Environment, files: list[MigrationFile], sums: dict[int
         else:
             if warning:
                 findings.append(Finding("warning", warning))
-    if not findings:  # what apply itself would refuse beyond single entries: out of order
+    if not any(f.level == "error" for f in findings):  # what apply refuses: out of order
         try:
             planner.plan_apply(found, None, env.policies)
         except StateBlocked as exc:

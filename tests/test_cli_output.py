@@ -198,6 +198,16 @@ def test_validate_reports_a_pending_migration_older_than_the_applied_ones(
     document = assert_json_error(project.cli("validate", "--format", "json"), 4)
     assert "000_early.sql is pending but older than" in document["error"]["message"]
     assert_clean_exit(project.cli("apply"), 4)  # what validate foretold
+    # A modified migration the environment allows is only a warning: still checked.
+    project.write_config(f"""
+        environments:
+          development:
+            database: {project.url}
+            policies: {{allow_modified: true}}
+    """)
+    project.add("001_t1.sql", table_sql("t1") + "-- edited\n")
+    document = assert_json_error(project.cli("validate", "--format", "json"), 4)
+    assert "000_early.sql is pending but older than" in document["error"]["message"]
 
 
 def test_history_json_and_text(project: Project) -> None:

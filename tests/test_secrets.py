@@ -14,7 +14,7 @@ import pytest
 from click.testing import Result
 
 from tests.conftest import PgDatabase, Project
-from tests.helpers_core import add_tables, assert_clean_exit
+from tests.helpers_core import add_tables, assert_clean_exit, json_doc
 
 COMMANDS: list[tuple[str, ...]] = [
     ("status",), ("validate",), ("apply", "--dry-run"), ("apply",), ("history",),
@@ -197,3 +197,24 @@ def test_vars_named_like_secrets_are_masked_where_written_directly(
     errors = pg_project.query("SELECT error FROM cryomigrate_history_journal")
     for output in (result.output, str(errors)):
         assert "tokabcdef123456xyz" not in output.lower()
+
+
+def test_vars_named_like_keys_of_tables_are_not_taken_for_secrets(
+        sqlite_project: Project) -> None:
+    """A word-like match (partition_key, bypass_rls, api_tokens_table, password_column)
+    names a column or a table, which output is made of: shown."""
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: sqlite:///app.db
+            vars: {partition_key: created_at_month, api_tokens_table: api_tokens_v2,
+                   password_column: password_digest}
+    """)
+    sqlite_project.add("001_partition_by_created_at_month.sql.j2",
+                       "CREATE TABLE {{ vars.api_tokens_table }} ({{ vars.partition_key }} "
+                       "INTEGER, {{ vars.password_column }} TEXT);\n")
+    status = sqlite_project.cli("status", "--format", "json")
+    assert json_doc(status)["migrations"][0]["name"] == "partition_by_created_at_month"
+    dry = sqlite_project.cli("apply", "--dry-run")
+    assert "CREATE TABLE api_tokens_v2 (created_at_month INTEGER, password_digest TEXT)" \
+        in dry.stdout, dry.output

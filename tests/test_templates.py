@@ -124,6 +124,20 @@ def test_what_a_template_raises_while_rendering_is_bad_input(project: Project, b
     assert history_versions(project) == []
 
 
+def test_a_query_failing_inside_conn_render_is_the_migration_failing(
+        project: Project) -> None:
+    """Exit 1 as for any failing statement (DESIGN 6), not a template error (exit 2)."""
+    project.add("001_r.py", "def apply(conn, environment):\n"
+                            "    def count():\n"
+                            "        return conn.sql('SELECT count(*) AS n FROM missing_table')"
+                            ".execute().data[0]['n']\n"
+                            "    conn.render('SELECT {{ count() }}', count=count)\n")
+    result = project.cli("apply")
+    assert_clean_exit(result, 1)
+    assert "missing_table" in result.stderr and "cannot render template" not in result.stderr
+    assert history_versions(project) == []
+
+
 def test_rendered_sql_with_braces_from_values_is_not_rerendered(project: Project) -> None:
     project.write_config(f"""
         environments:

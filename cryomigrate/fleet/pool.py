@@ -109,27 +109,28 @@ class Fleet:
         refusal = self._refusal()
         if refusal is not None:
             return DatabaseOutcome(shown, "not started", code=refusal[0], message=refusal[1])
-        token = watcher.set(self)
-        clock = time.perf_counter()
-        env = member(self.env, url)
-        failed: DatabaseOutcome | None = None
+        token = watcher.set(self)  # read-backs included: Ctrl-C cancels them too
+        try:
+            return self._one(shown, member(self.env, url), time.perf_counter())
+        finally:
+            watcher.reset(token)
+
+    def _one(self, shown: str, env: Environment, clock: float) -> DatabaseOutcome:
         try:
             result = self.work(env, self._progress(shown))
         except CryomigrateError as exc:
             failed = self._failed(shown, clock, exc.exit_code, str(exc), exc.result)
         except Exception as exc:  # a bug must cost one database, not the fleet's report
             return self._failed(shown, clock, 1, redact(f"{type(exc).__name__}: {exc}"), None)
-        finally:
-            watcher.reset(token)
-        if self.version_of is None:
-            return failed or DatabaseOutcome(shown, "ok", elapsed_ms(clock), result)
-        if failed is None:
-            known, version = self.version_of(env, result)
+        else:
+            known, version = self.version_of(env, result) \
+                if self.version_of and not self.interrupted.is_set() else (False, None)
             return DatabaseOutcome(shown, "ok", elapsed_ms(clock), result, version=version,
                                    version_known=known)
         # Where a failed database now stands, for the summary's count at each version:
         # read back unless it could not be reached or the user asked to stop.
-        if failed.outcome != "failed" or failed.code == ConnectionFailed.exit_code:
+        if self.version_of is None or failed.outcome != "failed" \
+                or failed.code == ConnectionFailed.exit_code or self.interrupted.is_set():
             return failed
         known, version = self.version_of(env, None)
         return replace(failed, version=version, version_known=known)
