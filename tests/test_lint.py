@@ -93,6 +93,14 @@ def test_a_waiver_naming_no_known_rule_is_an_input_error(pg_project: Project) ->
     assert json_doc(result)["error"]["code"] == 2
 
 
+def test_with_lint_off_waivers_are_not_checked(pg_project: Project) -> None:
+    # Only the destructive policy reads the statements: a waiver waives nothing there.
+    _config(pg_project, "lint: off, destructive: refuse")
+    pg_project.add("001_t.sql", "-- cryomigrate:lint-ignore ban-drop-colum\n"
+                                "CREATE TABLE t (id bigint);\n")
+    assert_clean_exit(pg_project.cli("apply"), 0)
+
+
 def test_squawk_rules_may_be_waived_in_a_sqlite_project(sqlite_project: Project) -> None:
     # The same files may serve a PostgreSQL environment, where squawk reads them.
     sqlite_project.add("001_t.sql", "-- cryomigrate:lint-ignore prefer-bigint-over-int "
