@@ -223,8 +223,7 @@ class Tracker:
         stale = None
         if newest is not False:
             expected = -1 if newest is None else int(newest)  # versions are never negative
-            stale = (f"SELECT 1 WHERE COALESCE((SELECT max(version) FROM {self.history}), -1)"
-                     f" <> {expected}")
+            stale = f"COALESCE((SELECT max(version) FROM {self.history}), -1) <> {expected}"
         return Expect(query, present=applied, stale=stale)
 
     def unchanged(self, history: dict[int, HistoryRow]) -> Expect:

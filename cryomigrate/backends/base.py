@@ -39,24 +39,24 @@ class Expect:
 
     query: str
     present: bool
-    # One of cryomigrate's own queries that returns a row when what the run was planned
-    # from no longer holds (another run applied or rolled back something meanwhile): the
-    # transaction then fails with PlanOutdated. Checked after ``query`` has passed.
+    # A condition (SQL, cryomigrate's own, no parameters) that holds when what the run was
+    # planned from no longer does (another run applied or rolled back something meanwhile):
+    # the transaction then fails with PlanOutdated. Checked after ``query`` has passed.
     stale: str | None = None
 
 
 # A stale plan (``Expect.stale``) on PostgreSQL: an expression reading a setting that is
-# never defined, so that it fails (42704, naming it) exactly when the query finds a row.
+# never defined, so that it fails (42704, naming it) exactly when the condition holds.
 # Plain SQL, in the message with the work it guards; ``current_setting`` is STABLE, so it
 # is evaluated only when run, never while planning.
 PLAN_OUTDATED_SETTING = "cryomigrate.another_run_changed_the_history"
 
 
 def plan_check(expect: Expect) -> str | None:
-    """The PostgreSQL expression that fails when ``expect.stale`` finds a row."""
+    """The PostgreSQL expression that fails when ``expect.stale`` holds."""
     if expect.stale is None:
         return None
-    return (f"pg_catalog.current_setting(CASE WHEN EXISTS ({expect.stale}) "
+    return (f"pg_catalog.current_setting(CASE WHEN {expect.stale} "
             f"THEN '{PLAN_OUTDATED_SETTING}' ELSE 'lock_timeout' END)")
 
 

@@ -31,13 +31,13 @@ from psycopg.rows import dict_row
 
 from cryomigrate.backends import ConnectOptions, pg_errors
 from cryomigrate.backends.base import (
+    PLAN_OUTDATED_SETTING,
     Expect,
     Outcome,
     Params,
     QueryError,
     QueryResult,
     is_plan_outdated,
-    plan_check,
 )
 from cryomigrate.backends.pg_errors import LOCK_NOT_AVAILABLE
 from cryomigrate.errors import (
@@ -535,10 +535,12 @@ def _guard(expect: Expect) -> str:
     ``current_setting`` of a setting that does not exist raises (42704), and, being STABLE
     rather than IMMUTABLE, only when evaluated, never while planning."""
     negation = "NOT " if expect.present else ""
-    guard = (f"pg_catalog.current_setting(CASE WHEN {negation}EXISTS ({expect.query}) "
-             f"THEN '{_GUARD_SETTING}' ELSE 'lock_timeout' END)")
-    check = plan_check(expect)  # after the guard in the target list: a skip comes first
-    return guard if check is None else f"{guard}, {check}"
+    # A stale plan in the same CASE, after the skip (which comes first): one call, one
+    # expression to plan, on every migration's hot path.
+    stale = "" if expect.stale is None else \
+        f"WHEN {expect.stale} THEN '{PLAN_OUTDATED_SETTING}' "
+    return (f"pg_catalog.current_setting(CASE WHEN {negation}EXISTS ({expect.query}) "
+            f"THEN '{_GUARD_SETTING}' {stale}ELSE 'lock_timeout' END)")
 
 
 def _ms(value: int | None) -> str | None:

@@ -126,7 +126,7 @@ class SqliteBackend:
         try:
             passed = expect is None or bool(self.query(expect.query).data) == expect.present
             if passed and expect is not None and expect.stale is not None \
-                    and self.query(expect.stale).data:
+                    and self.query(f"SELECT 1 WHERE {expect.stale}").data:
                 raise PlanOutdated("another run changed the history meanwhile")
             tx = SqliteTransaction(self, passed)
             yield tx
