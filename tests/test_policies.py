@@ -33,12 +33,12 @@ def guarded(project: Project) -> Project:
 
 @pytest.fixture
 def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("cryomigrate.cli._stdin_is_terminal", lambda: True)
+    monkeypatch.setattr("cryomigrate.cli_frame.stdin_is_terminal", lambda: True)
 
 
 @pytest.fixture
 def no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("cryomigrate.cli._stdin_is_terminal", lambda: False)
+    monkeypatch.setattr("cryomigrate.cli_frame.stdin_is_terminal", lambda: False)
 
 
 @pytest.mark.usefixtures("no_terminal")
@@ -130,7 +130,7 @@ def test_library_never_prompts_or_prints(guarded: Project, monkeypatch: pytest.M
                                          capsys: pytest.CaptureFixture[str]) -> None:
     apply_migrations(config=guarded.config, confirm=True)
     capsys.readouterr()
-    monkeypatch.setattr("cryomigrate.cli._stdin_is_terminal", lambda: True)
+    monkeypatch.setattr("cryomigrate.cli_frame.stdin_is_terminal", lambda: True)
     with pytest.raises(PolicyRefused):
         rollback_migrations(config=guarded.config)
     assert history_versions(guarded) == ["001", "002"]

@@ -265,7 +265,7 @@ def test_real_sigint_in_a_process(sqlite_project: Project) -> None:
 
 def test_end_of_input_at_the_confirmation_is_not_a_yes(
         sqlite_project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("cryomigrate.cli._stdin_is_terminal", lambda: True)
+    monkeypatch.setattr("cryomigrate.cli_frame.stdin_is_terminal", lambda: True)
     config_with(sqlite_project, "policies: {require_confirmation: true}")
     add_tables(sqlite_project, "001_t1")
     result = sqlite_project.cli("apply", "--format", "json", input="")
