@@ -29,9 +29,15 @@ class SqlQuery:
         conn = self._conn
         where = conn.where_called()
         if self._params is not None:
+            # Transaction control is the same with parameters: BEGIN or COMMIT not sent,
+            # ROLLBACK refused; the rest is bound by the driver in its own placeholder
+            # style, the SQL not rewritten (blanking keeps every placeholder in place).
+            checked = sqlscript.prepare(self._query, origin=f"{where}: conn.sql()",
+                                        transactional=conn.transactional, notice=conn._notice)
+            if checked.dropped_control and not checked.statements:
+                return QueryResult()
             try:
-                # Bound by the driver in its own placeholder style; the SQL is not rewritten.
-                return conn._backend.query(self._query, self._params)
+                return conn._backend.query(checked.text, self._params)
             except QueryError as exc:
                 raise QueryError(f"{where}: conn.sql(): {exc}", sqlstate=exc.sqlstate) from exc
         # Errors then read "001_x.py line 12: conn.sql() SQL line 2: ...".

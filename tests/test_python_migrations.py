@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cryomigrate import apply_migrations
 from tests.conftest import Project
 from tests.helpers_core import (
@@ -297,3 +299,59 @@ def test_users_commit_inside_conn_sql_is_not_sent(project: Project) -> None:
     assert_clean_exit(result, 1)
     assert "not sent" in result.stderr
     assert "early" not in project.tables()
+
+
+@pytest.mark.parametrize("sql", ["COMMIT", "BEGIN; CREATE TABLE early (id INTEGER); COMMIT;"])
+def test_users_commit_with_parameters_is_not_sent_either(project: Project, sql: str) -> None:
+    project.add("001_commit.py", f'''
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE first (id INTEGER)").execute()
+            conn.sql("{sql}", []).execute()
+            raise RuntimeError("later failure")
+    ''')
+    result = project.cli("apply")
+    assert_clean_exit(result, 1)
+    assert "not sent" in result.stderr and "later failure" in result.stderr
+    assert not {"first", "early"} & project.tables()
+    assert history_versions(project) == []
+
+
+def test_users_rollback_with_parameters_is_refused(project: Project) -> None:
+    project.add("001_rollback.py", '''
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE never_kept (id INTEGER)").execute()
+            conn.sql("ROLLBACK", []).execute()
+    ''')
+    result = project.cli("apply")
+    assert result.exit_code in (1, 2), result.output
+    assert "ROLLBACK would undo the migration's own transaction" in result.stderr
+    assert "never_kept" not in project.tables()
+    assert history_versions(project) == []
+
+
+@pytest.mark.parametrize("with_params", [False, True])
+def test_a_caught_error_on_postgresql_still_fails_the_migration(pg_project: Project,
+                                                                with_params: bool) -> None:
+    """PostgreSQL aborts a transaction at its first failing statement: catching the error
+    in Python cannot bring it back, so nothing after it may run, or commit, outside it."""
+    failing = ('conn.sql("SELECT * FROM does_not_exist WHERE 1 = %s", [1])' if with_params
+               else 'conn.sql("SELECT * FROM does_not_exist")')
+    pg_project.add("001_catch.py", f'''
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE caught (id int)").execute()
+            try:
+                {failing}.execute()
+            except Exception as exc:
+                print("caught:", exc)
+            conn.sql("CREATE TABLE after_catch (id int)").execute()
+    ''')
+    pg_project.add("002_next.py", '''
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE next_one (id int)").execute()
+    ''')
+    result = pg_project.cli("apply")
+    assert_clean_exit(result, 1)
+    assert "does_not_exist" in result.stderr and "aborted the transaction" in result.stderr
+    assert not {"caught", "after_catch", "next_one"} & pg_project.tables()
+    assert history_versions(pg_project) == []
+    assert ("001", "apply", "failed") in pg_project.journal()

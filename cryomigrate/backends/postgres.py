@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # a status or a no-op run never parses a script
 # first: a skip, not an error. The setting is never defined, so reading it fails.
 _GUARD_SETTING = "cryomigrate.another_run_got_there_first"
 _UNDEFINED_SETTING = "42704"
+_IN_FAILED_TRANSACTION = "25P02"
 # What a script may have set for the session, undone before cryomigrate writes anything;
 # the session authorization also undoes a SET ROLE.
 _RESET_SESSION = ("RESET ALL", "SET SESSION AUTHORIZATION DEFAULT")
@@ -127,6 +128,10 @@ class PostgresBackend:
         self._marked_owners: list[PgTransaction] = []
         self._notices_shown = False  # by this session, as its last transaction said
         self._ctrl_c = False  # pressed while a notice was being handled (see ``_notice``)
+        self._open = 0  # transaction() blocks open, the runner's migration's among them
+        # The statement that failed inside an open transaction, which the server keeps
+        # aborted (see ``_flush``): what a later "transaction is aborted" is reported as.
+        self._aborted_by: CryomigrateError | None = None
         self._pipelined = psycopg.Pipeline.is_supported()
         self.on_notice: Callable[[str], None] | None = None
         info = connection.info
@@ -188,7 +193,10 @@ class PostgresBackend:
             cursor.execute(sql, params)
         except (psycopg.Error, TypeError, ValueError) as exc:
             self._stop_if_asked()
-            raise self._error(exc, _Item(sql, params)) from None
+            error = self._error(exc, _Item(sql, params))
+            if self._open:  # the transaction stays aborted, as in ``_flush``
+                self._aborted_by = self._aborted_by or error
+            raise error from None
         return _result(cursor)
 
     def run_script(self, script: Script) -> QueryResult:
@@ -228,6 +236,7 @@ class PostgresBackend:
                     ) -> Iterator[PgTransaction]:
         tx = PgTransaction(self)
         start, flushes = len(self._pending), self._flushes
+        self._open += 1
         # READ COMMITTED whatever the role's default: the guard must see, in a snapshot
         # taken after the lock was granted, what a concurrent run committed meanwhile.
         self._pending.append(_Item("BEGIN ISOLATION LEVEL READ COMMITTED", where="BEGIN",
@@ -276,6 +285,8 @@ class PostgresBackend:
                 self._pending.clear()
                 self._rollback()
             raise
+        finally:
+            self._open -= 1
 
     def send_queued(self) -> None:
         """Send every transaction queued with ``commit_later`` in one message, with one
@@ -328,11 +339,17 @@ class PostgresBackend:
             exc = first or raised  # the statement's own error, not the pipeline's after it
             failed = next((i for i, c in enumerate(cursors) if c.statusmessage is None),
                           len(cursors) - 1)
-            self._rollback()
             item = items[failed]
             skipped = item.guard and getattr(exc, "sqlstate", None) == _UNDEFINED_SETTING \
                 and _GUARD_SETTING in str(exc)
             error = None if skipped else self._error(exc, item)
+            if error is not None and self._open and not queued:
+                # A statement of an open transaction (a Python migration's conn.sql) that
+                # the migration may catch: the server keeps the transaction aborted, so
+                # nothing after it runs, nor commits, outside it. The block rolls back.
+                self._aborted_by = self._aborted_by or error
+            else:
+                self._rollback()
             _settle(items, cursors, item.owner, error)
             if error is None or (queued and item.owner is not None):
                 return None
@@ -396,6 +413,7 @@ class PostgresBackend:
             raise self._error(exc, _Item(sql, where=where)) from None
 
     def _rollback(self) -> None:
+        self._aborted_by = None
         # If the connection is gone, the server has rolled back for us.
         if not self._db.broken and \
                 self._db.info.transaction_status != TransactionStatus.IDLE:
@@ -411,6 +429,11 @@ class PostgresBackend:
                               f"%(name)s): {exc}")
         if item.guard and is_plan_outdated(exc.diag.sqlstate, exc.diag.message_primary or ""):
             return PlanOutdated("another run changed the history meanwhile")
+        if exc.diag.sqlstate == _IN_FAILED_TRANSACTION and self._aborted_by is not None:
+            return QueryError(f"{self._aborted_by} -- the migration went on after it (the "
+                              "error was caught?), but it had aborted the transaction: "
+                              "nothing more ran, and nothing of it is kept",
+                              sqlstate=getattr(self._aborted_by, "sqlstate", None))
         if item.lock and exc.diag.sqlstate == LOCK_NOT_AVAILABLE:
             return LockTimeout.waited(
                 f"another cryomigrate run holds the lock on {self.display_url}",
