@@ -287,3 +287,35 @@ def test_supabase_file_with_its_own_commit_ends_its_transaction_there(
     assert "plain" not in pg_project.tables()  # no control of its own: one transaction
     assert states(pg_project) == {"20240101000000": "applied",
                                   "20240102000000": "pending"}
+
+
+@pytest.mark.parametrize(("fmt", "filename", "content", "line"), [
+    ("supabase", "20240101000000_keep.sql",
+     "-- cryomigrate:apply\ncreate table keep (x int);\n-- cryomigrate:rollback\n"
+     "drop table keep;\n", 1),
+    ("goose", "1_keep.sql", "-- +goose Up\ncreate table keep (x int);\n-- +Goose Down\n"
+                            "drop table keep;\n", 3),
+    ("goose", "1_keep.sql", "-- +goose Up\ncreate table keep (x int);\n-- migrate:down\n"
+                            "drop table keep;\n", 3),
+    ("golang-migrate", "1_keep.up.sql", "create table keep (x int);\n"
+                                        "-- cryomigrate:rollback\ndrop table keep;\n", 2),
+    ("sqlx", "1_keep.sql", "-- migrate:up\ncreate table keep (x int);\n-- migrate:down\n"
+                           "drop table keep;\n", 1),
+    ("flyway", "V1__keep.sql", "create table keep (x int);\n-- +goose Down\n"
+                               "drop table keep;\n", 2),
+], ids=["supabase-cryomigrate", "goose-case", "goose-dbmate", "golang-cryomigrate",
+        "sqlx-dbmate", "flyway-goose"])
+def test_another_tools_section_marker_in_a_foreign_file_is_refused(
+        sqlite_project: Project, fmt: str, filename: str, content: str, line: int) -> None:
+    """Read in the folder's own format, it would be a plain comment: the down SQL after
+    it would run during apply, dropping what the file had just created."""
+    use_format(sqlite_project, fmt)
+    sqlite_project.add(filename, content)
+    if fmt == "golang-migrate":
+        sqlite_project.add("1_keep.down.sql", "drop table keep;\n")
+    for command in ("validate", "apply"):
+        result = sqlite_project.cli(command)
+        assert_clean_exit(result, 2)
+        assert f"{filename} line {line}: '" in result.stderr, result.stderr
+        assert "section marker" in result.stderr
+    assert not (sqlite_project.root / "app.db").exists()

@@ -13,13 +13,14 @@ pays nothing for the others.
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from cryomigrate.discovery import decode_text
-from cryomigrate.errors import ConfigError
-from cryomigrate.formats.base import ForeignFile, Sections, split_pair
+from cryomigrate.errors import ConfigError, MigrationFileError
+from cryomigrate.formats.base import ForeignFile, Part, Sections, split_pair
 
 if TYPE_CHECKING:
     from cryomigrate.discovery import Scan
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 
 DEFAULT = "cryomigrate"
 _NOT_FORMATS = {"base"}
+# A section marker of any tool, in any case: left in a section once the format's reader
+# has taken its own, it is a plain comment there, and the SQL after it (a down section)
+# would run with the rest.
+_SECTION_MARKER = re.compile(r"(?im)^[ \t]*--[ \t]*(cryomigrate[ \t]*:[ \t]*[a-z-]+|"
+                             r"migrate[ \t]*:[ \t]*(?:up|down)\b|\+[ \t]*goose[ \t]+"
+                             r"(?:up|down)\b)")
 
 
 def names() -> tuple[str, ...]:
@@ -56,6 +63,30 @@ def missing_rollback(file: ForeignFile) -> tuple[str, str]:
     return found
 
 
+def _refuse_section_markers(part: Part, format: str) -> None:
+    """Refuse a marker left in a section (a ``-- cryomigrate:rollback`` in a Supabase
+    file, ``-- +Goose Down`` in a goose one): only comments count, not text in strings."""
+    text = part.text
+    lowered = text.lower()
+    if "cryomigrate" not in lowered and "migrate" not in lowered and "goose" not in lowered:
+        return
+    from cryomigrate.sqlsplit import line_of, regions
+
+    comments = [r for r in regions(text) if r.kind == "comment"]
+    for match in _SECTION_MARKER.finditer(text):
+        if not any(r.start <= match.start(1) < r.end for r in comments):
+            continue
+        word = match[1].lower()
+        tool = "cryomigrate" if word.startswith("cryomigrate") else \
+            "dbmate" if word.startswith("migrate") else "goose"
+        line = part.first_line + line_of(text, match.start(1)) - 1
+        raise MigrationFileError(
+            f"{part.origin} line {line}: '{match[1].strip()}' looks like a {tool} section "
+            f"marker, but this folder is read in {format}'s format, where it is a plain "
+            "comment and the SQL after it would run with this section; remove it, or split "
+            "the file as " + format + " expects")
+
+
 def load_foreign(file: ForeignFile, content: bytes | None = None) -> SqlMigration:
     """A file of another tool's folder as a SQL migration: its sections, prepared as
     cryomigrate's own are (a user's BEGIN/COMMIT in a transactional one is not sent)."""
@@ -69,6 +100,9 @@ def load_foreign(file: ForeignFile, content: bytes | None = None) -> SqlMigratio
     text = decode_text(file.label, up)
     down_text = decode_text(file.companion_label, down) if down is not None else None
     sections: Sections = reader(file.format).sections(file, text, down_text)
+    for part in (sections.apply, sections.rollback):
+        if part is not None:
+            _refuse_section_markers(part, file.format)
     notices: list[str] = []
     tx = sections.transactional
     apply = sqlscript.prepare(sections.apply.text, origin=sections.apply.origin,
