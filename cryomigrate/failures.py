@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cryomigrate.errors import CryomigrateError, MigrationFailed
+from cryomigrate.errors import CryomigrateError, InputError, MigrationFailed
 from cryomigrate.planner import settle_dirty
 from cryomigrate.sqlscript import dropped_control_advice
 
@@ -28,7 +28,11 @@ def execute(direction: Direction, migration: Migration, conn: MigrationConnectio
     try:
         migration.run(direction, conn)
     except CryomigrateError as exc:
-        if isinstance(exc, MigrationFailed) or exc.exit_code != 1:
+        # Bad input met only while the migration runs (a template its code renders, a
+        # ROLLBACK it sends) is that migration failing, once others may have committed:
+        # exit 1, not the "nothing ran" of exit 2 (DESIGN 5).
+        if isinstance(exc, MigrationFailed) or \
+                (exc.exit_code != 1 and not isinstance(exc, InputError)):
             raise
         raise MigrationFailed(prefixed(migration, explained(exc))) from exc
     except (Exception, SystemExit) as exc:

@@ -85,8 +85,10 @@ class MigrationConnection:
         return client
 
     def render(self, template: str, **extra: Any) -> str:
-        return templating.render(template, origin=self.origin, environment=self.environment,
-                                 vars=self.vars, extra=extra)
+        # Lines counted in the template string, placed at the call (``002_x.py line 3``).
+        return templating.render(template, origin=f"{self.where_called()}: conn.render() "
+                                 "template", environment=self.environment, vars=self.vars,
+                                 extra=extra)
 
     def where_called(self) -> str:
         """``001_x.py line 12``, the migration's line that called ``conn.sql``: the line the
