@@ -361,3 +361,20 @@ def test_a_caught_error_on_postgresql_still_fails_the_migration(pg_project: Proj
     assert not {"caught", "after_catch", "next_one"} & pg_project.tables()
     assert history_versions(pg_project) == []
     assert ("001", "apply", "failed") in pg_project.journal()
+
+
+def test_a_savepoint_recovers_from_an_expected_error_on_postgresql(pg_project: Project
+                                                                   ) -> None:
+    pg_project.add("001_sp.py", '''
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE kept (id int)").execute()
+            conn.sql("SAVEPOINT before_try").execute()
+            try:
+                conn.sql("SELECT * FROM does_not_exist").execute()
+            except Exception:
+                conn.sql("ROLLBACK TO SAVEPOINT before_try").execute()
+            conn.sql("CREATE TABLE after_catch (id int)").execute()
+    ''')
+    assert_clean_exit(pg_project.cli("apply"), 0)
+    assert {"kept", "after_catch"} <= pg_project.tables()
+    assert history_versions(pg_project) == ["001"]
