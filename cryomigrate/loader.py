@@ -247,6 +247,12 @@ def _check_functions(file: MigrationFile, module: ModuleType) -> None:
             f"{file.label}: has no apply(conn, environment) function; every Python "
             "migration needs one"
         )
+    rollback = getattr(module, "rollback", None)
+    if rollback is not None and not callable(rollback):  # rollback = "DROP TABLE a"
+        raise MigrationFileError(
+            f"{file.label}: rollback is a {type(rollback).__name__}, not a function, so the "
+            "migration could not be rolled back; write def rollback(conn, environment), or "
+            "set rollback = None (or leave it out) for an irreversible migration")
     for name in ("apply", "rollback"):
         function = getattr(module, name, None)
         if not callable(function):

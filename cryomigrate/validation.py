@@ -125,6 +125,10 @@ def _check_hooks(environments: list[Environment]) -> list[Finding]:
     return findings
 
 
+_ROLLBACK_NEAR_MISSES = ("down", "downgrade", "revert", "undo", "rolback", "roll_back",
+                         "rollback_", "unapply")
+
+
 def _forgotten_rollback(migration: Migration) -> str | None:
     """A rollback that exists but does nothing, or only raises the scaffold's placeholder.
 
@@ -145,6 +149,13 @@ def _forgotten_rollback(migration: Migration) -> str | None:
                 "to make the migration irreversible (leave it empty only if that is "
                 "deliberate)")
     if isinstance(migration, PythonMigration):
+        if getattr(migration.module, "rollback", None) is None:
+            # Other tools' names for it, or a typo: irreversible as written, silently.
+            near = [n for n in _ROLLBACK_NEAR_MISSES
+                    if callable(getattr(migration.module, n, None))]
+            if near:
+                return (f"{label}: has {near[0]}() but no rollback(), so it is irreversible "
+                        f"and {near[0]}() never runs; name it rollback(conn, environment)")
         code = getattr(getattr(migration.module, "rollback", None), "__code__", None)
         if code is not None and code.co_names == ("NotImplementedError",):
             return (f"{label}: rollback() only raises NotImplementedError (the scaffold's "

@@ -378,3 +378,28 @@ def test_a_savepoint_recovers_from_an_expected_error_on_postgresql(pg_project: P
     assert_clean_exit(pg_project.cli("apply"), 0)
     assert {"kept", "after_catch"} <= pg_project.tables()
     assert history_versions(pg_project) == ["001"]
+
+
+def test_a_rollback_that_is_no_function_is_refused_at_load(project: Project) -> None:
+    project.add("001_a.py", '''
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE a (id INTEGER)").execute()
+        rollback = "DROP TABLE a"
+    ''')
+    for command in ("validate", "apply"):
+        result = project.cli(command)
+        assert_clean_exit(result, 2)
+        assert "001_a.py: rollback is a str, not a function" in result.stderr
+    assert history_versions(project) == []
+
+
+def test_validate_warns_of_a_rollback_under_another_name(project: Project) -> None:
+    project.add("001_a.py", '''
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE a (id INTEGER)").execute()
+        def down(conn, environment):
+            conn.sql("DROP TABLE a").execute()
+    ''')
+    result = project.cli("validate")
+    assert_clean_exit(result, 0)
+    assert "001_a.py: has down() but no rollback(), so it is irreversible" in result.output
