@@ -180,6 +180,11 @@ class ConfigModel(_Strict):
                 raise ValueError(
                     f"{name}.policies.require_applied_in: '{source}' must name an "
                     f"environment of this file ({', '.join(self.environments)})")
+            if source == name:  # written under the environment itself: a gate on nothing
+                raise ValueError(
+                    f"environments.{name}.policies.require_applied_in names '{name}' itself, "
+                    "so it gates nothing; name the environment its migrations must reach "
+                    "first (staging, say)")
         return self
 
     @field_validator("environments")

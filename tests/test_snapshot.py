@@ -165,6 +165,28 @@ def test_promotion_gate(pg_project: Project, tmp_path: Path) -> None:
     assert "users" in pg_project.tables()
 
 
+def test_a_promotion_gate_naming_its_own_environment_is_refused(sqlite_project: Project
+                                                                 ) -> None:
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: sqlite:///app.db
+            policies: {require_applied_in: development}
+    """)
+    result = sqlite_project.cli("validate")
+    assert_clean_exit(result, 2)
+    assert "names 'development' itself, so it gates nothing" in result.stderr
+    # Under defaults it is inherited by the source environment too: that one is allowed.
+    sqlite_project.write_config("""
+        defaults:
+          policies: {require_applied_in: staging}
+        environments:
+          staging: {database: "sqlite:///staging.db"}
+          production: {database: "sqlite:///app.db"}
+    """)
+    assert_clean_exit(sqlite_project.cli("validate"), 0)
+
+
 def test_promotion_gate_with_the_source_unreachable(sqlite_project: Project) -> None:
     _two_environments(sqlite_project, "postgresql://nobody@127.0.0.1:1/none")
     sqlite_project.add("001_users.sql", "CREATE TABLE users (id BIGINT);\n")
