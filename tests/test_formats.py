@@ -319,3 +319,16 @@ def test_another_tools_section_marker_in_a_foreign_file_is_refused(
         assert f"{filename} line {line}: '" in result.stderr, result.stderr
         assert "section marker" in result.stderr
     assert not (sqlite_project.root / "app.db").exists()
+
+
+@pytest.mark.parametrize(("fmt", "filename"), [("golang-migrate", "1_keep.up.SQL"),
+                                               ("supabase", "20240101000000_keep.Sql"),
+                                               ("flyway", "V1__keep.SQL")])
+def test_a_sql_extension_in_other_case_is_refused_not_skipped(sqlite_project: Project,
+                                                              fmt: str, filename: str) -> None:
+    use_format(sqlite_project, fmt)
+    sqlite_project.add(filename, "create table keep (x int);\n")
+    for command in ("validate", "apply", "status"):
+        result = sqlite_project.cli(command)
+        assert_clean_exit(result, 2)
+        assert f"{filename}: the extension must be .sql in lower case" in result.stderr

@@ -102,6 +102,13 @@ def scan_with(folder: Path, format: str, classify: Classifier) -> Scan:
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.name.startswith(("_", ".")) or not entry.is_file():
                 continue
+            if entry.name.lower().endswith(".sql") and not entry.name.endswith(".sql"):
+                # .SQL, .up.SQL: skipped here as never a .sql file, yet a migration to
+                # the eye (and to golang-migrate, which reads any extension)
+                problems.append(f"{folder}: {entry.name}: the extension must be .sql in "
+                                f"lower case for {format}'s format to read it as a "
+                                "migration; rename it, or prefix it with _ to ignore it")
+                continue
             named = classify(entry.name)
             if named is None:
                 continue
