@@ -14,6 +14,7 @@ Each tool's table says "applied" its own way, read here from its own columns:
   ``dirty``;
 - goose: rows appended per apply and rollback; a version's latest row (highest id) says
   whether it is applied (``is_applied``); version 0 is goose's own first row;
+- sqlx: one row per version; ``success = false`` is a migration sqlx left half-applied;
 - flyway: rows in ``installed_rank`` order; ``success = false`` is a failed migration,
   ``UNDO_SQL`` un-applies a version, ``BASELINE`` stands for every version up to it;
   repeatable rows (no version) are left to cryomigrate's repeatables, which run once.
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cryomigrate.backends import Backend
+from cryomigrate.backends import Backend, QueryError
 from cryomigrate.discovery import MigrationFile
 from cryomigrate.errors import StateBlocked
 
@@ -34,7 +35,20 @@ TABLES = {
     "golang-migrate": "schema_migrations",
     "goose": "goose_db_version",
     "flyway": "flyway_schema_history",
+    "sqlx": "_sqlx_migrations",
     "cryoprotect": "migrations",
+}
+# The columns each reader reads, and a column that marks another tool's table under the
+# same name (dbmate and golang-migrate both default to schema_migrations): read the wrong
+# one, and what it says would be misread, not refused.
+_SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, str] | None]] = {
+    "supabase": (("version",), None),
+    "dbmate": (("version",), ("dirty", "golang-migrate")),
+    "cryoprotect": (("version", "name", "applied_at"), None),
+    "golang-migrate": (("version", "dirty"), None),
+    "goose": (("id", "version_id", "is_applied"), None),
+    "flyway": (("installed_rank", "version", "type", "script", "success"), None),
+    "sqlx": (("version", "description", "success", "checksum"), None),
 }
 
 
@@ -123,6 +137,20 @@ def _flyway(backend: Backend, table: str) -> Applied:
     return applied
 
 
+def _sqlx(backend: Backend, table: str) -> Applied:
+    applied = Applied()
+    rows = backend.query(f"SELECT version, success FROM {backend.quote_table(table)} "
+                         "ORDER BY version").data
+    for row in rows:
+        if not row["success"]:
+            applied.problems.append(
+                f"sqlx's {table} says version {row['version']} is partially applied "
+                "(success = false); fix the database and delete that row, as sqlx asks, first")
+        else:
+            applied.add(row["version"], table)
+    return applied
+
+
 def _number(spelled: object) -> int:
     text = str(spelled).strip()
     return int(text) if text.isascii() and text.isdigit() else -1
@@ -130,7 +158,7 @@ def _number(spelled: object) -> int:
 
 _READERS: dict[str, Callable[[Backend, str], Applied]] = {
     "supabase": _simple, "dbmate": _simple, "cryoprotect": _simple,
-    "golang-migrate": _golang_migrate, "goose": _goose, "flyway": _flyway,
+    "golang-migrate": _golang_migrate, "goose": _goose, "flyway": _flyway, "sqlx": _sqlx,
 }
 
 
@@ -138,7 +166,32 @@ def read_applied(backend: Backend, tool: str, table: str) -> Applied:
     if not backend.table_exists(table):
         raise StateBlocked(f"there is no table {table} to adopt from; name {tool}'s history "
                            "table with --table")
+    _check_shape(backend, tool, table)
     return _READERS[tool](backend, table)
+
+
+def _check_shape(backend: Backend, tool: str, table: str) -> None:
+    """Refuse a table that is not ``tool``'s (read outside any transaction: a probe that
+    fails aborts nothing)."""
+    quoted = backend.quote_table(table)
+    needed, other = _SHAPES[tool]
+    try:
+        backend.query(f"SELECT {', '.join(needed)} FROM {quoted} WHERE 1 = 0")
+    except QueryError:
+        raise StateBlocked(
+            f"{table} is not {tool}'s history table: it lacks some of the columns {tool} "
+            f"keeps there ({', '.join(needed)}); name {tool}'s table with --table, or give "
+            "the tool that made this one with --from") from None
+    if other is None:
+        return
+    column, owner = other
+    try:
+        backend.query(f"SELECT {column} FROM {quoted} WHERE 1 = 0")
+    except QueryError:
+        return
+    raise StateBlocked(f"{table} has a {column} column, which {tool}'s table does not: it "
+                       f"looks like {owner}'s (both name it {TABLES[tool]}); if {owner} "
+                       f"migrated this database, run adopt --from {owner}")
 
 
 def to_adopt(tool: str, table: str, applied: Applied, files: list[MigrationFile],

@@ -219,7 +219,7 @@ def repair(ctx: click.Context, env: str | None, mark_applied: str | None,
 @main.command()
 @click.option("--from", "tool", required=True, metavar="TOOL",
               type=click.Choice(["supabase", "dbmate", "golang-migrate", "goose", "flyway",
-                                 "cryoprotect"]),
+                                 "sqlx", "cryoprotect"]),
               help="The tool whose history table says what is applied.")
 @click.option("--table", type=TableName(), metavar="NAME",
               help="That tool's history table (default: the tool's own default).")

@@ -299,3 +299,45 @@ def test_supabase_cli_version_without_a_local_file_is_exit_4(supabase_folder: Pr
     assert "supabase_migrations.schema_migrations" in result.stderr
     assert "cryomigrate_history" not in project.tables()
     assert project.query(SUPABASE_HISTORY) == theirs
+
+
+SQLX_DDL = ("CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT "
+            "NOT NULL, installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT "
+            "NULL, checksum BYTEA NOT NULL, execution_time BIGINT NOT NULL)")
+
+
+def test_sqlx_table_adopted_and_a_failed_row_refused(pg_project: Project) -> None:
+    project = pg_project
+    use_format(project, "sqlx")
+    for version in (1, 2):
+        project.add(f"{version}_s{version}.sql", f"CREATE TABLE s{version} (id INT);\n")
+    execute(project.url, SQLX_DDL + "; CREATE TABLE s1 (id INT); INSERT INTO _sqlx_migrations "
+            "(version, description, success, checksum, execution_time) VALUES "
+            "(1, 's1', true, '\\x00', 1), (2, 's2', false, '\\x00', 1)")
+    result = project.cli("adopt", "--from", "sqlx")
+    assert_clean_exit(result, 4)
+    assert "version 2 is partially applied" in result.stderr
+    execute(project.url, "DELETE FROM _sqlx_migrations WHERE version = 2")
+    assert adopt(project, "--from", "sqlx")["adopted"] == ["1_s1.sql"]
+    assert_clean_exit(project.cli("apply"), 0)
+    assert {"s1", "s2"} <= project.tables()
+
+
+@pytest.mark.parametrize(("tool", "expected"), [
+    ("dbmate", "looks like golang-migrate's"),
+    ("goose", "is not goose's history table"),
+    ("flyway", "is not flyway's history table"),
+])
+def test_another_tools_table_is_refused_not_misread(pg_project: Project, tool: str,
+                                                    expected: str) -> None:
+    """dbmate and golang-migrate both keep schema_migrations: read as dbmate's, a
+    golang-migrate table (one row, the current version) said only its last version."""
+    project = pg_project
+    use_format(project, "golang-migrate")
+    for version in (1, 2, 3):
+        project.add(f"{version}_t{version}.up.sql", f"CREATE TABLE t{version} (id INT);\n")
+    execute(project.url, GOLANG_MIGRATE_DDL + "; INSERT INTO schema_migrations VALUES (3, false)")
+    result = project.cli("adopt", "--from", tool, "--table", "schema_migrations")
+    assert_clean_exit(result, 4)
+    assert expected in result.stderr, result.stderr
+    assert "cryomigrate_history" not in project.tables()
