@@ -38,6 +38,7 @@ TABLES = {
     "sqlx": "_sqlx_migrations",
     "cryoprotect": "migrations",
 }
+_UNDEFINED_COLUMN = "42703"
 # The columns each reader reads, and a column that marks another tool's table under the
 # same name (dbmate and golang-migrate both default to schema_migrations): read the wrong
 # one, and what it says would be misread, not refused.
@@ -166,25 +167,27 @@ def read_applied(backend: Backend, tool: str, table: str) -> Applied:
     if not backend.table_exists(table):
         raise StateBlocked(f"there is no table {table} to adopt from; name {tool}'s history "
                            "table with --table")
-    _check_shape(backend, tool, table)
-    return _READERS[tool](backend, table)
-
-
-def _check_shape(backend: Backend, tool: str, table: str) -> None:
-    """Refuse a table that is not ``tool``'s (read outside any transaction: a probe that
-    fails aborts nothing)."""
-    quoted = backend.quote_table(table)
-    needed, other = _SHAPES[tool]
+    # Read outside any transaction: a query that fails on a missing column aborts nothing.
+    _refuse_lookalike(backend, tool, table)
     try:
-        backend.query(f"SELECT {', '.join(needed)} FROM {quoted} WHERE 1 = 0")
-    except QueryError:
+        return _READERS[tool](backend, table)
+    except QueryError as exc:
+        if exc.sqlstate != _UNDEFINED_COLUMN and "no such column" not in str(exc):
+            raise  # (SQLite has no SQLSTATE: its message says it)
+        needed = ", ".join(_SHAPES[tool][0])
         raise StateBlocked(
             f"{table} is not {tool}'s history table: it lacks some of the columns {tool} "
-            f"keeps there ({', '.join(needed)}); name {tool}'s table with --table, or give "
-            "the tool that made this one with --from") from None
+            f"keeps there ({needed}); name {tool}'s table with --table, or give the tool "
+            "that made this one with --from") from None
+
+
+def _refuse_lookalike(backend: Backend, tool: str, table: str) -> None:
+    """A table of another tool under the same name has the columns read, and more."""
+    other = _SHAPES[tool][1]
     if other is None:
         return
     column, owner = other
+    quoted = backend.quote_table(table)
     try:
         backend.query(f"SELECT {column} FROM {quoted} WHERE 1 = 0")
     except QueryError:
