@@ -81,12 +81,13 @@ def apply(ctx: click.Context, env: str | None, target: str | None, dry_run: bool
     from cryomigrate import api
 
     begin(ctx, fmt, env)
+    # Set first: a refusal before anything ran still reports apply's keys (DESIGN 6).
+    ctx.obj.update(action="apply", render_partial=render_stopped, dry_run=dry_run)
     single = on_fleet(ctx, fmt, env, "apply", target_version=target, dry_run=dry_run,
                     confirm=confirmer(yes, "apply, on each database of the fleet that "
                                        "lacks them,"), lock_wait=lock_wait)
     if single is None:
         return
-    ctx.obj.update(action="apply", render_partial=render_stopped)
     result = api.apply_migrations(target, single, config=ctx.obj["config"], dry_run=dry_run,
                                   confirm=confirmer(yes, "apply"), lock_wait=lock_wait,
                                   progress=progress_printer(ctx, fmt, "applied"))
@@ -109,6 +110,7 @@ def rollback(ctx: click.Context, env: str | None, target: str | None, steps: int
     from cryomigrate import api
 
     begin(ctx, fmt, env)
+    ctx.obj.update(action="rollback", render_partial=render_stopped, dry_run=dry_run)
     if target is not None and steps is not None:
         raise click.UsageError("use --target or --steps, not both", ctx)
     single = on_fleet(ctx, fmt, env, "rollback", target_version=target, steps=steps,
@@ -117,7 +119,6 @@ def rollback(ctx: click.Context, env: str | None, target: str | None, steps: int
                     lock_wait=lock_wait)
     if single is None:
         return
-    ctx.obj.update(action="rollback", render_partial=render_stopped)
     result = api.rollback_migrations(target, single, steps=steps, config=ctx.obj["config"],
                                      dry_run=dry_run, confirm=confirmer(yes, "roll back"),
                                      lock_wait=lock_wait,

@@ -96,7 +96,8 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except CryomigrateError as exc:
-            fail(ctx, exc.exit_code, str(exc), exc.result)
+            fail(ctx, exc.exit_code, str(exc),
+                 exc.result if exc.result is not None else progress_so_far(ctx))
         except click.UsageError as exc:
             fail(ctx, exc.exit_code, usage_message(exc), None, hint=help_hint(exc))
         except (KeyboardInterrupt, click.Abort):
@@ -166,8 +167,9 @@ def progress_so_far(ctx: click.Context) -> Any:
         return None
     from cryomigrate.models import RunResult
 
-    return RunResult(environment_name_of(state.get("environment")), state["action"], False,
-                     tuple(state.get("done", ())), skipped=tuple(state.get("skipped", ())))
+    return RunResult(environment_name_of(state.get("environment")), state["action"],
+                     bool(state.get("dry_run")), tuple(state.get("done", ())),
+                     skipped=tuple(state.get("skipped", ())))
 
 
 # --- running a command ------------------------------------------------------------------

@@ -575,3 +575,22 @@ def test_what_a_migration_writes_to_descriptor_1_stays_off_the_json_document(
     assert [run["name"] for run in document["applied"]] == ["t1"]
     for said in ("at-import", "printed", "raw-fd", "child-out"):
         assert said in result.stderr, (said, result.stderr)
+
+
+@pytest.mark.parametrize(("command", "key"), [("apply", "applied"), ("rollback", "rolled_back")])
+def test_a_refusal_before_anything_ran_still_has_the_commands_keys(
+        sqlite_project: Project, command: str, key: str) -> None:
+    """DESIGN 6: on failure the document *also* has "error"; a script reading
+    doc["applied"] must not meet a KeyError on exits 3 and 4 alone."""
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: sqlite:///app.db
+            policies: {require_confirmation: true}
+    """)
+    add_tables(sqlite_project, "001_t1")
+    if command == "rollback":
+        assert_clean_exit(sqlite_project.cli("apply", "--yes"), 0)
+    document = assert_json_error(sqlite_project.cli(command, "--format", "json"), 3)
+    assert document["dry_run"] is False and document[key] == []
+    assert document["environment"] == "development"
