@@ -187,7 +187,10 @@ def confirmer(yes: bool, verb: str) -> bool | Callable[[str, Sequence[str]], boo
             err(f"environment '{environment}' requires confirmation and there is no terminal "
                 "to ask; pass --yes to confirm")
             return False
-        err(f"About to {verb} {len(labels)} migration(s) in '{environment}':")
+        from cryomigrate.policies import DESTRUCTIVE_PREFIX  # loaded by now: no cost
+
+        count = sum(1 for label in labels if not label.startswith(DESTRUCTIVE_PREFIX))
+        err(f"About to {verb} {count} migration(s) in '{environment}':")
         for label in labels:
             err(f"  {label}")
         try:

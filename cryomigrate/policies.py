@@ -53,13 +53,18 @@ def lint_refusals(env: Environment, findings: int, destructive: Sequence[str]) -
     return reasons
 
 
-def check_destructive_confirmed(env: Environment, statements: Sequence[str],
-                                confirm: Confirm) -> None:
-    """``destructive: confirm``: a person says yes to the destructive statements, as
-    ``require_confirmation`` asks for a run, or the run is refused."""
+DESTRUCTIVE_PREFIX = "destructive: "
+
+
+def check_destructive_confirmed(env: Environment, labels: Sequence[str],
+                                statements: Sequence[str], confirm: Confirm) -> None:
+    """``destructive: confirm``: a person says yes to the run's migrations (``labels``)
+    and its destructive statements, as ``require_confirmation`` asks for a run (the one
+    question answers both), or the run is refused."""
     if env.policies.destructive != "confirm" or not statements or confirm is True:
         return
-    if callable(confirm) and confirm(env.name, [f"destructive: {s}" for s in statements]):
+    if callable(confirm) and confirm(env.name, [*labels, *(DESTRUCTIVE_PREFIX + s
+                                                           for s in statements)]):
         return
     raise PolicyRefused(
         f"environment '{env.name}' requires confirmation of destructive statements "

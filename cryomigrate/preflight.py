@@ -57,7 +57,8 @@ def before_apply(env: Environment, dialect: str, migrations: Sequence[Migration]
         return warnings, confirm
     check_promoted(env, migrations)
     if rules.destructive == "confirm" and destructive:
-        policies.check_destructive_confirmed(env, destructive, confirm)
+        policies.check_destructive_confirmed(env, [m.file.label for m in migrations],
+                                             destructive, confirm)
         confirm = True
     return warnings, confirm
 

@@ -201,3 +201,25 @@ def test_pure_policy_checks(tmp_path: object) -> None:
         check_confirmed(env, "apply", ["001_a.sql"], lambda name, labels: False)
     with pytest.raises(PolicyRefused):
         check_confirmed(env, "apply", ["001_a.sql"], False)
+
+
+@pytest.mark.usefixtures("terminal")
+def test_the_destructive_question_lists_the_migrations_and_counts_them(
+        sqlite_project: Project) -> None:
+    """One question answers require_confirmation and destructive: confirm: it names every
+    migration the run applies, then the destructive statements, and counts migrations."""
+    sqlite_project.write_config("""
+        environments:
+          development:
+            database: sqlite:///app.db
+            policies: {require_confirmation: true, destructive: confirm, lint: off}
+    """)
+    sqlite_project.add("001_a.sql", "CREATE TABLE a (id INTEGER);\n")
+    sqlite_project.add("002_drop.sql", "CREATE TABLE b (id INTEGER);\nCREATE TABLE c (id "
+                                       "INTEGER);\nDROP TABLE b;\nDROP TABLE c;\n")
+    result = sqlite_project.cli("apply", input="development\n")
+    assert_clean_exit(result, 0)
+    assert "About to apply 2 migration(s) in 'development':" in result.stderr
+    assert "001_a.sql" in result.stderr and "002_drop.sql" in result.stderr
+    assert "destructive: 002_drop.sql line 3: drops a table" in result.stderr
+    assert result.stderr.count("About to apply") == 1
