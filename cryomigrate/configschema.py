@@ -58,6 +58,17 @@ class PoliciesModel(_Strict):
         # YAML reads an unquoted `off` as false: `lint: off` is how DESIGN spells it.
         return "off" if value is False else value
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _written(cls, value: Any) -> Any:
+        # `allow_rollback:` with nothing after it is YAML's null: a safety key half
+        # written, which would silently mean its default. (An unwritten key is not
+        # validated, so None here was written.)
+        if value is None:
+            raise ValueError("is empty; write its value (true or false, or one of the "
+                             "choices), or remove the key")
+        return value
+
 
 def _fleet_url(value: str) -> str:
     # A URL that still holds ${VAR} is checked once resolved, for the environment in use.

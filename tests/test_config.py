@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cryomigrate.config import load_config
+from cryomigrate.errors import ConfigError
 from tests.conftest import Project
 from tests.helpers_core import add_tables, assert_clean_exit, json_doc, run_cli, write
 
@@ -495,3 +497,15 @@ def test_a_migrations_folder_that_is_a_file_says_so(sqlite_project: Project) -> 
     result = sqlite_project.cli("status")
     assert_clean_exit(result, 2)
     assert "environments.yaml is not a folder" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("key", ["allow_rollback", "require_confirmation", "lint",
+                                 "destructive", "require_applied_in"])
+def test_a_policy_written_empty_is_refused_not_read_as_its_default(tmp_path: Path,
+                                                                   key: str) -> None:
+    config = tmp_path / "environments.yaml"
+    config.write_text("environments:\n  development:\n    database: sqlite:///dev.db\n"
+                      f"    policies:\n      {key}:\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf":5: environments\.development\.policies\.{key}: "
+                                          "is empty"):
+        load_config(config).environment("development")
