@@ -111,6 +111,7 @@ def _run(direction: Direction, project: Project, plan: Planner, *, dry_run: bool
     Planning never writes: a refused, unconfirmed, dry or no-op run leaves no trace, not
     even a new SQLite file.
     """
+    _flag(dry_run, "dry_run")
     env = project.env
     with connect(env, read_only=True, lock_wait=lock_wait) as (backend, tracker):
         files, warnings, newest = _plan_past_dirty(project, tracker, plan, lock_wait, progress)
@@ -246,6 +247,7 @@ def adopt(tool: str, environment: str | None = None, *, table: str | None = None
 
     if tool not in TABLES:
         raise InputError(f"--from: unknown tool '{tool}'; one of {', '.join(TABLES)}")
+    _flag(dry_run, "dry_run")
     table = table or TABLES[tool]
     project = open_project(config, environment)
     with connect(project.env, read_only=dry_run, lock_wait=lock_wait) as (backend, tracker):
@@ -341,6 +343,13 @@ def repair(environment: str | None = None, *, config: PathLike = None,
 
 def _entries(project: Project, tracker: Tracker) -> list[planner.Entry]:
     return planner.entries(project.files, tracker.read_all(), checksums(project.files))
+
+
+def _flag(value: object, what: str) -> None:
+    """A flag as the library takes it: ``dry_run="false"`` is a near miss that would mean
+    a dry run (a non-empty string is true), so only a bool is taken."""
+    if not isinstance(value, bool):
+        raise InputError(f"{what} must be True or False, not {value!r}")
 
 
 def _steps(value: object) -> int | None:

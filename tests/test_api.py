@@ -152,8 +152,9 @@ def test_public_api_is_exported() -> None:
     (lambda c: apply_migrations(config=c, lock_wait=-5), "lock_wait"),
     (lambda c: apply_migrations(config=c, lock_wait=True), "lock_wait"),
     (lambda c: get_migration_status(5, config=c), "environment"),  # type: ignore[arg-type]
+    (lambda c: rollback_migrations(config=c, dry_run="false"), "dry_run"),
 ], ids=["steps-str", "steps-float", "steps-bool", "wait-str", "wait-nan", "wait-negative",
-        "wait-bool", "environment-int"])
+        "wait-bool", "environment-int", "dry-run-str"])
 def test_a_bad_argument_is_an_input_error_and_writes_nothing(
         sqlite_project: Project, call: object, named: str) -> None:
     add_tables(sqlite_project, "001_t1")
