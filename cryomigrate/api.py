@@ -261,6 +261,8 @@ def adopt(tool: str, environment: str | None = None, *, table: str | None = None
         def record(tx: Transaction, history: dict[int, HistoryRow], tracker: Tracker
                    ) -> list[MigrationFile]:
             chosen = to_adopt(tool, table, applied, project.files, set(history))
+            for file in chosen:  # recorded, each must load (as repair checks): else the
+                _load(file, project.env, reversible=False)  # next rollback fails on it
             for file in chosen:
                 tracker.insert(version=file.version, version_text=file.version_text,
                                name=file.name, kind=file.kind, checksum=file.checksum(),

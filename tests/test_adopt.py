@@ -341,3 +341,17 @@ def test_another_tools_table_is_refused_not_misread(pg_project: Project, tool: s
     assert_clean_exit(result, 4)
     assert expected in result.stderr, result.stderr
     assert "cryomigrate_history" not in project.tables()
+
+
+def test_adopt_does_not_record_a_file_that_does_not_load(pg_project: Project) -> None:
+    """Recorded as applied, a file cryomigrate cannot read would fail the next rollback."""
+    project = pg_project
+    use_format(project, "golang-migrate")
+    project.add("1_t1.up.sql", "CREATE TABLE t1 (id INT);\n-- cryomigrate:rollback\n"
+                               "DROP TABLE t1;\n")
+    project.add("1_t1.down.sql", "DROP TABLE t1;\n")
+    execute(project.url, GOLANG_MIGRATE_DDL + "; INSERT INTO schema_migrations VALUES (1, false)")
+    result = project.cli("adopt", "--from", "golang-migrate")
+    assert_clean_exit(result, 2)
+    assert "1_t1.up.sql line 2" in result.stderr
+    assert "cryomigrate_history" not in project.tables()
