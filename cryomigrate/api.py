@@ -199,6 +199,8 @@ def baseline(version: Version, environment: str | None = None, *, config: PathLi
 
     def record(tx: Transaction, history: dict[int, HistoryRow], tracker: Tracker) -> list[str]:
         files = [f for f in project.files if f.version <= upto and f.version not in history]
+        for file in files:  # recorded, each must load (as adopt and repair check)
+            _load(file, env, reversible=False)
         supabase_rows = bool(files) and supabase_history.enabled(env, tracker.backend.dialect)
         if supabase_rows:  # the Supabase CLI's table kept in step (DESIGN 8.2)
             supabase_history.ensure_table(tx)
@@ -254,6 +256,8 @@ def adopt(tool: str, environment: str | None = None, *, table: str | None = None
         if dry_run:
             files = to_adopt(tool, table, read_applied(backend, tool, table), project.files,
                              set(tracker.read_all()))
+            for file in files:  # as the real run checks them
+                _load(file, project.env, reversible=False)
             return AdoptResult(project.env.name, tool, table, True,
                                tuple(f.label for f in files))
         applied = read_applied(backend, tool, table)

@@ -263,6 +263,8 @@ def on_fleet(ctx: click.Context, fmt: str, env: str | None, command: str, *,
     from cryomigrate import fleet
     from cryomigrate.fleet.terminal import render_line, render_summary
 
+    ctx.obj.pop("action", None)  # a fleet's refusal is no single run's document
+
     gc.enable()  # many databases, migrations' code in threads: see Group.invoke
     stdout = sys.stdout  # while the fleet runs, sys.stdout is stderr (see fleet.pool)
 

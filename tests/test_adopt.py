@@ -351,7 +351,11 @@ def test_adopt_does_not_record_a_file_that_does_not_load(pg_project: Project) ->
                                "DROP TABLE t1;\n")
     project.add("1_t1.down.sql", "DROP TABLE t1;\n")
     execute(project.url, GOLANG_MIGRATE_DDL + "; INSERT INTO schema_migrations VALUES (1, false)")
-    result = project.cli("adopt", "--from", "golang-migrate")
+    for dry in ((), ("--dry-run",)):
+        result = project.cli("adopt", "--from", "golang-migrate", *dry)
+        assert_clean_exit(result, 2)
+        assert "1_t1.up.sql line 2" in result.stderr
+    result = project.cli("baseline", "1")  # baseline records without running, alike
     assert_clean_exit(result, 2)
     assert "1_t1.up.sql line 2" in result.stderr
     assert "cryomigrate_history" not in project.tables()

@@ -332,3 +332,14 @@ def test_a_sql_extension_in_other_case_is_refused_not_skipped(sqlite_project: Pr
         result = sqlite_project.cli(command)
         assert_clean_exit(result, 2)
         assert f"{filename}: the extension must be .sql in lower case" in result.stderr
+
+
+def test_a_lint_waiver_and_prose_are_no_section_markers_in_a_foreign_file(
+        sqlite_project: Project) -> None:
+    use_format(sqlite_project, "supabase")
+    sqlite_project.add("20240101000000_keep.sql",
+                       "-- cryomigrate:lint-ignore prefer-bigint-over-int\n"
+                       "-- migrate: up to v2 of the schema, then down-time is over\n"
+                       "create table keep (x int);\n")
+    assert_clean_exit(sqlite_project.cli("validate"), 0)
+    assert_clean_exit(sqlite_project.cli("apply"), 0)

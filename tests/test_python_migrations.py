@@ -403,3 +403,36 @@ def test_validate_warns_of_a_rollback_under_another_name(project: Project) -> No
     result = project.cli("validate")
     assert_clean_exit(result, 0)
     assert "001_a.py: has down() but no rollback(), so it is irreversible" in result.output
+
+
+def test_a_caught_error_at_the_end_of_a_migration_followed_by_another_is_journaled(
+        pg_project: Project) -> None:
+    """Its COMMIT travels with the next migration's first message, where it fails: the
+    failure is still journaled, and names the statement caught, not one caught before
+    in a migration that recovered with a savepoint."""
+    pg_project.add("001_recovers.py", '''
+        def apply(conn, environment):
+            conn.sql("SAVEPOINT s").execute()
+            try:
+                conn.sql("SELECT * FROM missing_in_001").execute()
+            except Exception:
+                conn.sql("ROLLBACK TO SAVEPOINT s").execute()
+    ''')
+    pg_project.add("002_catches.py", '''
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE caught (id int)").execute()
+            try:
+                conn.sql("SELECT * FROM missing_in_002").execute()
+            except Exception:
+                pass
+    ''')
+    pg_project.add("003_next.py", '''
+        def apply(conn, environment):
+            conn.sql("CREATE TABLE next_one (id int)").execute()
+    ''')
+    result = pg_project.cli("apply")
+    assert_clean_exit(result, 1)
+    assert "missing_in_002" in result.stderr and "missing_in_001" not in result.stderr
+    assert history_versions(pg_project) == ["001"]
+    assert not {"caught", "next_one"} & pg_project.tables()
+    assert ("002", "apply", "failed") in pg_project.journal()

@@ -194,9 +194,10 @@ class PostgresBackend:
         except (psycopg.Error, TypeError, ValueError) as exc:
             self._stop_if_asked()
             error = self._error(exc, _Item(sql, params))
-            if self._open:  # the transaction stays aborted, as in ``_flush``
-                self._aborted_by = self._aborted_by or error
+            if self._open and _server_said(exc):  # the transaction stays aborted (_flush)
+                self._aborted_by = error
             raise error from None
+        self._aborted_by = None  # (a ROLLBACK TO SAVEPOINT brought the transaction back)
         return _result(cursor)
 
     def run_script(self, script: Script) -> QueryResult:
@@ -343,11 +344,14 @@ class PostgresBackend:
             skipped = item.guard and getattr(exc, "sqlstate", None) == _UNDEFINED_SETTING \
                 and _GUARD_SETTING in str(exc)
             error = None if skipped else self._error(exc, item)
-            if error is not None and self._open and not queued:
-                # A statement of an open transaction (a Python migration's conn.sql) that
-                # the migration may catch: the server keeps the transaction aborted, so
-                # nothing after it runs, nor commits, outside it. The block rolls back.
-                self._aborted_by = self._aborted_by or error
+            if error is not None and self._open and not queued and item.owner is None \
+                    and _server_said(exc):
+                # A statement of the migration's own (conn.sql), which it may catch: the
+                # server keeps the transaction aborted, so nothing after it runs, nor
+                # commits, outside it. The block rolls back as it ends. One of ours (a
+                # queued COMMIT, say) failing is rolled back now, so that its failure can
+                # still be journaled.
+                self._aborted_by = error
             else:
                 self._rollback()
             _settle(items, cursors, item.owner, error)
@@ -370,6 +374,7 @@ class PostgresBackend:
                 row = cursor.fetchone()
                 self._notices_shown = row is not None and row["shown"] in _NOTICES_SHOWN
         _settle(items, cursors, None, None)
+        self._aborted_by = None  # (a ROLLBACK TO SAVEPOINT brought the transaction back)
         return _result(cursors[-1])
 
     def _marked(self, items: list[_Item]) -> list[_Item]:
@@ -564,6 +569,12 @@ def _guard(expect: Expect) -> str:
         f"WHEN {expect.stale} THEN '{PLAN_OUTDATED_SETTING}' "
     return (f"pg_catalog.current_setting(CASE WHEN {negation}EXISTS ({expect.query}) "
             f"THEN '{_GUARD_SETTING}' {stale}ELSE 'lock_timeout' END)")
+
+
+def _server_said(exc: BaseException) -> bool:
+    """An error the server reported, which aborts its transaction; not one psycopg raised
+    before sending (parameters it could not bind)."""
+    return isinstance(exc, psycopg.Error) and exc.diag.sqlstate is not None
 
 
 def _ms(value: int | None) -> str | None:

@@ -31,9 +31,11 @@ _NOT_FORMATS = {"base"}
 # A section marker of any tool, in any case: left in a section once the format's reader
 # has taken its own, it is a plain comment there, and the SQL after it (a down section)
 # would run with the rest.
-_SECTION_MARKER = re.compile(r"(?im)^[ \t]*--[ \t]*(cryomigrate[ \t]*:[ \t]*[a-z-]+|"
-                             r"migrate[ \t]*:[ \t]*(?:up|down)\b|\+[ \t]*goose[ \t]+"
-                             r"(?:up|down)\b)")
+# Spelled as each tool reads its own (dbmate: no space after the colon), in any case; a
+# lint waiver is no section marker, and prose ("-- migrate: up to v2") is left alone.
+_SECTION_MARKER = re.compile(r"(?im)^[ \t]*--[ \t]*(cryomigrate[ \t]*:[ \t]*(?:apply|"
+                             r"rollback|no-transaction)\b|migrate:(?:up|down)\b|"
+                             r"\+[ \t]*goose[ \t]+(?:up|down)\b)")
 
 
 def names() -> tuple[str, ...]:
