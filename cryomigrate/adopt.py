@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryomigrate.backends import Backend, QueryError
+from cryomigrate.backends.base import UNDEFINED_COLUMN
 from cryomigrate.discovery import MigrationFile
 from cryomigrate.errors import StateBlocked
 
@@ -38,7 +39,6 @@ TABLES = {
     "sqlx": "_sqlx_migrations",
     "cryoprotect": "migrations",
 }
-_UNDEFINED_COLUMN = "42703"
 # The columns each reader reads, and a column that marks another tool's table under the
 # same name (dbmate and golang-migrate both default to schema_migrations): read the wrong
 # one, and what it says would be misread, not refused.
@@ -172,8 +172,8 @@ def read_applied(backend: Backend, tool: str, table: str) -> Applied:
     try:
         return _READERS[tool](backend, table)
     except QueryError as exc:
-        if exc.sqlstate != _UNDEFINED_COLUMN and "no such column" not in str(exc):
-            raise  # (SQLite has no SQLSTATE: its message says it)
+        if exc.sqlstate != UNDEFINED_COLUMN:
+            raise
         needed = ", ".join(_SHAPES[tool][0])
         raise StateBlocked(
             f"{table} is not {tool}'s history table: it lacks some of the columns {tool} "

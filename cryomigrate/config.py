@@ -201,6 +201,9 @@ def find_config(path: str | os.PathLike[str] | None = None) -> Path:
     explicit = path or os.environ.get("CRYOMIGRATE_CONFIG")
     if explicit:
         candidate = Path(explicit)
+        if candidate.is_dir():
+            raise ConfigError(f"config file {candidate} is a folder; name the file "
+                              f"({candidate / CONFIG_NAME}, say)")
         if not candidate.is_file():
             raise ConfigError(f"config file {candidate} does not exist")
         return candidate.resolve()

@@ -17,8 +17,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from cryomigrate.backends import Backend, Expect, Transaction
-from cryomigrate.backends.base import Params
-from cryomigrate.errors import DatabaseError
+from cryomigrate.backends.base import UNDEFINED_COLUMN, Params, QueryError
+from cryomigrate.errors import ConfigError, DatabaseError
 from cryomigrate.models import HistoryRow, RepeatableRow
 from cryomigrate.tracker_schema import (
     COLUMNS,
@@ -104,7 +104,16 @@ class Tracker:
         if not self.exists():
             return {}
         self.ready = True
-        rows = self.backend.query(f"SELECT {self._select} FROM {self.history}").data
+        try:
+            rows = self.backend.query(f"SELECT {self._select} FROM {self.history}").data
+        except QueryError as exc:
+            if exc.sqlstate != UNDEFINED_COLUMN:
+                raise
+            raise ConfigError(
+                f"history_table: {self._table_name} exists but is not cryomigrate's history "
+                f"({exc}); is it another tool's (dbmate's and golang-migrate's are "
+                "schema_migrations)? Name a table of cryomigrate's own, and adopt the other "
+                "tool's history with `cryomigrate adopt --from TOOL`") from None
         return {int(row["version"]): _history_row(row) for row in rows}
 
     def newest(self) -> int | None:

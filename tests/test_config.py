@@ -509,3 +509,8 @@ def test_a_policy_written_empty_is_refused_not_read_as_its_default(tmp_path: Pat
     with pytest.raises(ConfigError, match=rf":5: environments\.development\.policies\.{key}: "
                                           "is empty"):
         load_config(config).environment("development")
+
+
+def test_a_config_path_naming_a_folder_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a folder; name the file"):
+        load_config(tmp_path)

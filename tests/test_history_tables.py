@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import Project
-from tests.helpers_core import add_tables, assert_clean_exit, config_with
+from tests.helpers_core import add_tables, assert_clean_exit, config_with, execute
 
 PY = '''
     """Create table p."""
@@ -102,3 +102,15 @@ def test_journal_records_environment_name(project: Project) -> None:
     assert_clean_exit(project.cli("apply", "--env", "staging"), 0)
     assert project.query("SELECT environment FROM cryomigrate_history_journal") == [
         ("staging",)]
+
+
+def test_a_history_table_that_is_another_tools_is_named_as_such(project: Project) -> None:
+    config_with(project, history_table="schema_migrations")
+    add_tables(project, "001_t1")
+    execute(project, "CREATE TABLE schema_migrations (version VARCHAR(128) PRIMARY KEY)")
+    for command in ("status", "apply"):
+        result = project.cli(command)
+        assert_clean_exit(result, 2)
+        assert "history_table: schema_migrations exists but is not cryomigrate's" \
+            in result.stderr, result.stderr
+    assert project.query("SELECT count(*) FROM schema_migrations") == [(0,)]

@@ -132,6 +132,9 @@ class SendsAhead(Protocol):
         ...
 
 
+UNDEFINED_COLUMN = "42703"  # SQLSTATE; the SQLite backend gives it too
+
+
 class QueryError(DatabaseError):
     """A statement failed; carries where, so messages can point at the file and line."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryomigrate.backends import ConnectOptions
-from cryomigrate.backends.base import Expect, Params, QueryError, QueryResult
+from cryomigrate.backends.base import UNDEFINED_COLUMN, Expect, Params, QueryError, QueryResult
 from cryomigrate.errors import ConfigError, ConnectionFailed, LockTimeout, PlanOutdated
 
 if TYPE_CHECKING:  # a status or a no-op run never parses a script
@@ -93,7 +93,7 @@ class SqliteBackend:
             cursor = self._db.execute(sql, params or ())
             return _result(cursor)
         except sqlite3.Error as exc:
-            raise QueryError(f"SQLite error: {exc}") from exc
+            raise QueryError(f"SQLite error: {exc}", sqlstate=_sqlstate(exc)) from exc
 
     def run_script(self, script: Script) -> QueryResult:
         self._drain()
@@ -226,6 +226,12 @@ class SqliteTransaction:
             self._backend._commit()
         self.done = True
         return passed
+
+
+def _sqlstate(exc: sqlite3.Error) -> str | None:
+    """SQLite has no SQLSTATE; the one PostgreSQL gives the same error, where callers
+    above the backend tell errors apart (a table that is not what was expected)."""
+    return UNDEFINED_COLUMN if str(exc).startswith("no such column") else None
 
 
 def _result(cursor: sqlite3.Cursor) -> QueryResult:
