@@ -31,7 +31,6 @@ from psycopg.rows import dict_row
 
 from cryomigrate.backends import ConnectOptions, pg_errors
 from cryomigrate.backends.base import (
-    PLAN_OUTDATED_SETTING,
     Expect,
     Outcome,
     Params,
@@ -40,6 +39,20 @@ from cryomigrate.backends.base import (
     is_plan_outdated,
 )
 from cryomigrate.backends.pg_errors import LOCK_NOT_AVAILABLE
+from cryomigrate.backends.pg_statements import (
+    ENVIRONMENT_TIMEOUTS,
+    GUARD_SETTING,
+    IN_FAILED_TRANSACTION,
+    KEEP_TIMEOUTS_AND_WAIT,
+    MARK,
+    MARK_SHOWN,
+    NOTICES_SHOWN,
+    RESET_SESSION,
+    UNDEFINED_SETTING,
+    guard_expression,
+    ms,
+    session_setting,
+)
 from cryomigrate.errors import (
     CryomigrateError,
     DatabaseError,
@@ -52,43 +65,6 @@ from cryomigrate.errors import (
 if TYPE_CHECKING:  # a status or a no-op run never parses a script
     from cryomigrate.sqlscript import Script
 
-# A transaction's guard (see ``_guard``) fails with this when another run got there
-# first: a skip, not an error. The setting is never defined, so reading it fails.
-_GUARD_SETTING = "cryomigrate.another_run_got_there_first"
-_UNDEFINED_SETTING = "42704"
-_IN_FAILED_TRANSACTION = "25P02"
-# What a script may have set for the session, undone before cryomigrate writes anything;
-# the session authorization also undoes a SET ROLE.
-_RESET_SESSION = ("RESET ALL", "SET SESSION AUTHORIZATION DEFAULT")
-# See ``transaction``: the session's timeouts kept in settings of cryomigrate's own, then
-# the wait for the lock bounded by --lock-wait alone.
-_KEEP_TIMEOUTS_AND_WAIT = (
-    "SELECT pg_catalog.set_config('cryomigrate.lock_timeout', "
-    "pg_catalog.current_setting('lock_timeout'), true), "
-    "pg_catalog.set_config('cryomigrate.statement_timeout', "
-    "pg_catalog.current_setting('statement_timeout'), true), "
-    "pg_catalog.set_config('lock_timeout', %s, true), "
-    "pg_catalog.set_config('statement_timeout', '0', true), "
-    "pg_catalog.current_setting('client_min_messages') AS shown")
-# The environment's timeouts, or where it sets none the session's own, kept above.
-_ENVIRONMENT_TIMEOUTS = (
-    "SELECT pg_catalog.set_config('lock_timeout', COALESCE(%s::pg_catalog.text, "
-    "pg_catalog.current_setting('cryomigrate.lock_timeout')), true), "
-    "pg_catalog.set_config('statement_timeout', COALESCE(%s::pg_catalog.text, "
-    "pg_catalog.current_setting('cryomigrate.statement_timeout')), true)")
-# A marker (see ``_marked``): a notice. Where client_min_messages may hide notices, the
-# longer one shows it anyway and then puts the setting back for the rest of the
-# transaction; once a transaction has told the setting (``_KEEP_TIMEOUTS_AND_WAIT``),
-# the short one does when notices are shown.
-_MARK = "DO $cryomigrate$ BEGIN RAISE NOTICE '{marker}{number}'; END $cryomigrate$"
-_MARK_SHOWN = ("DO $cryomigrate$ DECLARE shown pg_catalog.text := "
-               "pg_catalog.current_setting('client_min_messages'); BEGIN "
-               "PERFORM pg_catalog.set_config('client_min_messages', 'notice', true); "
-               "RAISE NOTICE '{marker}{number}'; "
-               "PERFORM pg_catalog.set_config('client_min_messages', shown, true); "
-               "END $cryomigrate$")
-# client_min_messages values at which a NOTICE reaches the client.
-_NOTICES_SHOWN = {"debug5", "debug4", "debug3", "debug2", "debug1", "debug", "log", "notice"}
 _COPY_WITH_CLIENT = re.compile(r"(?is)\s*COPY\b.*\b(STDIN|STDOUT)\b")
 
 
@@ -104,7 +80,7 @@ class _Item:
     lock: bool = False
     guard: bool = False
     owner: PgTransaction | None = None  # the transaction it belongs to, if any
-    tells_level: bool = False  # returns client_min_messages as ``shown`` (see ``_MARK``)
+    tells_level: bool = False  # returns client_min_messages as ``shown`` (see ``MARK``)
     quiet: bool = False  # cryomigrate's own and runs no code of the user's: no notice
 
 
@@ -221,14 +197,14 @@ class PostgresBackend:
         """
         pooled = self._options.pooler == "transaction"
         if not pooled:
-            settings = [_set("lock_timeout", self._options.lock_timeout_ms),
-                        _set("statement_timeout", self._options.statement_timeout_ms)]
+            settings = [session_setting("lock_timeout", self._options.lock_timeout_ms),
+                        session_setting("statement_timeout", self._options.statement_timeout_ms)]
             self._simple("; ".join(settings), "setting the session's timeouts")
         try:
             yield
         finally:
             if not pooled and not self._db.broken:
-                self._simple("; ".join(_RESET_SESSION), "resetting the session")
+                self._simple("; ".join(RESET_SESSION), "resetting the session")
 
     # -- transactions -----------------------------------------------------------------
 
@@ -246,7 +222,7 @@ class PostgresBackend:
             # Another client's session state may be on this server connection; ours is
             # reset after every script (``PgTransaction.reset_session``).
             tx.reset_session()
-        guard = _guard(expect) if expect is not None else None
+        guard = guard_expression(expect) if expect is not None else None
         if lock:
             opts = self._options
             # Three statements, each costing the pipeline the same: the session's own
@@ -260,12 +236,12 @@ class PostgresBackend:
             # reload, another client's SET behind a transaction pooler nobody declared)
             # would cut the wait short.
             self._pending += [
-                _Item(_KEEP_TIMEOUTS_AND_WAIT, (f"{max(1, opts.lock_wait_ms)}ms",), owner=tx,
+                _Item(KEEP_TIMEOUTS_AND_WAIT, (f"{max(1, opts.lock_wait_ms)}ms",), owner=tx,
                       tells_level=True, quiet=True),
                 _Item(f"SELECT pg_catalog.pg_advisory_xact_lock({self._lock_key})", lock=True,
                       owner=tx, quiet=True),
-                _Item(_ENVIRONMENT_TIMEOUTS + (f", {guard}" if guard else ""),
-                      (_ms(opts.lock_timeout_ms), _ms(opts.statement_timeout_ms)),
+                _Item(ENVIRONMENT_TIMEOUTS + (f", {guard}" if guard else ""),
+                      (ms(opts.lock_timeout_ms), ms(opts.statement_timeout_ms)),
                       guard=guard is not None, where="checking the history", owner=tx,
                       quiet=True),
             ]
@@ -341,8 +317,8 @@ class PostgresBackend:
             failed = next((i for i, c in enumerate(cursors) if c.statusmessage is None),
                           len(cursors) - 1)
             item = items[failed]
-            skipped = item.guard and getattr(exc, "sqlstate", None) == _UNDEFINED_SETTING \
-                and _GUARD_SETTING in str(exc)
+            skipped = item.guard and getattr(exc, "sqlstate", None) == UNDEFINED_SETTING \
+                and GUARD_SETTING in str(exc)
             error = None if skipped else self._error(exc, item)
             if error is not None and self._open and not queued and item.owner is None \
                     and _server_said(exc):
@@ -372,7 +348,7 @@ class PostgresBackend:
         for item, cursor in zip(items, cursors, strict=True):
             if item.tells_level:
                 row = cursor.fetchone()
-                self._notices_shown = row is not None and row["shown"] in _NOTICES_SHOWN
+                self._notices_shown = row is not None and row["shown"] in NOTICES_SHOWN
         _settle(items, cursors, None, None)
         self._aborted_by = None  # (a ROLLBACK TO SAVEPOINT brought the transaction back)
         return _result(cursors[-1])
@@ -401,7 +377,7 @@ class PostgresBackend:
         for item in items:
             owner = item.owner or owner
             if owner in unmarked and not item.quiet:
-                mark = _MARK if self._notices_shown else _MARK_SHOWN
+                mark = MARK if self._notices_shown else MARK_SHOWN
                 marked.append(_Item(mark.format(marker=self._marker,
                                                 number=owners.index(owner)),
                                     where="marking where a migration starts", owner=owner))
@@ -434,7 +410,7 @@ class PostgresBackend:
                               f"%(name)s): {exc}")
         if item.guard and is_plan_outdated(exc.diag.sqlstate, exc.diag.message_primary or ""):
             return PlanOutdated("another run changed the history meanwhile")
-        if exc.diag.sqlstate == _IN_FAILED_TRANSACTION and self._aborted_by is not None:
+        if exc.diag.sqlstate == IN_FAILED_TRANSACTION and self._aborted_by is not None:
             return QueryError(f"{self._aborted_by} -- the migration went on after it (the "
                               "error was caught?), but it had aborted the transaction: "
                               "nothing more ran, and nothing of it is kept",
@@ -504,7 +480,7 @@ class PgTransaction:
     def reset_session(self) -> None:
         self._backend._pending.extend(
             _Item(sql, where="resetting the session", owner=self, quiet=True)
-            for sql in _RESET_SESSION)
+            for sql in RESET_SESSION)
 
     def flush(self) -> bool:
         if self._backend._flush() is None:
@@ -557,33 +533,10 @@ def _script_items(script: Script, owner: PgTransaction | None = None) -> list[_I
     return items
 
 
-def _guard(expect: Expect) -> str:
-    """An expression that fails exactly when ``expect`` does, so that everything queued
-    after it is skipped. Plain SQL: a plpgsql DO block would be compiled anew on every call.
-    ``current_setting`` of a setting that does not exist raises (42704), and, being STABLE
-    rather than IMMUTABLE, only when evaluated, never while planning."""
-    negation = "NOT " if expect.present else ""
-    # A stale plan in the same CASE, after the skip (which comes first): one call, one
-    # expression to plan, on every migration's hot path.
-    stale = "" if expect.stale is None else \
-        f"WHEN {expect.stale} THEN '{PLAN_OUTDATED_SETTING}' "
-    return (f"pg_catalog.current_setting(CASE WHEN {negation}EXISTS ({expect.query}) "
-            f"THEN '{_GUARD_SETTING}' {stale}ELSE 'lock_timeout' END)")
-
-
 def _server_said(exc: BaseException) -> bool:
     """An error the server reported, which aborts its transaction; not one psycopg raised
     before sending (parameters it could not bind)."""
     return isinstance(exc, psycopg.Error) and exc.diag.sqlstate is not None
-
-
-def _ms(value: int | None) -> str | None:
-    return None if value is None else f"{value}ms"
-
-
-def _set(name: str, ms: int | None) -> str:
-    """A session-level setting (outside any transaction) of the environment's timeout."""
-    return f"SET {name} TO DEFAULT" if ms is None else f"SET {name} = '{ms}ms'"
 
 
 def _result(cursor: psycopg.Cursor[dict[str, Any]]) -> QueryResult:
