@@ -39,18 +39,11 @@ TABLES = {
     "sqlx": "_sqlx_migrations",
     "cryoprotect": "migrations",
 }
-# The columns each reader reads, and a column that marks another tool's table under the
-# same name (dbmate and golang-migrate both default to schema_migrations): read the wrong
-# one, and what it says would be misread, not refused.
-_SHAPES: dict[str, tuple[tuple[str, ...], tuple[str, str] | None]] = {
-    "supabase": (("version",), None),
-    "dbmate": (("version",), ("dirty", "golang-migrate")),
-    "cryoprotect": (("version", "name", "applied_at"), None),
-    "golang-migrate": (("version", "dirty"), None),
-    "goose": (("id", "version_id", "is_applied"), None),
-    "flyway": (("installed_rank", "version", "type", "script", "success"), None),
-    "sqlx": (("version", "description", "success", "checksum"), None),
-}
+# A column that marks another tool's table under the same name: dbmate and golang-migrate
+# both default to schema_migrations, and golang-migrate's (one row, the current version,
+# and dirty) read as dbmate's would be misread, not refused. A table lacking a column a
+# reader reads is refused by the reader's own query.
+_LOOKALIKES = {"dbmate": ("dirty", "golang-migrate")}
 
 
 @dataclass(frozen=True)
@@ -174,19 +167,16 @@ def read_applied(backend: Backend, tool: str, table: str) -> Applied:
     except QueryError as exc:
         if exc.sqlstate != UNDEFINED_COLUMN:
             raise
-        needed = ", ".join(_SHAPES[tool][0])
         raise StateBlocked(
-            f"{table} is not {tool}'s history table: it lacks some of the columns {tool} "
-            f"keeps there ({needed}); name {tool}'s table with --table, or give the tool "
-            "that made this one with --from") from None
+            f"{table} is not {tool}'s history table ({exc}); name {tool}'s table with "
+            "--table, or give the tool that made this one with --from") from None
 
 
 def _refuse_lookalike(backend: Backend, tool: str, table: str) -> None:
     """A table of another tool under the same name has the columns read, and more."""
-    other = _SHAPES[tool][1]
-    if other is None:
+    if tool not in _LOOKALIKES:
         return
-    column, owner = other
+    column, owner = _LOOKALIKES[tool]
     quoted = backend.quote_table(table)
     try:
         backend.query(f"SELECT {column} FROM {quoted} WHERE 1 = 0")

@@ -72,7 +72,7 @@ def lint_migrations(env: Environment, dialect: str, migrations: Sequence[Migrati
     raw: dict[str, list[RawFinding]] = {}
     missing = False
     # With lint off (only the destructive policy asked), waivers waive nothing: unchecked.
-    waivers = check_waivers(sql) if use_squawk else {m.file.label: _waivers(m) for m in sql}
+    waivers = check_waivers(sql, names=use_squawk)
     if dialect != "postgresql":
         notes.append(f"{env.name} is a {dialect} environment: cryomigrate's own rules only "
                      "(squawk lints PostgreSQL)")
@@ -118,15 +118,16 @@ def _squawk_findings(binary: str, migrations: list[SqlMigration], env: Environme
     return found
 
 
-def check_waivers(migrations: Sequence[SqlMigration]) -> dict[str, dict[str, int]]:
-    """Each file's ``lint-ignore`` rules (with their lines), after refusing one that names
-    a rule no linter here has: a typo would otherwise waive nothing, silently. squawk,
-    when installed, says which names it knows: it is the authority on its own rules,
-    whichever version is installed."""
+def check_waivers(migrations: Sequence[SqlMigration], *, names: bool = True
+                  ) -> dict[str, dict[str, int]]:
+    """Each file's ``lint-ignore`` rules (with their lines), after refusing (``names``)
+    one that names a rule no linter here has: a typo would otherwise waive nothing,
+    silently. squawk, when installed, says which names it knows: it is the authority on
+    its own rules, whichever version is installed."""
     waivers = {m.file.label: _waivers(m) for m in migrations}
     where = {rule: (label, line) for label, rules_of in waivers.items()
              for rule, line in rules_of.items() if rule not in rules.OWN}
-    if not where:
+    if not names or not where:
         return waivers
     binary = find_squawk()
     unknown = unknown_rule(binary, sorted(where)) if binary is not None else None
